@@ -1,0 +1,428 @@
+//! The simplicial 2-complex, its boundary operators and the Hodge solves.
+
+use super::cg::{pcg, CgConfig, CgScratch, SolverReport};
+use super::sparse::Csr;
+use super::HodgeError;
+
+/// Vertices `0..n`, oriented edges and oriented triangles, with the boundary operators
+/// `d0` (edges × vertices) and `d1` (triangles × edges).
+///
+/// An edge `(u, v)` is oriented from `u` to `v`: `(d0 f)_e = f_v − f_u`. A triangle
+/// `(a, b, c)` has boundary `[a,b] + [b,c] − [a,c]`; each term gets sign `+1` when the
+/// stored edge has that orientation and `−1` when it is stored reversed.
+#[derive(Debug, Clone)]
+pub struct SimplicialComplex {
+    n_vertices: usize,
+    edges: Vec<(u32, u32)>,
+    triangles: Vec<(u32, u32, u32)>,
+    d0: Csr,
+    d0t: Csr,
+    d1: Csr,
+    d1t: Csr,
+    /// `L0 = d0ᵀ d0`, the graph Laplacian, assembled.
+    l0: Csr,
+    inv_diag_l0: Vec<f64>,
+    inv_diag_l2: Vec<f64>,
+}
+
+/// Reusable buffers for decompositions on one complex: repeated calls allocate nothing.
+#[derive(Debug, Clone)]
+pub struct HodgeWorkspace {
+    /// Solver settings used by every call with this workspace.
+    pub cg: CgConfig,
+    shape: (usize, usize, usize),
+    alpha: Vec<f64>,
+    beta: Vec<f64>,
+    rhs_v: Vec<f64>,
+    rhs_t: Vec<f64>,
+    tmp_e: Vec<f64>,
+    scratch_v: CgScratch,
+    scratch_t: CgScratch,
+}
+
+/// The three orthogonal parts of an edge flow.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HodgeParts {
+    /// `d0 α`: the part driven by a vertex potential.
+    pub gradient: Vec<f64>,
+    /// `d1ᵀ β`: the rotational part around filled triangles.
+    pub curl: Vec<f64>,
+    /// What remains: circulation around holes (cycles no triangle fills).
+    pub harmonic: Vec<f64>,
+}
+
+/// The reports of the two solves a full decomposition runs.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct DecompositionReport {
+    /// `L0 α = d0ᵀ x`.
+    pub gradient: SolverReport,
+    /// `L2 β = d1 x`.
+    pub curl: SolverReport,
+}
+
+impl DecompositionReport {
+    /// Iterations of both solves together.
+    pub fn iterations(&self) -> usize {
+        self.gradient.iterations + self.curl.iterations
+    }
+
+    /// Whether both solves met the tolerance.
+    pub fn converged(&self) -> bool {
+        self.gradient.converged && self.curl.converged
+    }
+}
+
+fn key(u: u32, v: u32) -> (u32, u32) {
+    (u.min(v), u.max(v))
+}
+
+impl SimplicialComplex {
+    /// Builds a complex; rejects out-of-range vertices, self-loops, duplicate edges (in
+    /// either orientation), degenerate or duplicate triangles, and triangles whose edges
+    /// are not all present.
+    pub fn new(
+        n_vertices: usize,
+        edges: &[(u32, u32)],
+        triangles: &[(u32, u32, u32)],
+    ) -> Result<Self, HodgeError> {
+        if n_vertices > u32::MAX as usize {
+            return Err(HodgeError::TooLarge { n_vertices });
+        }
+        for &(u, v) in edges {
+            for bad in [u, v] {
+                if bad as usize >= n_vertices {
+                    return Err(HodgeError::EdgeVertexOutOfRange {
+                        u,
+                        v,
+                        bad,
+                        n_vertices,
+                    });
+                }
+            }
+            if u == v {
+                return Err(HodgeError::SelfLoop { u });
+            }
+        }
+        // Sorted (unordered key, edge index) for lookups and duplicate detection.
+        let mut index: Vec<((u32, u32), u32)> = edges
+            .iter()
+            .enumerate()
+            .map(|(i, &(u, v))| (key(u, v), i as u32))
+            .collect();
+        index.sort_unstable();
+        for w in index.windows(2) {
+            if w[0].0 == w[1].0 {
+                return Err(HodgeError::DuplicateEdge {
+                    u: w[0].0 .0,
+                    v: w[0].0 .1,
+                });
+            }
+        }
+        let find = |u: u32, v: u32| -> Option<(u32, f64)> {
+            let k = key(u, v);
+            index
+                .binary_search_by(|probe| probe.0.cmp(&k))
+                .ok()
+                .map(|pos| {
+                    let e = index[pos].1;
+                    let sign = if edges[e as usize] == (u, v) {
+                        1.0
+                    } else {
+                        -1.0
+                    };
+                    (e, sign)
+                })
+        };
+
+        let mut tri_keys: Vec<[u32; 3]> = Vec::with_capacity(triangles.len());
+        let mut d1_rows = Vec::with_capacity(triangles.len());
+        for &(a, b, c) in triangles {
+            for bad in [a, b, c] {
+                if bad as usize >= n_vertices {
+                    return Err(HodgeError::TriangleVertexOutOfRange {
+                        a,
+                        b,
+                        c,
+                        bad,
+                        n_vertices,
+                    });
+                }
+            }
+            if a == b || b == c || a == c {
+                return Err(HodgeError::DegenerateTriangle { a, b, c });
+            }
+            let mut row = Vec::with_capacity(3);
+            for (u, v, orient) in [(a, b, 1.0), (b, c, 1.0), (a, c, -1.0)] {
+                let (e, sign) =
+                    find(u, v).ok_or(HodgeError::MissingTriangleEdge { a, b, c, u, v })?;
+                row.push((e, orient * sign));
+            }
+            row.sort_unstable_by_key(|&(e, _)| e);
+            d1_rows.push(row);
+            let mut k = [a, b, c];
+            k.sort_unstable();
+            tri_keys.push(k);
+        }
+        tri_keys.sort_unstable();
+        for w in tri_keys.windows(2) {
+            if w[0] == w[1] {
+                let [a, b, c] = w[0];
+                return Err(HodgeError::DuplicateTriangle { a, b, c });
+            }
+        }
+
+        let d0 = Csr::from_sorted_rows(
+            n_vertices,
+            edges.iter().map(|&(u, v)| {
+                if u < v {
+                    [(u, -1.0), (v, 1.0)]
+                } else {
+                    [(v, 1.0), (u, -1.0)]
+                }
+            }),
+        );
+        let d1 = Csr::from_sorted_rows(edges.len(), d1_rows);
+        let d0t = d0.transpose();
+        let d1t = d1.transpose();
+
+        // L0 = d0ᵀ d0: degree on the diagonal, −1 per neighbour (edges are simple).
+        let mut adj: Vec<Vec<u32>> = vec![Vec::new(); n_vertices];
+        for &(u, v) in edges {
+            adj[u as usize].push(v);
+            adj[v as usize].push(u);
+        }
+        let l0 = Csr::from_sorted_rows(
+            n_vertices,
+            adj.iter_mut().enumerate().map(|(i, ns)| {
+                let deg = ns.len() as f64;
+                ns.push(i as u32);
+                ns.sort_unstable();
+                ns.iter()
+                    .map(|&c| (c, if c as usize == i { deg } else { -1.0 }))
+                    .collect::<Vec<_>>()
+            }),
+        );
+        let inv = |d: f64| if d > 0.0 { 1.0 / d } else { 1.0 };
+        let inv_diag_l0 = l0.diagonal().into_iter().map(inv).collect();
+        // diag(d1 d1ᵀ) = 3 for every triangle (three ±1 entries).
+        let inv_diag_l2 = vec![1.0 / 3.0; triangles.len()];
+
+        Ok(SimplicialComplex {
+            n_vertices,
+            edges: edges.to_vec(),
+            triangles: triangles.to_vec(),
+            d0,
+            d0t,
+            d1,
+            d1t,
+            l0,
+            inv_diag_l0,
+            inv_diag_l2,
+        })
+    }
+
+    /// Number of vertices.
+    pub fn n_vertices(&self) -> usize {
+        self.n_vertices
+    }
+
+    /// Number of edges (the length of every flow on this complex).
+    pub fn n_edges(&self) -> usize {
+        self.edges.len()
+    }
+
+    /// Number of triangles.
+    pub fn n_triangles(&self) -> usize {
+        self.triangles.len()
+    }
+
+    /// The oriented edges, in the order flows are indexed.
+    pub fn edges(&self) -> &[(u32, u32)] {
+        &self.edges
+    }
+
+    /// The triangles as given.
+    pub fn triangles(&self) -> &[(u32, u32, u32)] {
+        &self.triangles
+    }
+
+    /// The vertex-to-edge boundary operator (edges × vertices).
+    pub fn d0(&self) -> &Csr {
+        &self.d0
+    }
+
+    /// The edge-to-triangle boundary operator (triangles × edges).
+    pub fn d1(&self) -> &Csr {
+        &self.d1
+    }
+
+    /// A workspace sized for this complex, with the default solver settings.
+    pub fn workspace(&self) -> HodgeWorkspace {
+        let (v, e, t) = (self.n_vertices, self.edges.len(), self.triangles.len());
+        HodgeWorkspace {
+            cg: CgConfig::default(),
+            shape: (v, e, t),
+            alpha: vec![0.0; v],
+            beta: vec![0.0; t],
+            rhs_v: vec![0.0; v],
+            rhs_t: vec![0.0; t],
+            tmp_e: vec![0.0; e],
+            scratch_v: CgScratch::new(v),
+            scratch_t: CgScratch::new(t),
+        }
+    }
+
+    fn check(&self, flow: &[f64], ws: &HodgeWorkspace, out_len: usize) -> Result<(), HodgeError> {
+        let e = self.edges.len();
+        if flow.len() != e {
+            return Err(HodgeError::FlowLength {
+                expected: e,
+                got: flow.len(),
+            });
+        }
+        if out_len != e {
+            return Err(HodgeError::OutputLength {
+                expected: e,
+                got: out_len,
+            });
+        }
+        if let Some(index) = flow.iter().position(|x| !x.is_finite()) {
+            return Err(HodgeError::NonFiniteFlow {
+                index,
+                value: flow[index],
+            });
+        }
+        let shape = (self.n_vertices, e, self.triangles.len());
+        if ws.shape != shape {
+            return Err(HodgeError::WorkspaceMismatch {
+                workspace: ws.shape,
+                complex: shape,
+            });
+        }
+        Ok(())
+    }
+
+    /// Solves `L2 β = d1 x` into `ws.beta`.
+    fn solve_curl(&self, flow: &[f64], ws: &mut HodgeWorkspace) -> SolverReport {
+        let HodgeWorkspace {
+            cg,
+            beta,
+            rhs_t,
+            tmp_e,
+            scratch_t,
+            ..
+        } = ws;
+        self.d1.mul_vec(flow, rhs_t);
+        let (d1, d1t) = (&self.d1, &self.d1t);
+        pcg(
+            |p, out| {
+                d1t.mul_vec(p, tmp_e);
+                d1.mul_vec(tmp_e, out);
+            },
+            rhs_t,
+            &self.inv_diag_l2,
+            beta,
+            scratch_t,
+            cg,
+        )
+    }
+
+    /// Solves `L0 α = d0ᵀ x` into `ws.alpha`.
+    fn solve_gradient(&self, flow: &[f64], ws: &mut HodgeWorkspace) -> SolverReport {
+        let HodgeWorkspace {
+            cg,
+            alpha,
+            rhs_v,
+            scratch_v,
+            ..
+        } = ws;
+        self.d0t.mul_vec(flow, rhs_v);
+        let l0 = &self.l0;
+        pcg(
+            |p, out| l0.mul_vec(p, out),
+            rhs_v,
+            &self.inv_diag_l0,
+            alpha,
+            scratch_v,
+            cg,
+        )
+    }
+
+    /// Splits `flow` into gradient, curl and harmonic parts, writing into `parts`
+    /// (resized once if needed, then reused). Allocates nothing when `parts` already has
+    /// the right lengths.
+    pub fn decompose_into(
+        &self,
+        flow: &[f64],
+        ws: &mut HodgeWorkspace,
+        parts: &mut HodgeParts,
+    ) -> Result<DecompositionReport, HodgeError> {
+        self.check(flow, ws, flow.len())?;
+        let e = self.edges.len();
+        for v in [&mut parts.gradient, &mut parts.curl, &mut parts.harmonic] {
+            v.resize(e, 0.0);
+        }
+        let curl = self.solve_curl(flow, ws);
+        let gradient = self.solve_gradient(flow, ws);
+        self.d1t.mul_vec(&ws.beta, &mut parts.curl);
+        self.d0.mul_vec(&ws.alpha, &mut parts.gradient);
+        for i in 0..e {
+            parts.harmonic[i] = flow[i] - parts.gradient[i] - parts.curl[i];
+        }
+        Ok(DecompositionReport { gradient, curl })
+    }
+
+    /// Allocating convenience for [`decompose_into`](Self::decompose_into).
+    pub fn decompose(&self, flow: &[f64]) -> Result<(HodgeParts, DecompositionReport), HodgeError> {
+        let mut ws = self.workspace();
+        let mut parts = HodgeParts::default();
+        let report = self.decompose_into(flow, &mut ws, &mut parts)?;
+        Ok((parts, report))
+    }
+
+    /// Writes the curl-free part of `flow` (gradient + harmonic = `x − d1ᵀβ`) into `out`.
+    /// Only the triangle system is solved. `‖d1 · out‖` equals the reported residual.
+    pub fn project_curl_free_into(
+        &self,
+        flow: &[f64],
+        ws: &mut HodgeWorkspace,
+        out: &mut [f64],
+    ) -> Result<SolverReport, HodgeError> {
+        self.check(flow, ws, out.len())?;
+        let report = self.solve_curl(flow, ws);
+        self.d1t.mul_vec(&ws.beta, out);
+        for (o, x) in out.iter_mut().zip(flow) {
+            *o = x - *o;
+        }
+        Ok(report)
+    }
+
+    /// Allocating convenience for [`project_curl_free_into`](Self::project_curl_free_into).
+    pub fn project_curl_free(&self, flow: &[f64]) -> Result<(Vec<f64>, SolverReport), HodgeError> {
+        let mut ws = self.workspace();
+        let mut out = vec![0.0; self.edges.len()];
+        let report = self.project_curl_free_into(flow, &mut ws, &mut out)?;
+        Ok((out, report))
+    }
+
+    /// Writes only the gradient part of `flow` (`d0 α`) into `out`: every circulation,
+    /// around triangles and around holes alike, is removed. Only the vertex system is
+    /// solved.
+    pub fn project_gradient_into(
+        &self,
+        flow: &[f64],
+        ws: &mut HodgeWorkspace,
+        out: &mut [f64],
+    ) -> Result<SolverReport, HodgeError> {
+        self.check(flow, ws, out.len())?;
+        let report = self.solve_gradient(flow, ws);
+        self.d0.mul_vec(&ws.alpha, out);
+        Ok(report)
+    }
+
+    /// The vertex potential `α` found by the last gradient solve in `ws` (zero-mean is
+    /// not enforced; only differences along edges are meaningful).
+    pub fn potential<'w>(&self, ws: &'w HodgeWorkspace) -> &'w [f64] {
+        &ws.alpha
+    }
+}
