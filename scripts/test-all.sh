@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs every test of the project. This is the README's test command and what CI runs.
+# Each stage installs what it needs through the project's own scripts; nothing by hand.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\n=== %s\n' "$*"; }
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "error: cargo not found; this project needs a Rust toolchain (rustup) on PATH" >&2
+    exit 1
+fi
+
+say "Rust: unit, property, integration and doc tests (benches run once in test mode)"
+cargo test --workspace --all-targets
+cargo test --workspace --doc
