@@ -23,7 +23,9 @@
 pub mod flux;
 pub mod graph;
 pub mod hodge;
+pub mod mesh;
 pub mod morphic;
 pub mod onsager;
+pub mod p2p;
 pub mod rng;
 pub mod turing;

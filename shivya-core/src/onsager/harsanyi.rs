@@ -36,3 +36,66 @@ pub fn shapley_from_dividends(dividends: &[f64], p: usize) -> f64 {
     }
     acc
 }
+
+/// Player 0's share in the local coalition game of `k ≤ 8` players (player 0 is the agent
+/// itself, the others its neighbours): `v(S) = W(S) · exp(−D(S)/T)`, where `W(S)` sums the
+/// couplings `weight(a, b)` inside `S` and `D(S)` is the mean squared distance of the
+/// members' belief means from their centroid. Returns the Shapley value `φ_0`.
+///
+/// `table` needs `2^k` entries and `centroid` `dim` entries; both are scratch. Every sum
+/// runs in mask and member order, so equal inputs give bit-identical results.
+pub fn coalition_share<'a, M, W>(
+    k: usize,
+    dim: usize,
+    mean: M,
+    weight: W,
+    temperature: f64,
+    table: &mut [f64],
+    centroid: &mut [f64],
+) -> f64
+where
+    M: Fn(usize) -> &'a [f64],
+    W: Fn(usize, usize) -> f64,
+{
+    let k = k.min(MAX_PLAYERS);
+    let size = 1usize << k;
+    if table.len() < size || centroid.len() < dim {
+        return 0.0;
+    }
+    let centroid = &mut centroid[..dim];
+    for mask in 0..size {
+        let mut w_in = 0.0;
+        let mut count = 0.0;
+        centroid.fill(0.0);
+        for a in 0..k {
+            if mask & (1 << a) == 0 {
+                continue;
+            }
+            for (c, x) in centroid.iter_mut().zip(mean(a)) {
+                *c += x;
+            }
+            count += 1.0;
+            for b in a + 1..k {
+                if mask & (1 << b) != 0 {
+                    w_in += weight(a, b);
+                }
+            }
+        }
+        if count < 2.0 {
+            table[mask] = 0.0;
+            continue;
+        }
+        centroid.iter_mut().for_each(|c| *c /= count);
+        let mut disp = 0.0;
+        for a in 0..k {
+            if mask & (1 << a) != 0 {
+                for (c, x) in centroid.iter().zip(mean(a)) {
+                    disp += (x - c) * (x - c);
+                }
+            }
+        }
+        table[mask] = w_in * (-(disp / count) / temperature).exp();
+    }
+    dividends_in_place(&mut table[..size]);
+    shapley_from_dividends(&table[..size], 0)
+}

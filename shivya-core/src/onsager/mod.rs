@@ -24,7 +24,7 @@
 
 mod harsanyi;
 
-pub use harsanyi::{dividends_in_place, shapley_from_dividends, MAX_PLAYERS};
+pub use harsanyi::{coalition_share, dividends_in_place, shapley_from_dividends, MAX_PLAYERS};
 
 use crate::flux::{FluxConfig, GaussianModel, GibbsFluxAgent, SubstrateError};
 use crate::graph::{Graph, GraphError};
@@ -610,11 +610,7 @@ impl OnsagerCollectiveEnsemble {
     }
 
     fn coupling_weight(&self, u: u32, v: u32) -> f64 {
-        let (ns, ws) = self.graph.neighbours(u as usize);
-        match ns.binary_search(&v) {
-            Ok(k) => ws[k],
-            Err(_) => 0.0,
-        }
+        edge_weight(&self.graph, u, v)
     }
 
     fn diffuse(&mut self) -> Result<(), OnsagerError> {
@@ -678,46 +674,26 @@ impl OnsagerCollectiveEnsemble {
             self.members[1..].sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
             self.members.truncate(MAX_PLAYERS);
             let k = self.members.len();
-            let size = 1usize << k;
             let dim = self.agents[i].dim();
-            // v(S) = W(S) · exp(−D(S)/T), built mask by mask.
-            for mask in 0..size {
-                let mut w_in = 0.0;
-                let mut count = 0.0;
-                self.centroid[..dim].fill(0.0);
-                for a in 0..k {
-                    if mask & (1 << a) == 0 {
-                        continue;
-                    }
-                    let ma = self.agents[self.members[a].1 as usize].mean();
-                    for (c, x) in self.centroid[..dim].iter_mut().zip(ma) {
-                        *c += x;
-                    }
-                    count += 1.0;
-                    for b in a + 1..k {
-                        if mask & (1 << b) != 0 {
-                            w_in += self.coupling_weight(self.members[a].1, self.members[b].1);
-                        }
-                    }
-                }
-                if count < 2.0 {
-                    self.table[mask] = 0.0;
-                    continue;
-                }
-                self.centroid[..dim].iter_mut().for_each(|c| *c /= count);
-                let mut disp = 0.0;
-                for a in 0..k {
-                    if mask & (1 << a) != 0 {
-                        let ma = self.agents[self.members[a].1 as usize].mean();
-                        for (c, x) in self.centroid[..dim].iter().zip(ma) {
-                            disp += (x - c) * (x - c);
-                        }
-                    }
-                }
-                self.table[mask] = w_in * (-(disp / count) / temp).exp();
-            }
-            dividends_in_place(&mut self.table[..size]);
-            self.shares[i] = shapley_from_dividends(&self.table[..size], 0);
+            let (agents, members, graph) = (&self.agents, &self.members, &self.graph);
+            self.shares[i] = coalition_share(
+                k,
+                dim,
+                |a| agents[members[a].1 as usize].mean(),
+                |a, b| edge_weight(graph, members[a].1, members[b].1),
+                temp,
+                &mut self.table,
+                &mut self.centroid,
+            );
         }
+    }
+}
+
+/// The coupling on edge `{u, v}` of `graph`, 0 when there is none.
+fn edge_weight(graph: &Graph, u: u32, v: u32) -> f64 {
+    let (ns, ws) = graph.neighbours(u as usize);
+    match ns.binary_search(&v) {
+        Ok(k) => ws[k],
+        Err(_) => 0.0,
     }
 }

@@ -1,0 +1,295 @@
+//! The node's own agent (L1 + L2) and its coupling to peers' beliefs (L3).
+//!
+//! Each node runs one active-inference agent on its local observation. Beliefs travel in
+//! BELIEF frames; a node diffuses its mean towards fresh peer beliefs along a symmetric
+//! coupling and takes its Shapley share of the local coalition game. Losing BELIEF frames
+//! costs accuracy, never correctness: nothing in the routes depends on them.
+
+use super::MeshError;
+use crate::flux::{FluxConfig, GaussianModel, GibbsFluxAgent};
+use crate::morphic::{MorphicConfig, MorphicController};
+use crate::onsager::{coalition_share, MAX_PLAYERS};
+use crate::p2p::protocol::MAX_BELIEF_DIM;
+use crate::p2p::NodeId;
+use std::collections::BTreeMap;
+
+/// Settings of the node's agent and of belief exchange.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BeliefConfig {
+    /// Prior variance of the starting model.
+    pub prior_var: f64,
+    /// Sensory noise variance.
+    pub sensory_var: f64,
+    /// L1 descent settings.
+    pub flux: FluxConfig,
+    /// L2 settings (the seed is mixed with the node id).
+    pub morphic: MorphicConfig,
+    /// L3 diffusion rate.
+    pub diffusion_rate: f64,
+    /// L3 synergy temperature.
+    pub synergy_temperature: f64,
+    /// Process noise when the posterior becomes the next prior.
+    pub process_noise: f64,
+    /// A peer belief older than this is ignored.
+    pub belief_ttl_ms: u64,
+    /// Most peer beliefs held.
+    pub max_peer_beliefs: usize,
+}
+
+impl Default for BeliefConfig {
+    fn default() -> Self {
+        BeliefConfig {
+            prior_var: 4.0,
+            sensory_var: 0.5,
+            flux: FluxConfig::default(),
+            morphic: MorphicConfig::default(),
+            diffusion_rate: 0.1,
+            synergy_temperature: 1.0,
+            process_noise: 0.01,
+            belief_ttl_ms: 1_000,
+            max_peer_beliefs: 64,
+        }
+    }
+}
+
+/// Observation dimension of a node's agent.
+pub const OBS_DIM: usize = 2;
+
+/// The symmetric coupling between two nodes: `(1 + min(p, 8)) / 9`, where `p` is the
+/// length of the ids' common prefix. `L(a, b) = L(b, a)` by construction (XOR is
+/// symmetric), so the Onsager reciprocity holds across the mesh without coordination.
+pub fn coupling(a: &NodeId, b: &NodeId) -> f64 {
+    let p = a.distance(b).leading_zeros().min(8);
+    (1.0 + p as f64) / 9.0
+}
+
+#[derive(Debug, Clone)]
+struct PeerBelief {
+    mean: Vec<f64>,
+    free_energy: f64,
+    received_ms: u64,
+}
+
+/// What one layer step produced.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct BeliefReport {
+    /// Variational free energy of this node's agent.
+    pub free_energy: f64,
+    /// This node's Shapley share of its coalition's dividends.
+    pub dividend: f64,
+    /// `free_energy − dividend`: this node's term of the mesh's collective free energy.
+    pub f_collective: f64,
+    /// Fresh peer beliefs used.
+    pub peers_used: usize,
+    /// Latent dimension after the step.
+    pub latent_dim: usize,
+    /// A latent expansion happened.
+    pub expanded: bool,
+}
+
+/// The node's agent and what it knows of its peers' beliefs.
+#[derive(Debug, Clone)]
+pub struct BeliefState {
+    me: NodeId,
+    config: BeliefConfig,
+    agent: GibbsFluxAgent,
+    controller: MorphicController,
+    peers: BTreeMap<NodeId, PeerBelief>,
+    members: Vec<(f64, NodeId)>,
+    means: Vec<Vec<f64>>,
+    table: Vec<f64>,
+    centroid: Vec<f64>,
+    last: BeliefReport,
+    steps: u64,
+}
+
+impl BeliefState {
+    /// A fresh agent for node `me`.
+    pub fn new(me: NodeId, config: BeliefConfig) -> Result<BeliefState, MeshError> {
+        let bad = |what: &'static str| MeshError::Config {
+            what,
+            why: "must be finite and positive".into(),
+        };
+        for (what, v) in [
+            ("prior_var", config.prior_var),
+            ("sensory_var", config.sensory_var),
+            ("synergy_temperature", config.synergy_temperature),
+        ] {
+            if !(v > 0.0 && v.is_finite()) {
+                return Err(bad(what));
+            }
+        }
+        for (what, v) in [
+            ("diffusion_rate", config.diffusion_rate),
+            ("process_noise", config.process_noise),
+        ] {
+            if !(v >= 0.0 && v.is_finite()) {
+                return Err(MeshError::Config {
+                    what,
+                    why: "must be finite and non-negative".into(),
+                });
+            }
+        }
+        if config.morphic.max_dim > MAX_BELIEF_DIM {
+            return Err(MeshError::Config {
+                what: "morphic.max_dim",
+                why: format!("must be at most {MAX_BELIEF_DIM} (the BELIEF frame limit)"),
+            });
+        }
+        let model = GaussianModel::isotropic(2, OBS_DIM, config.prior_var, config.sensory_var);
+        let agent = GibbsFluxAgent::new(model, config.flux).map_err(MeshError::Agent)?;
+        let mut seed = 0u64;
+        for chunk in me.0.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            seed ^= u64::from_be_bytes(b);
+        }
+        let morphic = MorphicConfig {
+            seed: config.morphic.seed ^ seed,
+            ..config.morphic
+        };
+        let controller = MorphicController::new(morphic, OBS_DIM).map_err(MeshError::Agent)?;
+        Ok(BeliefState {
+            me,
+            config,
+            agent,
+            controller,
+            peers: BTreeMap::new(),
+            members: Vec::with_capacity(MAX_PLAYERS + 1),
+            means: vec![Vec::new(); MAX_PLAYERS],
+            table: vec![0.0; 1 << MAX_PLAYERS],
+            centroid: vec![0.0; MAX_BELIEF_DIM],
+            last: BeliefReport::default(),
+            steps: 0,
+        })
+    }
+
+    /// The agent.
+    pub fn agent(&self) -> &GibbsFluxAgent {
+        &self.agent
+    }
+
+    /// The last step's report.
+    pub fn last(&self) -> BeliefReport {
+        self.last
+    }
+
+    /// Steps taken.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// Peer beliefs held (fresh or not).
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Stores a peer's belief. Returns false (and stores nothing) when the table is full
+    /// and the peer is new.
+    pub fn receive(&mut self, from: NodeId, free_energy: f64, mean: &[f64], now_ms: u64) -> bool {
+        if from == self.me {
+            return false;
+        }
+        if !self.peers.contains_key(&from) && self.peers.len() >= self.config.max_peer_beliefs {
+            // Make room by dropping stale beliefs first.
+            let ttl = self.config.belief_ttl_ms;
+            self.peers.retain(|_, p| p.received_ms + ttl > now_ms);
+            if self.peers.len() >= self.config.max_peer_beliefs {
+                return false;
+            }
+        }
+        let entry = self.peers.entry(from).or_insert(PeerBelief {
+            mean: Vec::new(),
+            free_energy: 0.0,
+            received_ms: now_ms,
+        });
+        entry.mean.clear();
+        entry.mean.extend_from_slice(mean);
+        entry.free_energy = free_energy;
+        entry.received_ms = now_ms;
+        true
+    }
+
+    /// Forgets a peer (it left or was removed).
+    pub fn forget(&mut self, id: &NodeId) {
+        self.peers.remove(id);
+    }
+
+    /// One L1/L2/L3 step on observation `obs` (length [`OBS_DIM`], finite).
+    /// On error nothing observable changes except counters kept by the caller.
+    pub fn step(&mut self, obs: &[f64], now_ms: u64) -> Result<BeliefReport, MeshError> {
+        let r = self
+            .controller
+            .update(&mut self.agent, obs)
+            .map_err(MeshError::Agent)?;
+
+        // Coalition: me plus my (at most 7) most strongly coupled fresh peers.
+        let ttl = self.config.belief_ttl_ms;
+        self.members.clear();
+        for (id, p) in &self.peers {
+            if p.received_ms + ttl > now_ms {
+                self.members.push((coupling(&self.me, id), *id));
+            }
+        }
+        self.members
+            .sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        self.members.truncate(MAX_PLAYERS - 1);
+
+        // Diffusion: Δμ = r Σ_j L_ij (μ_j − μ_i), with r·Σ L ≤ ½.
+        let total: f64 = self.members.iter().map(|m| m.0).sum();
+        let rate = if total > 0.0 {
+            self.config.diffusion_rate.min(0.5 / total)
+        } else {
+            0.0
+        };
+        let dim = self.agent.dim();
+        let mut new_mean = self.agent.mean().to_vec();
+        for &(w, id) in &self.members {
+            if let Some(p) = self.peers.get(&id) {
+                for k in 0..dim.min(p.mean.len()) {
+                    new_mean[k] += rate * w * (p.mean[k] - self.agent.mean()[k]);
+                }
+            }
+        }
+        self.agent.set_mean(&new_mean).map_err(MeshError::Agent)?;
+        let free_energy = self.agent.free_energy();
+
+        // Dividends of the local coalition game; player 0 is this node.
+        let k = self.members.len() + 1;
+        self.means[0].clear();
+        self.means[0].extend_from_slice(self.agent.mean());
+        let mut ids = [self.me; MAX_PLAYERS];
+        for (a, &(_, id)) in self.members.iter().enumerate() {
+            ids[a + 1] = id;
+            self.means[a + 1].clear();
+            if let Some(p) = self.peers.get(&id) {
+                // Compare on the common dimensions only.
+                self.means[a + 1].extend(p.mean.iter().take(dim).copied());
+            }
+            self.means[a + 1].resize(dim, 0.0);
+        }
+        let means = &self.means;
+        let dividend = coalition_share(
+            k,
+            dim,
+            |a| means[a].as_slice(),
+            |a, b| coupling(&ids[a], &ids[b]),
+            self.config.synergy_temperature,
+            &mut self.table,
+            &mut self.centroid,
+        );
+        self.agent
+            .absorb(self.config.process_noise)
+            .map_err(MeshError::Agent)?;
+        self.steps += 1;
+        self.last = BeliefReport {
+            free_energy,
+            dividend,
+            f_collective: free_energy - dividend,
+            peers_used: k - 1,
+            latent_dim: self.agent.dim(),
+            expanded: r.expanded,
+        };
+        Ok(self.last)
+    }
+}

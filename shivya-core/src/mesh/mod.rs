@@ -1,0 +1,125 @@
+//! mesh — where the layers meet: a node that joins the Kademlia network, replicates
+//! workload records, runs the agent stack, and settles routes.
+//!
+//! * [`NodeState`] is the node as a deterministic state machine (quinn-proto's shape):
+//!   `handle_datagram`, `handle_timeout`, `poll_transmit`, `poll_timeout`, `poll_event`,
+//!   plus the proxy calls. No sockets, no clock, no threads.
+//! * [`Node`] drives a `NodeState` over a non-blocking mio UDP socket; a host puts
+//!   [`Node::raw_fd`] into its own poll loop and calls [`Node::step`].
+//! * [`WorkloadMeshProxy`] is the three-call surface: `record_queue_len`,
+//!   `record_offload`, `settle`.
+//!
+//! **Why every node settles to the same routes.** Each node's writes form one record,
+//! tagged with its origin id and a version it alone increments. Records merge by highest
+//! version per origin (a state-based CRDT), and anti-entropy (digest pages of
+//! `(origin, version)` pairs, answered with the records the other side lacks) makes every
+//! connected node hold the same records. The flow is summed in ascending origin order and
+//! projected by CG from a zero start, so equal records give bit-identical routes.
+//! Belief exchange (L1–L3) rides on the same links and affects only the agents' free
+//! energies, never the routes. A node that disappears without LEAVE keeps its last record
+//! in the mesh (records carry no expiry: expiring by local clock would make nodes
+//! disagree); a node that leaves publishes an empty record first.
+
+mod belief;
+mod node;
+mod proxy;
+mod records;
+mod state;
+mod workload;
+
+pub use belief::{coupling, BeliefConfig, BeliefReport, BeliefState, OBS_DIM};
+pub use node::{Node, StepOutcome, RECV_BUDGET};
+pub use proxy::WorkloadMeshProxy;
+pub use records::{DigestPage, MergeOutcome, RecordStore};
+pub use state::{Counters, DropCounters, NodeConfig, NodeState, Status, Transmit};
+pub use workload::{EdgeRecommendation, Reconciler, SettleMode, Settlement, WorkloadTopology};
+
+use crate::flux::SubstrateError;
+use crate::hodge::HodgeError;
+use crate::p2p::P2pError;
+use thiserror::Error;
+
+/// Errors of the mesh layer. A call that returns one has changed nothing.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum MeshError {
+    /// A setting is out of range.
+    #[error("mesh setting {what} is invalid: {why}")]
+    Config {
+        /// Setting.
+        what: &'static str,
+        /// Why.
+        why: String,
+    },
+    /// The topology is malformed.
+    #[error("workload topology is invalid: {0}")]
+    Topology(String),
+    /// A vertex outside the topology.
+    #[error("vertex {vertex} is unknown: the topology has {n} vertices")]
+    UnknownVertex {
+        /// Vertex given.
+        vertex: u32,
+        /// Vertices in the topology.
+        n: u32,
+    },
+    /// An offload between vertices the topology does not connect.
+    #[error("there is no edge between {src} and {dst} in the topology")]
+    UnknownEdge {
+        /// Source.
+        src: u32,
+        /// Destination.
+        dst: u32,
+    },
+    /// An offload from a vertex to itself.
+    #[error("offload from vertex {vertex} to itself")]
+    SelfEdge {
+        /// The vertex.
+        vertex: u32,
+    },
+    /// A NaN, infinite or negative number where a finite non-negative one is needed.
+    #[error("{what} = {value} is invalid: must be finite and non-negative")]
+    BadValue {
+        /// Which input.
+        what: &'static str,
+        /// Value given.
+        value: f64,
+    },
+    /// A slice of the wrong length.
+    #[error("{what} has {got} entries, expected {expected}")]
+    Length {
+        /// Which input.
+        what: &'static str,
+        /// Expected.
+        expected: usize,
+        /// Given.
+        got: usize,
+    },
+    /// Our record has no room for another entry (it must fit one frame).
+    #[error("our record already holds the maximum of {max} {what}")]
+    RecordFull {
+        /// Which list.
+        what: &'static str,
+        /// Limit.
+        max: usize,
+    },
+    /// The agent failed.
+    #[error("agent: {0}")]
+    Agent(SubstrateError),
+    /// The reconciler failed.
+    #[error(transparent)]
+    Hodge(#[from] HodgeError),
+    /// The p2p layer failed (bind, config, store).
+    #[error(transparent)]
+    P2p(P2pError),
+    /// A socket error other than would-block.
+    #[error("socket error: {0}")]
+    Io(String),
+    /// An invariant broke; please report it.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+}
+
+impl MeshError {
+    fn io(e: std::io::Error) -> MeshError {
+        MeshError::Io(e.to_string())
+    }
+}

@@ -1,0 +1,188 @@
+//! The replicated workload state: one versioned record per origin, merged as a CRDT.
+//!
+//! Per origin the highest version wins, so merging is commutative, associative and
+//! idempotent; two nodes that have seen the same records hold the same map, whatever the
+//! order or repetition of delivery. Records live in a `BTreeMap`, so every walk over them
+//! (digests, the flow sum) runs in ascending origin order.
+
+use crate::p2p::protocol::{RecordWire, MAX_DIGEST_ENTRIES};
+use crate::p2p::NodeId;
+use std::collections::BTreeMap;
+
+/// What [`RecordStore::merge`] did with an incoming record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MergeOutcome {
+    /// New origin or newer version: stored.
+    Applied,
+    /// Same or older version than held: nothing changed.
+    Stale,
+    /// New origin but the store is full: dropped, nothing changed.
+    Full,
+}
+
+/// One digest page: the versions of every held origin in `[lo, hi]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigestPage {
+    /// First origin covered.
+    pub lo: NodeId,
+    /// Last origin covered.
+    pub hi: NodeId,
+    /// `(origin, version)`, ascending.
+    pub entries: Vec<(NodeId, u64)>,
+}
+
+/// All records this node holds, its own included.
+#[derive(Debug, Clone)]
+pub struct RecordStore {
+    max_records: usize,
+    records: BTreeMap<NodeId, RecordWire>,
+}
+
+const MAX_ID: NodeId = NodeId([0xff; crate::p2p::ID_LEN]);
+
+fn successor(id: &NodeId) -> Option<NodeId> {
+    let mut out = id.0;
+    for b in out.iter_mut().rev() {
+        if *b == 0xff {
+            *b = 0;
+        } else {
+            *b += 1;
+            return Some(NodeId(out));
+        }
+    }
+    None
+}
+
+impl RecordStore {
+    /// An empty store of at most `max_records` origins (at least 1).
+    pub fn new(max_records: usize) -> RecordStore {
+        RecordStore {
+            max_records: max_records.max(1),
+            records: BTreeMap::new(),
+        }
+    }
+
+    /// Records held.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// The record of `origin`.
+    pub fn get(&self, origin: &NodeId) -> Option<&RecordWire> {
+        self.records.get(origin)
+    }
+
+    /// Every record, ascending by origin.
+    pub fn iter(&self) -> impl Iterator<Item = &RecordWire> + '_ {
+        self.records.values()
+    }
+
+    /// Version held for `origin` (0 when absent: real versions start at 1).
+    pub fn version(&self, origin: &NodeId) -> u64 {
+        self.records.get(origin).map_or(0, |r| r.version)
+    }
+
+    /// Highest-version-wins merge.
+    pub fn merge(&mut self, record: &RecordWire) -> MergeOutcome {
+        let full = self.records.len() >= self.max_records;
+        match self.records.get_mut(&record.origin) {
+            Some(held) if held.version >= record.version => MergeOutcome::Stale,
+            Some(held) => {
+                held.clone_from(record);
+                MergeOutcome::Applied
+            }
+            None if full => MergeOutcome::Full,
+            None => {
+                self.records.insert(record.origin, record.clone());
+                MergeOutcome::Applied
+            }
+        }
+    }
+
+    /// Replaces our own record unconditionally (the caller bumps the version).
+    pub(crate) fn put_own(&mut self, record: RecordWire) {
+        self.records.insert(record.origin, record);
+    }
+
+    /// The digest page starting at `from`: up to [`MAX_DIGEST_ENTRIES`] origins. Returns the
+    /// page and where the next page starts (`None` after the last page).
+    pub fn digest_page(&self, from: NodeId) -> (DigestPage, Option<NodeId>) {
+        let entries: Vec<(NodeId, u64)> = self
+            .records
+            .range(from..)
+            .take(MAX_DIGEST_ENTRIES)
+            .map(|(o, r)| (*o, r.version))
+            .collect();
+        let full = entries.len() == MAX_DIGEST_ENTRIES;
+        let (hi, next) = match (full, entries.last()) {
+            (true, Some((last, _))) => {
+                let next = successor(last).filter(|n| self.records.range(*n..).next().is_some());
+                (if next.is_some() { *last } else { MAX_ID }, next)
+            }
+            _ => (MAX_ID, None),
+        };
+        (
+            DigestPage {
+                lo: from,
+                hi,
+                entries,
+            },
+            next,
+        )
+    }
+
+    /// Our digest over exactly `[lo, hi]`, truncated to one page (the page's `hi` then
+    /// shrinks to its last entry).
+    pub fn digest_range(&self, lo: NodeId, hi: NodeId) -> DigestPage {
+        let mut entries = Vec::new();
+        let mut hi_out = hi;
+        for (o, r) in self.records.range(lo..=hi) {
+            if entries.len() == MAX_DIGEST_ENTRIES {
+                if let Some((last, _)) = entries.last() {
+                    hi_out = *last;
+                }
+                break;
+            }
+            entries.push((*o, r.version));
+        }
+        DigestPage {
+            lo,
+            hi: hi_out,
+            entries,
+        }
+    }
+
+    /// Origins in `[lo, hi]` whose record we hold newer than `theirs` says (absent from
+    /// `theirs` counts as version 0), at most `limit`, ascending.
+    pub fn newer_than(
+        &self,
+        lo: NodeId,
+        hi: NodeId,
+        theirs: &[(NodeId, u64)],
+        limit: usize,
+    ) -> Vec<NodeId> {
+        let mut out = Vec::new();
+        for (o, r) in self.records.range(lo..=hi) {
+            if out.len() == limit {
+                break;
+            }
+            let their_version = theirs
+                .binary_search_by(|e| e.0.cmp(o))
+                .map_or(0, |k| theirs[k].1);
+            if r.version > their_version {
+                out.push(*o);
+            }
+        }
+        out
+    }
+
+    /// Whether `theirs` lists any origin with a version newer than ours.
+    pub fn lacks_any(&self, theirs: &[(NodeId, u64)]) -> bool {
+        theirs.iter().any(|(o, v)| *v > self.version(o))
+    }
+}

@@ -1,0 +1,218 @@
+//! The workload graph and the reconciler that turns merged records into routes.
+
+use super::MeshError;
+use crate::graph::Graph;
+use crate::hodge::{CgConfig, HodgeWorkspace, SimplicialComplex, SolverReport};
+use crate::p2p::protocol::RecordWire;
+
+/// The vertices work can sit on (backends, shards, servers) and the edges along which it
+/// can move. Every node of a mesh must be configured with the same topology: records name
+/// vertices by index. Triangles are all 3-cliques of the edge set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadTopology {
+    n_vertices: u32,
+    edges: Vec<(u32, u32)>,
+}
+
+impl WorkloadTopology {
+    /// `n_vertices` vertices and these undirected edges (stored as given; an edge `(u, v)`
+    /// is oriented from `u` to `v`). Self-loops, duplicates and out-of-range vertices are
+    /// rejected.
+    pub fn new(n_vertices: u32, edges: &[(u32, u32)]) -> Result<WorkloadTopology, MeshError> {
+        let t = WorkloadTopology {
+            n_vertices,
+            edges: edges.to_vec(),
+        };
+        t.complex()?;
+        Ok(t)
+    }
+
+    /// Every pair of `n` vertices connected, edges `(u, v)` with `u < v` in lexicographic
+    /// order.
+    pub fn complete(n_vertices: u32) -> WorkloadTopology {
+        let mut edges = Vec::new();
+        for u in 0..n_vertices {
+            for v in u + 1..n_vertices {
+                edges.push((u, v));
+            }
+        }
+        WorkloadTopology { n_vertices, edges }
+    }
+
+    /// Vertex count.
+    pub fn n_vertices(&self) -> u32 {
+        self.n_vertices
+    }
+
+    /// The edges.
+    pub fn edges(&self) -> &[(u32, u32)] {
+        &self.edges
+    }
+
+    fn complex(&self) -> Result<SimplicialComplex, MeshError> {
+        let weighted: Vec<(u32, u32, f64)> = self.edges.iter().map(|&(u, v)| (u, v, 1.0)).collect();
+        let graph = Graph::new(self.n_vertices as usize, &weighted)
+            .map_err(|e| MeshError::Topology(e.to_string()))?;
+        let triangles = graph.triangles();
+        SimplicialComplex::new(self.n_vertices as usize, &self.edges, &triangles)
+            .map_err(|e| MeshError::Topology(e.to_string()))
+    }
+
+    /// Index of the edge joining `a` and `b` and whether it is stored as `(a, b)`.
+    pub fn edge_index(&self, a: u32, b: u32) -> Option<(usize, bool)> {
+        self.edges.iter().enumerate().find_map(|(i, &(u, v))| {
+            if (u, v) == (a, b) {
+                Some((i, true))
+            } else if (u, v) == (b, a) {
+                Some((i, false))
+            } else {
+                None
+            }
+        })
+    }
+}
+
+/// Which part of the flow `settle` keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SettleMode {
+    /// Gradient + harmonic: removes circulation around filled triangles only (the seed's
+    /// behaviour). Circulation around a hole in the topology survives.
+    #[default]
+    CurlFree,
+    /// Gradient only: removes every circulation; the natural choice for routing.
+    GradientOnly,
+}
+
+/// One settled route: move `rate` units of work per unit time from `src` to `dst`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EdgeRecommendation {
+    /// Vertex work leaves.
+    pub src: u32,
+    /// Vertex work goes to.
+    pub dst: u32,
+    /// Rate, positive.
+    pub rate: f64,
+}
+
+/// The result of one reconciliation.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Settlement {
+    /// Routes with `rate > min_rate`, in edge order.
+    pub routes: Vec<EdgeRecommendation>,
+    /// The settled signed flow per edge (positive along the stored orientation).
+    pub flow: Vec<f64>,
+    /// Merged queue length per vertex.
+    pub queue: Vec<f64>,
+    /// The CG solve.
+    pub report: SolverReport,
+}
+
+/// Builds the flow from records and projects it. Owns its workspace: repeated calls
+/// reuse the buffers.
+#[derive(Debug, Clone)]
+pub struct Reconciler {
+    topology: WorkloadTopology,
+    complex: SimplicialComplex,
+    ws: HodgeWorkspace,
+    raw: Vec<f64>,
+    queue: Vec<f64>,
+}
+
+impl Reconciler {
+    /// A reconciler for `topology`.
+    pub fn new(topology: WorkloadTopology, cg: CgConfig) -> Result<Reconciler, MeshError> {
+        let complex = topology.complex()?;
+        let mut ws = complex.workspace();
+        ws.cg = cg;
+        Ok(Reconciler {
+            raw: vec![0.0; complex.n_edges()],
+            queue: vec![0.0; complex.n_vertices()],
+            topology,
+            complex,
+            ws,
+        })
+    }
+
+    /// The topology.
+    pub fn topology(&self) -> &WorkloadTopology {
+        &self.topology
+    }
+
+    /// The complex (for callers that want the raw Hodge operators).
+    pub fn complex(&self) -> &SimplicialComplex {
+        &self.complex
+    }
+
+    /// Merges `records` (ascending origin order, entries in their stored order) into queue
+    /// lengths and an offload flow, adds `queue_gain · (q_u − q_v)` on every edge `(u, v)`
+    /// so work moves from long queues to short ones, and projects the result. Entries that
+    /// name vertices or edges outside the topology are skipped (they are rejected on
+    /// receipt, so none arrive here from the network).
+    pub fn settle<'a>(
+        &mut self,
+        records: impl Iterator<Item = &'a RecordWire>,
+        mode: SettleMode,
+        queue_gain: f64,
+        min_rate: f64,
+    ) -> Result<Settlement, MeshError> {
+        self.raw.fill(0.0);
+        self.queue.fill(0.0);
+        for r in records {
+            for &(v, q) in &r.queue {
+                if let Some(slot) = self.queue.get_mut(v as usize) {
+                    *slot += q;
+                }
+            }
+            for &(s, d, x) in &r.offload {
+                if let Some((e, forward)) = self.topology.edge_index(s, d) {
+                    self.raw[e] += if forward { x } else { -x };
+                }
+            }
+        }
+        for (e, &(u, v)) in self.topology.edges.iter().enumerate() {
+            self.raw[e] += queue_gain * (self.queue[u as usize] - self.queue[v as usize]);
+        }
+        let mut flow = vec![0.0; self.raw.len()];
+        let report = match mode {
+            SettleMode::CurlFree => {
+                self.complex
+                    .project_curl_free_into(&self.raw, &mut self.ws, &mut flow)?
+            }
+            SettleMode::GradientOnly => {
+                self.complex
+                    .project_gradient_into(&self.raw, &mut self.ws, &mut flow)?
+            }
+        };
+        let mut routes = Vec::new();
+        for (e, &(u, v)) in self.topology.edges.iter().enumerate() {
+            let f = flow[e];
+            if f > min_rate {
+                routes.push(EdgeRecommendation {
+                    src: u,
+                    dst: v,
+                    rate: f,
+                });
+            } else if -f > min_rate {
+                routes.push(EdgeRecommendation {
+                    src: v,
+                    dst: u,
+                    rate: -f,
+                });
+            }
+        }
+        Ok(Settlement {
+            routes,
+            flow,
+            queue: self.queue.clone(),
+            report,
+        })
+    }
+
+    /// Whether a record only names vertices and edges of this topology.
+    pub fn fits(&self, r: &RecordWire) -> bool {
+        r.queue.iter().all(|&(v, _)| v < self.topology.n_vertices)
+            && r.offload
+                .iter()
+                .all(|&(s, d, _)| self.topology.edge_index(s, d).is_some())
+    }
+}

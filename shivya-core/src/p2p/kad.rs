@@ -1,0 +1,829 @@
+//! The Kademlia engine as a pure state machine: frames and time in, frames and events out.
+
+use super::id::{NodeId, ID_BITS};
+use super::protocol::{Body, Contact, FoundValue, Frame, StoreStatus, MAX_CONTACTS};
+use super::routing::{InsertOutcome, RoutingTable};
+use super::store::DhtStore;
+use super::P2pError;
+use crate::rng::Rng;
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+
+/// Kademlia settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KadConfig {
+    /// Bucket size K (1..=20).
+    pub k: usize,
+    /// Parallel requests per lookup (α, 1..=8).
+    pub alpha: usize,
+    /// How long to wait for an answer before resending.
+    pub request_timeout_ms: u64,
+    /// Resends after the first attempt before a request counts as failed.
+    pub retries: u32,
+    /// Failed requests in a row after which a peer is removed.
+    pub max_failures: u32,
+    /// A peer not heard from for this long is PINGed.
+    pub ping_interval_ms: u64,
+    /// Period of bucket refresh lookups and of re-contacting bootstrap addresses.
+    pub refresh_interval_ms: u64,
+    /// Most values in the local DHT store.
+    pub store_max_entries: usize,
+    /// Longest DHT value accepted.
+    pub store_max_value_len: usize,
+}
+
+impl Default for KadConfig {
+    fn default() -> Self {
+        KadConfig {
+            k: 4,
+            alpha: 3,
+            request_timeout_ms: 250,
+            retries: 1,
+            max_failures: 2,
+            ping_interval_ms: 1_000,
+            refresh_interval_ms: 1_000,
+            store_max_entries: 1_024,
+            store_max_value_len: 1_024,
+        }
+    }
+}
+
+impl KadConfig {
+    /// Checks every setting.
+    pub fn validate(&self) -> Result<(), P2pError> {
+        let bad = |what: &'static str, value: u64, why: &'static str| {
+            Err(P2pError::Config { what, value, why })
+        };
+        if !(1..=MAX_CONTACTS).contains(&self.k) {
+            return bad("k", self.k as u64, "must be 1..=20");
+        }
+        if !(1..=8).contains(&self.alpha) {
+            return bad("alpha", self.alpha as u64, "must be 1..=8");
+        }
+        if self.request_timeout_ms == 0 {
+            return bad("request_timeout_ms", 0, "must be positive");
+        }
+        if self.max_failures == 0 {
+            return bad("max_failures", 0, "must be positive");
+        }
+        if self.ping_interval_ms == 0 || self.refresh_interval_ms == 0 {
+            return bad("ping/refresh interval", 0, "must be positive");
+        }
+        Ok(())
+    }
+}
+
+/// Something the host (or the mesh) may want to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KadEvent {
+    /// A peer entered the routing table.
+    PeerAdded(Contact),
+    /// A peer left the routing table.
+    PeerRemoved {
+        /// Its id.
+        id: NodeId,
+        /// Why: "unresponsive", "evicted" or "left".
+        reason: &'static str,
+    },
+    /// A [`Kademlia::find_node`] lookup finished.
+    NodesFound {
+        /// Lookup id returned by `find_node`.
+        lookup: u64,
+        /// The target.
+        target: NodeId,
+        /// The closest responsive contacts, nearest first.
+        closest: Vec<Contact>,
+    },
+    /// A [`Kademlia::get`] lookup finished.
+    Value {
+        /// Lookup id returned by `get`.
+        lookup: u64,
+        /// Key.
+        key: NodeId,
+        /// The value, or `None` when no node had it.
+        value: Option<Vec<u8>>,
+    },
+    /// A [`Kademlia::put`] finished.
+    Stored {
+        /// Lookup id returned by `put`.
+        lookup: u64,
+        /// Key.
+        key: NodeId,
+        /// Nodes (other than us) that acknowledged the store.
+        acked: usize,
+        /// Nodes that refused it or did not answer.
+        failed: usize,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CandState {
+    Fresh,
+    Asked,
+    Answered,
+    Failed,
+}
+
+#[derive(Debug, Clone)]
+enum Purpose {
+    /// Internal: refresh.
+    Maintain,
+    /// Internal: the self-lookup after joining; refreshes every bucket when done.
+    Join,
+    FindNode,
+    Get,
+    Put(Vec<u8>),
+}
+
+#[derive(Debug, Clone)]
+struct Lookup {
+    target: NodeId,
+    purpose: Purpose,
+    /// Sorted by distance to the target, nearest first.
+    cands: Vec<(Contact, CandState)>,
+    in_flight: usize,
+    /// Put: STOREs sent, acked, failed.
+    stores: (usize, usize, usize),
+    storing: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReqKind {
+    /// Liveness or bootstrap PING (`probe`: ping-before-evict of that bucket's oldest).
+    Ping { probe: bool },
+    /// A lookup step.
+    Lookup(u64),
+    /// A STORE of a put.
+    Store(u64),
+}
+
+#[derive(Debug, Clone)]
+struct Request {
+    to: SocketAddr,
+    peer: Option<NodeId>,
+    kind: ReqKind,
+    body: Body,
+    deadline: u64,
+    attempts: u32,
+}
+
+/// Counters the engine keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct KadCounters {
+    /// Requests sent (first attempts).
+    pub requests: u64,
+    /// Resends after a timeout.
+    pub retries: u64,
+    /// Requests that failed after every retry.
+    pub timeouts: u64,
+    /// Replies whose request id (or source address) matched nothing outstanding.
+    pub unmatched_replies: u64,
+    /// Peers removed for not answering.
+    pub removed_unresponsive: u64,
+    /// Lookups started.
+    pub lookups: u64,
+}
+
+/// The Kademlia node: routing table, DHT store, outstanding requests and lookups.
+#[derive(Debug, Clone)]
+pub struct Kademlia {
+    id: NodeId,
+    config: KadConfig,
+    table: RoutingTable,
+    store: DhtStore,
+    rng: Rng,
+    requests: BTreeMap<u64, Request>,
+    lookups: BTreeMap<u64, Lookup>,
+    next_lookup: u64,
+    bootstrap: Vec<SocketAddr>,
+    outbox: VecDeque<(SocketAddr, Frame)>,
+    events: VecDeque<KadEvent>,
+    next_ping_ms: u64,
+    next_refresh_ms: u64,
+    refresh_cursor: usize,
+    joined: bool,
+    counters: KadCounters,
+}
+
+impl Kademlia {
+    /// A node with `id`, randomness seeded by `seed`.
+    pub fn new(id: NodeId, config: KadConfig, seed: u64) -> Result<Kademlia, P2pError> {
+        config.validate()?;
+        Ok(Kademlia {
+            id,
+            config,
+            table: RoutingTable::new(id, config.k),
+            store: DhtStore::new(config.store_max_entries, config.store_max_value_len),
+            rng: Rng::new(seed ^ 0x6b61_6465_6d6c_6961),
+            requests: BTreeMap::new(),
+            lookups: BTreeMap::new(),
+            next_lookup: 1,
+            bootstrap: Vec::new(),
+            outbox: VecDeque::new(),
+            events: VecDeque::new(),
+            next_ping_ms: 0,
+            next_refresh_ms: 0,
+            refresh_cursor: 0,
+            joined: false,
+            counters: KadCounters::default(),
+        })
+    }
+
+    /// Our id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// Settings.
+    pub fn config(&self) -> &KadConfig {
+        &self.config
+    }
+
+    /// The routing table.
+    pub fn table(&self) -> &RoutingTable {
+        &self.table
+    }
+
+    /// The local DHT store.
+    pub fn store(&self) -> &DhtStore {
+        &self.store
+    }
+
+    /// Counters.
+    pub fn counters(&self) -> KadCounters {
+        self.counters
+    }
+
+    /// Outstanding requests.
+    pub fn outstanding(&self) -> usize {
+        self.requests.len()
+    }
+
+    /// Adds bootstrap addresses and PINGs them now. They are PINGed again at every
+    /// refresh while not in the table, so a node finds its way back after a partition.
+    pub fn bootstrap(&mut self, addrs: &[SocketAddr], now_ms: u64) {
+        for a in addrs {
+            if !self.bootstrap.contains(a) {
+                self.bootstrap.push(*a);
+            }
+            self.send_request(*a, None, ReqKind::Ping { probe: false }, Body::Ping, now_ms);
+        }
+    }
+
+    /// Starts an iterative FIND_NODE; the result arrives as [`KadEvent::NodesFound`].
+    pub fn find_node(&mut self, target: NodeId, now_ms: u64) -> u64 {
+        self.start_lookup(target, Purpose::FindNode, now_ms)
+    }
+
+    /// Starts an iterative FIND_VALUE; the result arrives as [`KadEvent::Value`]. A value
+    /// held locally is reported without touching the network.
+    pub fn get(&mut self, key: NodeId, now_ms: u64) -> u64 {
+        if let Some(v) = self.store.get(&key) {
+            let lookup = self.next_lookup;
+            self.next_lookup += 1;
+            self.events.push_back(KadEvent::Value {
+                lookup,
+                key,
+                value: Some(v.to_vec()),
+            });
+            return lookup;
+        }
+        self.start_lookup(key, Purpose::Get, now_ms)
+    }
+
+    /// Stores `value` locally and on the K nodes closest to `key`; completion arrives as
+    /// [`KadEvent::Stored`]. Refused (nothing changes) when the local store refuses it.
+    pub fn put(&mut self, key: NodeId, value: &[u8], now_ms: u64) -> Result<u64, P2pError> {
+        self.store
+            .put(key, value)
+            .map_err(|status| P2pError::Store { status })?;
+        Ok(self.start_lookup(key, Purpose::Put(value.to_vec()), now_ms))
+    }
+
+    /// Removes a peer that announced it is leaving.
+    pub fn peer_left(&mut self, id: &NodeId, now_ms: u64) {
+        if self.table.remove(id, now_ms) {
+            self.events.push_back(KadEvent::PeerRemoved {
+                id: *id,
+                reason: "left",
+            });
+        }
+    }
+
+    /// Notes that a valid frame came from `sender` at `from`: Kademlia's update rule.
+    pub fn observe(&mut self, sender: NodeId, from: SocketAddr, now_ms: u64) {
+        let c = Contact {
+            id: sender,
+            addr: from,
+        };
+        match self.table.insert(c, now_ms) {
+            InsertOutcome::Added => self.events.push_back(KadEvent::PeerAdded(c)),
+            InsertOutcome::ProbeOldest { probe } => {
+                // Ping-before-evict: the oldest keeps its slot if it answers in time.
+                self.send_request(
+                    probe.addr,
+                    Some(probe.id),
+                    ReqKind::Ping { probe: true },
+                    Body::Ping,
+                    now_ms,
+                );
+            }
+            InsertOutcome::Refreshed | InsertOutcome::Dropped | InsertOutcome::IsSelf => {}
+        }
+    }
+
+    /// Handles a Kademlia frame (call [`observe`](Self::observe) first). Mesh frames are
+    /// ignored here. Returns false when a reply matched no outstanding request.
+    pub fn handle(&mut self, from: SocketAddr, frame: &Frame, now_ms: u64) -> bool {
+        let rid = frame.request_id;
+        match &frame.body {
+            Body::Ping => self.reply(from, rid, Body::Pong),
+            Body::FindNode { target } => {
+                let contacts = self.closest_excluding(target, &frame.sender);
+                self.reply(from, rid, Body::FoundNodes { contacts });
+            }
+            Body::FindValue { key } => {
+                let body = match self.store.get(key) {
+                    Some(v) => Body::FoundValue(FoundValue::Value(v.to_vec())),
+                    None => Body::FoundValue(FoundValue::Nodes(
+                        self.closest_excluding(key, &frame.sender),
+                    )),
+                };
+                self.reply(from, rid, body);
+            }
+            Body::Store { key, value } => {
+                let status = match self.store.put(*key, value) {
+                    Ok(()) => StoreStatus::Ok,
+                    Err(s) => s,
+                };
+                self.reply(from, rid, Body::StoreAck { status });
+            }
+            Body::Pong | Body::FoundNodes { .. } | Body::FoundValue(_) | Body::StoreAck { .. } => {
+                return self.handle_reply(from, frame, now_ms);
+            }
+            Body::Digest { .. } | Body::Delta(_) | Body::Belief { .. } | Body::Leave => {}
+        }
+        true
+    }
+
+    fn closest_excluding(&self, target: &NodeId, asker: &NodeId) -> Vec<Contact> {
+        let mut v = self.table.closest(target, self.config.k + 1);
+        v.retain(|c| c.id != *asker);
+        v.truncate(self.config.k);
+        v
+    }
+
+    fn reply(&mut self, to: SocketAddr, rid: u64, body: Body) {
+        self.outbox.push_back((to, Frame::new(rid, self.id, body)));
+    }
+
+    fn handle_reply(&mut self, from: SocketAddr, frame: &Frame, now_ms: u64) -> bool {
+        let rid = frame.request_id;
+        // A reply must come from the address the request went to, and from the peer we
+        // meant (when we knew its id): otherwise anyone could answer for anyone.
+        let matches = self.requests.get(&rid).is_some_and(|r| {
+            r.to == from
+                && r.peer.is_none_or(|p| p == frame.sender)
+                && reply_fits(&r.body, &frame.body)
+        });
+        if !matches {
+            self.counters.unmatched_replies += 1;
+            return false;
+        }
+        let Some(req) = self.requests.remove(&rid) else {
+            return false;
+        };
+        match req.kind {
+            ReqKind::Ping { .. } => {
+                // `observe` already refreshed the peer; a probed oldest keeps its slot.
+                if self.bootstrap.contains(&from) && !self.joined {
+                    self.joined = true;
+                    let me = self.id;
+                    self.start_lookup(me, Purpose::Join, now_ms);
+                }
+            }
+            ReqKind::Lookup(l) => {
+                let (contacts, value) = match &frame.body {
+                    Body::FoundNodes { contacts } => (contacts.as_slice(), None),
+                    Body::FoundValue(FoundValue::Nodes(c)) => (c.as_slice(), None),
+                    Body::FoundValue(FoundValue::Value(v)) => (&[][..], Some(v.clone())),
+                    _ => (&[][..], None),
+                };
+                self.lookup_answer(l, frame.sender, contacts, value, now_ms);
+            }
+            ReqKind::Store(l) => {
+                let ok = matches!(
+                    frame.body,
+                    Body::StoreAck {
+                        status: StoreStatus::Ok
+                    }
+                );
+                self.store_answer(l, ok);
+            }
+        }
+        true
+    }
+
+    /// Runs due timers: request timeouts and retries, liveness pings, refreshes.
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        let due: Vec<u64> = self
+            .requests
+            .iter()
+            .filter(|(_, r)| r.deadline <= now_ms)
+            .map(|(&id, _)| id)
+            .collect();
+        for rid in due {
+            let Some(mut req) = self.requests.remove(&rid) else {
+                continue;
+            };
+            if req.attempts <= self.config.retries {
+                req.attempts += 1;
+                req.deadline = now_ms + self.config.request_timeout_ms;
+                self.counters.retries += 1;
+                self.outbox
+                    .push_back((req.to, Frame::new(rid, self.id, req.body.clone())));
+                self.requests.insert(rid, req);
+                continue;
+            }
+            self.counters.timeouts += 1;
+            self.request_failed(&req, now_ms);
+        }
+        if now_ms >= self.next_ping_ms {
+            self.next_ping_ms = now_ms + self.config.ping_interval_ms / 2;
+            self.ping_quiet_peers(now_ms);
+        }
+        if now_ms >= self.next_refresh_ms {
+            self.next_refresh_ms = now_ms + self.config.refresh_interval_ms;
+            self.refresh(now_ms);
+        }
+    }
+
+    fn request_failed(&mut self, req: &Request, now_ms: u64) {
+        if let Some(peer) = req.peer {
+            if let ReqKind::Ping { probe: true } = req.kind {
+                if let Some(c) = self.table.probe_failed(&peer, now_ms) {
+                    self.events.push_back(KadEvent::PeerRemoved {
+                        id: peer,
+                        reason: "evicted",
+                    });
+                    self.events.push_back(KadEvent::PeerAdded(c));
+                }
+            } else if self.table.record_failure(&peer) >= self.config.max_failures
+                && self.table.remove(&peer, now_ms)
+            {
+                self.counters.removed_unresponsive += 1;
+                self.events.push_back(KadEvent::PeerRemoved {
+                    id: peer,
+                    reason: "unresponsive",
+                });
+            }
+        }
+        match req.kind {
+            ReqKind::Lookup(l) => {
+                if let Some(peer) = req.peer {
+                    self.lookup_failed(l, peer, now_ms);
+                }
+            }
+            ReqKind::Store(l) => self.store_answer(l, false),
+            ReqKind::Ping { .. } => {}
+        }
+    }
+
+    fn ping_quiet_peers(&mut self, now_ms: u64) {
+        let quiet: Vec<Contact> = self
+            .table
+            .peers()
+            .filter(|p| p.last_seen_ms + self.config.ping_interval_ms <= now_ms)
+            .map(|p| p.contact())
+            .collect();
+        for c in quiet {
+            let busy = self.requests.values().any(|r| r.peer == Some(c.id));
+            if !busy {
+                self.send_request(
+                    c.addr,
+                    Some(c.id),
+                    ReqKind::Ping { probe: false },
+                    Body::Ping,
+                    now_ms,
+                );
+            }
+        }
+    }
+
+    fn refresh(&mut self, now_ms: u64) {
+        // Re-contact bootstrap addresses we hold no peer for.
+        let lost: Vec<SocketAddr> = self
+            .bootstrap
+            .iter()
+            .filter(|a| self.table.find_addr(a).is_none())
+            .copied()
+            .collect();
+        for a in lost {
+            let busy = self.requests.values().any(|r| r.to == a);
+            if !busy {
+                self.send_request(a, None, ReqKind::Ping { probe: false }, Body::Ping, now_ms);
+            }
+        }
+        if self.table.is_empty() {
+            return;
+        }
+        // One self-lookup and one bucket refresh per period; buckets below the lowest
+        // non-empty one are covered by the self-lookup.
+        let me = self.id;
+        self.start_lookup(me, Purpose::Maintain, now_ms);
+        let lo = self.table.lowest_nonempty().unwrap_or(ID_BITS - 1);
+        let span = ID_BITS - lo;
+        let b = lo + self.refresh_cursor % span;
+        self.refresh_cursor = self.refresh_cursor.wrapping_add(1);
+        let target = self.id.random_in_bucket(b, || self.rng.next_u64());
+        self.start_lookup(target, Purpose::Maintain, now_ms);
+    }
+
+    /// Refreshes every bucket from the lowest non-empty one up, at once (used after
+    /// joining, so a new node fills its table in a few round trips).
+    pub fn refresh_all(&mut self, now_ms: u64) {
+        let Some(lo) = self.table.lowest_nonempty() else {
+            return;
+        };
+        for b in lo..ID_BITS {
+            let target = self.id.random_in_bucket(b, || self.rng.next_u64());
+            self.start_lookup(target, Purpose::Maintain, now_ms);
+        }
+    }
+
+    fn send_request(
+        &mut self,
+        to: SocketAddr,
+        peer: Option<NodeId>,
+        kind: ReqKind,
+        body: Body,
+        now_ms: u64,
+    ) -> u64 {
+        let mut rid = self.rng.next_u64();
+        while rid == 0 || self.requests.contains_key(&rid) {
+            rid = self.rng.next_u64();
+        }
+        self.counters.requests += 1;
+        self.outbox
+            .push_back((to, Frame::new(rid, self.id, body.clone())));
+        self.requests.insert(
+            rid,
+            Request {
+                to,
+                peer,
+                kind,
+                body,
+                deadline: now_ms + self.config.request_timeout_ms,
+                attempts: 1,
+            },
+        );
+        rid
+    }
+
+    fn start_lookup(&mut self, target: NodeId, purpose: Purpose, now_ms: u64) -> u64 {
+        let id = self.next_lookup;
+        self.next_lookup += 1;
+        self.counters.lookups += 1;
+        let cands = self
+            .table
+            .closest(&target, self.config.k)
+            .into_iter()
+            .map(|c| (c, CandState::Fresh))
+            .collect();
+        self.lookups.insert(
+            id,
+            Lookup {
+                target,
+                purpose,
+                cands,
+                in_flight: 0,
+                stores: (0, 0, 0),
+                storing: false,
+            },
+        );
+        self.advance(id, now_ms);
+        id
+    }
+
+    fn lookup_answer(
+        &mut self,
+        l: u64,
+        from: NodeId,
+        contacts: &[Contact],
+        value: Option<Vec<u8>>,
+        now_ms: u64,
+    ) {
+        let me = self.id;
+        let Some(lk) = self.lookups.get_mut(&l) else {
+            return;
+        };
+        lk.in_flight = lk.in_flight.saturating_sub(1);
+        if let Some(c) = lk.cands.iter_mut().find(|c| c.0.id == from) {
+            c.1 = CandState::Answered;
+        }
+        if let (Some(v), Purpose::Get) = (value, &lk.purpose) {
+            let key = lk.target;
+            self.lookups.remove(&l);
+            self.events.push_back(KadEvent::Value {
+                lookup: l,
+                key,
+                value: Some(v),
+            });
+            return;
+        }
+        for c in contacts {
+            if c.id != me && !lk.cands.iter().any(|x| x.0.id == c.id) {
+                lk.cands.push((*c, CandState::Fresh));
+            }
+        }
+        let t = lk.target;
+        lk.cands.sort_by_key(|a| a.0.id.distance(&t));
+        // Keep the list bounded: nothing beyond 3K candidates can matter.
+        let keep = 3 * self.config.k;
+        if lk.cands.len() > keep {
+            lk.cands.truncate(keep);
+        }
+        self.advance(l, now_ms);
+    }
+
+    fn lookup_failed(&mut self, l: u64, peer: NodeId, now_ms: u64) {
+        let Some(lk) = self.lookups.get_mut(&l) else {
+            return;
+        };
+        lk.in_flight = lk.in_flight.saturating_sub(1);
+        if let Some(c) = lk.cands.iter_mut().find(|c| c.0.id == peer) {
+            c.1 = CandState::Failed;
+        }
+        self.advance(l, now_ms);
+    }
+
+    /// Sends the next queries of lookup `l`, or finishes it.
+    fn advance(&mut self, l: u64, now_ms: u64) {
+        let (k, alpha) = (self.config.k, self.config.alpha);
+        let Some(lk) = self.lookups.get_mut(&l) else {
+            return;
+        };
+        if lk.storing {
+            return;
+        }
+        let mut to_ask = Vec::new();
+        let mut considered = 0;
+        let mut pending_near = false;
+        for (c, st) in lk.cands.iter_mut() {
+            if considered == k {
+                break;
+            }
+            match *st {
+                CandState::Failed => continue,
+                CandState::Answered => {}
+                CandState::Asked => pending_near = true,
+                CandState::Fresh => {
+                    if lk.in_flight + to_ask.len() < alpha {
+                        *st = CandState::Asked;
+                        to_ask.push(*c);
+                    }
+                    pending_near = true;
+                }
+            }
+            considered += 1;
+        }
+        if to_ask.is_empty() && !pending_near && lk.in_flight == 0 {
+            self.finish(l, now_ms);
+            return;
+        }
+        let body_for = |t: NodeId, p: &Purpose| match p {
+            Purpose::Get => Body::FindValue { key: t },
+            _ => Body::FindNode { target: t },
+        };
+        let body = body_for(lk.target, &lk.purpose);
+        lk.in_flight += to_ask.len();
+        for c in to_ask {
+            self.send_request(c.addr, Some(c.id), ReqKind::Lookup(l), body.clone(), now_ms);
+        }
+    }
+
+    fn finish(&mut self, l: u64, now_ms: u64) {
+        let k = self.config.k;
+        let Some(lk) = self.lookups.get_mut(&l) else {
+            return;
+        };
+        let closest: Vec<Contact> = lk
+            .cands
+            .iter()
+            .filter(|c| c.1 == CandState::Answered)
+            .take(k)
+            .map(|c| c.0)
+            .collect();
+        let target = lk.target;
+        match lk.purpose.clone() {
+            Purpose::Maintain => {
+                self.lookups.remove(&l);
+            }
+            Purpose::Join => {
+                self.lookups.remove(&l);
+                self.refresh_all(now_ms);
+            }
+            Purpose::FindNode => {
+                self.lookups.remove(&l);
+                self.events.push_back(KadEvent::NodesFound {
+                    lookup: l,
+                    target,
+                    closest,
+                });
+            }
+            Purpose::Get => {
+                self.lookups.remove(&l);
+                self.events.push_back(KadEvent::Value {
+                    lookup: l,
+                    key: target,
+                    value: None,
+                });
+            }
+            Purpose::Put(value) => {
+                if closest.is_empty() {
+                    self.lookups.remove(&l);
+                    self.events.push_back(KadEvent::Stored {
+                        lookup: l,
+                        key: target,
+                        acked: 0,
+                        failed: 0,
+                    });
+                    return;
+                }
+                lk.storing = true;
+                lk.stores = (closest.len(), 0, 0);
+                for c in closest {
+                    self.send_request(
+                        c.addr,
+                        Some(c.id),
+                        ReqKind::Store(l),
+                        Body::Store {
+                            key: target,
+                            value: value.clone(),
+                        },
+                        now_ms,
+                    );
+                }
+            }
+        }
+    }
+
+    fn store_answer(&mut self, l: u64, ok: bool) {
+        let Some(lk) = self.lookups.get_mut(&l) else {
+            return;
+        };
+        if ok {
+            lk.stores.1 += 1;
+        } else {
+            lk.stores.2 += 1;
+        }
+        if lk.stores.1 + lk.stores.2 >= lk.stores.0 {
+            let (key, acked, failed) = (lk.target, lk.stores.1, lk.stores.2);
+            self.lookups.remove(&l);
+            self.events.push_back(KadEvent::Stored {
+                lookup: l,
+                key,
+                acked,
+                failed,
+            });
+        }
+    }
+
+    /// Next frame to send.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Frame)> {
+        self.outbox.pop_front()
+    }
+
+    /// Next event.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<KadEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) next has work.
+    #[must_use]
+    pub fn poll_timeout(&self) -> u64 {
+        let mut t = self.next_ping_ms.min(self.next_refresh_ms);
+        for r in self.requests.values() {
+            t = t.min(r.deadline);
+        }
+        t
+    }
+
+    /// True once a bootstrap peer has answered (or no bootstrap was needed).
+    pub fn joined(&self) -> bool {
+        self.joined
+    }
+}
+
+/// Whether `reply` is an acceptable answer to `request`.
+fn reply_fits(request: &Body, reply: &Body) -> bool {
+    matches!(
+        (request, reply),
+        (Body::Ping, Body::Pong)
+            | (Body::FindNode { .. }, Body::FoundNodes { .. })
+            | (Body::FindValue { .. }, Body::FoundValue(_))
+            | (Body::Store { .. }, Body::StoreAck { .. })
+    )
+}

@@ -1,0 +1,746 @@
+//! The wire format: fixed-layout, big-endian frames of at most [`MAX_FRAME`] bytes.
+//!
+//! `docs/PROTOCOL.md` is the normative description, with a byte table per message and test
+//! vectors that `tests/protocol.rs` decodes. Every frame is
+//!
+//! ```text
+//! magic "SH" (2) | version (1) | type (1) | request id (8) | sender NodeId (20) | body
+//! ```
+//!
+//! Decoding is total: any byte string yields a [`Frame`] or a [`DecodeError`], never a
+//! panic. Every count is checked against the bytes actually present before anything is
+//! allocated, so a frame never causes an allocation larger than itself.
+
+use super::id::{NodeId, ID_LEN};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use thiserror::Error;
+
+/// Frame magic, ASCII "SH".
+pub const MAGIC: [u8; 2] = *b"SH";
+/// The protocol version this code speaks.
+pub const VERSION: u8 = 1;
+/// Largest frame, in bytes (one MTU with room to spare).
+pub const MAX_FRAME: usize = 1200;
+/// Bytes in the common header.
+pub const HEADER_LEN: usize = 32;
+/// Bytes in one encoded contact: id (20) + IPv6 or IPv4-mapped address (16) + port (2).
+pub const CONTACT_LEN: usize = ID_LEN + 16 + 2;
+/// Most contacts in one FOUND_NODES / FOUND_VALUE frame.
+pub const MAX_CONTACTS: usize = 20;
+/// Longest DHT value.
+pub const MAX_VALUE_LEN: usize = 1024;
+/// Most (origin, version) pairs in one DIGEST frame.
+pub const MAX_DIGEST_ENTRIES: usize = 36;
+/// Most queue-length entries in one record.
+pub const MAX_QUEUE_ENTRIES: usize = 48;
+/// Most offload entries in one record.
+pub const MAX_OFFLOAD_ENTRIES: usize = 32;
+/// Largest belief vector.
+pub const MAX_BELIEF_DIM: usize = 16;
+
+/// Message type byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum MessageType {
+    /// Liveness probe.
+    Ping = 0x01,
+    /// Answer to PING.
+    Pong = 0x02,
+    /// Ask for the contacts closest to a target.
+    FindNode = 0x03,
+    /// Answer to FIND_NODE.
+    FoundNodes = 0x04,
+    /// Store a value under a key.
+    Store = 0x05,
+    /// Answer to STORE.
+    StoreAck = 0x06,
+    /// Ask for a value, or the contacts closest to its key.
+    FindValue = 0x07,
+    /// Answer to FIND_VALUE.
+    FoundValue = 0x08,
+    /// Mesh: (origin, version) pairs for a range of origins.
+    Digest = 0x10,
+    /// Mesh: one origin's record.
+    Delta = 0x11,
+    /// Mesh: the sender's belief and free energy.
+    Belief = 0x12,
+    /// Mesh: the sender is leaving.
+    Leave = 0x13,
+}
+
+impl MessageType {
+    fn from_u8(b: u8) -> Option<MessageType> {
+        Some(match b {
+            0x01 => MessageType::Ping,
+            0x02 => MessageType::Pong,
+            0x03 => MessageType::FindNode,
+            0x04 => MessageType::FoundNodes,
+            0x05 => MessageType::Store,
+            0x06 => MessageType::StoreAck,
+            0x07 => MessageType::FindValue,
+            0x08 => MessageType::FoundValue,
+            0x10 => MessageType::Digest,
+            0x11 => MessageType::Delta,
+            0x12 => MessageType::Belief,
+            0x13 => MessageType::Leave,
+            _ => return None,
+        })
+    }
+}
+
+/// A peer as carried on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Contact {
+    /// Its id.
+    pub id: NodeId,
+    /// Its UDP address.
+    pub addr: SocketAddr,
+}
+
+/// Outcome of a STORE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum StoreStatus {
+    /// Stored.
+    Ok = 0,
+    /// The value is longer than the receiver accepts.
+    ValueTooLarge = 1,
+    /// The receiver's store is full and the key is new.
+    StoreFull = 2,
+}
+
+/// One origin's record, as carried by DELTA. Entries are strictly ascending by key.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RecordWire {
+    /// The node that wrote it.
+    pub origin: NodeId,
+    /// Its version; higher wins.
+    pub version: u64,
+    /// `(vertex, queue length ≥ 0)`, ascending by vertex.
+    pub queue: Vec<(u32, f64)>,
+    /// `(src, dst, rate ≥ 0)`, ascending by `(src, dst)`, `src != dst`.
+    pub offload: Vec<(u32, u32, f64)>,
+}
+
+/// What a FOUND_VALUE carries.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FoundValue {
+    /// The value.
+    Value(Vec<u8>),
+    /// No value here; the closest contacts instead.
+    Nodes(Vec<Contact>),
+}
+
+/// A frame's body.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    /// PING.
+    Ping,
+    /// PONG.
+    Pong,
+    /// FIND_NODE.
+    FindNode {
+        /// Target id.
+        target: NodeId,
+    },
+    /// FOUND_NODES.
+    FoundNodes {
+        /// Closest contacts known to the sender.
+        contacts: Vec<Contact>,
+    },
+    /// STORE.
+    Store {
+        /// Key.
+        key: NodeId,
+        /// Value (≤ [`MAX_VALUE_LEN`]).
+        value: Vec<u8>,
+    },
+    /// STORE_ACK.
+    StoreAck {
+        /// Outcome.
+        status: StoreStatus,
+    },
+    /// FIND_VALUE.
+    FindValue {
+        /// Key.
+        key: NodeId,
+    },
+    /// FOUND_VALUE.
+    FoundValue(FoundValue),
+    /// DIGEST: the sender's versions for every origin in `[lo, hi]` it holds.
+    Digest {
+        /// A reply to a digest (replies never trigger another reply).
+        reply: bool,
+        /// First origin covered (inclusive).
+        lo: NodeId,
+        /// Last origin covered (inclusive).
+        hi: NodeId,
+        /// `(origin, version)`, strictly ascending, all within `[lo, hi]`.
+        entries: Vec<(NodeId, u64)>,
+    },
+    /// DELTA.
+    Delta(RecordWire),
+    /// BELIEF.
+    Belief {
+        /// The sender's step counter.
+        step: u64,
+        /// The sender's variational free energy.
+        free_energy: f64,
+        /// The sender's belief mean.
+        mean: Vec<f64>,
+    },
+    /// LEAVE.
+    Leave,
+}
+
+impl Body {
+    /// The type byte this body encodes as.
+    pub fn message_type(&self) -> MessageType {
+        match self {
+            Body::Ping => MessageType::Ping,
+            Body::Pong => MessageType::Pong,
+            Body::FindNode { .. } => MessageType::FindNode,
+            Body::FoundNodes { .. } => MessageType::FoundNodes,
+            Body::Store { .. } => MessageType::Store,
+            Body::StoreAck { .. } => MessageType::StoreAck,
+            Body::FindValue { .. } => MessageType::FindValue,
+            Body::FoundValue(_) => MessageType::FoundValue,
+            Body::Digest { .. } => MessageType::Digest,
+            Body::Delta(_) => MessageType::Delta,
+            Body::Belief { .. } => MessageType::Belief,
+            Body::Leave => MessageType::Leave,
+        }
+    }
+}
+
+/// A decoded frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Frame {
+    /// Matches a reply to its request; 0 for unsolicited messages.
+    pub request_id: u64,
+    /// The sender's id.
+    pub sender: NodeId,
+    /// The message.
+    pub body: Body,
+}
+
+/// Why a byte string is not a frame. Each kind is counted separately by the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum DecodeError {
+    /// Shorter than the header.
+    #[error("frame of {len} bytes is shorter than the {HEADER_LEN}-byte header")]
+    TooShort {
+        /// Bytes received.
+        len: usize,
+    },
+    /// Longer than [`MAX_FRAME`].
+    #[error("frame of {len} bytes exceeds the {MAX_FRAME}-byte limit")]
+    Oversized {
+        /// Bytes received.
+        len: usize,
+    },
+    /// Wrong magic.
+    #[error("bad magic {0:02x?}")]
+    BadMagic([u8; 2]),
+    /// A version this code does not speak.
+    #[error("unsupported protocol version {0}")]
+    UnknownVersion(u8),
+    /// An unknown type byte.
+    #[error("unknown message type 0x{0:02x}")]
+    UnknownType(u8),
+    /// The body is shorter than its fixed part or its counts say.
+    #[error("{what}: body needs {needed} bytes but {available} remain")]
+    Truncated {
+        /// Field being read.
+        what: &'static str,
+        /// Bytes needed.
+        needed: usize,
+        /// Bytes present.
+        available: usize,
+    },
+    /// Bytes left over after the body.
+    #[error("{extra} trailing bytes after the body")]
+    Trailing {
+        /// Extra bytes.
+        extra: usize,
+    },
+    /// A field holds a value outside its range (count over the limit, non-finite or
+    /// negative number, unsorted entries, unknown enum byte).
+    #[error("invalid {what}")]
+    BadValue {
+        /// Which field.
+        what: &'static str,
+    },
+}
+
+impl DecodeError {
+    /// A short stable name for counters and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DecodeError::TooShort { .. } => "too_short",
+            DecodeError::Oversized { .. } => "oversized",
+            DecodeError::BadMagic(_) => "bad_magic",
+            DecodeError::UnknownVersion(_) => "unknown_version",
+            DecodeError::UnknownType(_) => "unknown_type",
+            DecodeError::Truncated { .. } => "truncated",
+            DecodeError::Trailing { .. } => "trailing",
+            DecodeError::BadValue { .. } => "bad_value",
+        }
+    }
+}
+
+/// Why a frame could not be encoded (the caller built a body over the limits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum EncodeError {
+    /// A list or value exceeds its limit.
+    #[error("{what} has {got} entries, the limit is {max}")]
+    TooMany {
+        /// Which field.
+        what: &'static str,
+        /// Entries given.
+        got: usize,
+        /// Limit.
+        max: usize,
+    },
+    /// A number is non-finite or out of range, or entries are unsorted.
+    #[error("invalid {what}")]
+    BadValue {
+        /// Which field.
+        what: &'static str,
+    },
+}
+
+// ---------------------------------------------------------------------------------------
+// Encoding
+
+fn put_contact(out: &mut Vec<u8>, c: &Contact) {
+    out.extend_from_slice(&c.id.0);
+    let v6 = match c.addr.ip() {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        IpAddr::V6(v6) => v6,
+    };
+    out.extend_from_slice(&v6.octets());
+    out.extend_from_slice(&c.addr.port().to_be_bytes());
+}
+
+fn check_count(what: &'static str, got: usize, max: usize) -> Result<(), EncodeError> {
+    if got > max {
+        Err(EncodeError::TooMany { what, got, max })
+    } else {
+        Ok(())
+    }
+}
+
+fn put_contacts(out: &mut Vec<u8>, cs: &[Contact]) -> Result<(), EncodeError> {
+    check_count("contacts", cs.len(), MAX_CONTACTS)?;
+    out.push(cs.len() as u8);
+    for c in cs {
+        put_contact(out, c);
+    }
+    Ok(())
+}
+
+/// Checks a record against the limits and invariants DELTA decoding enforces.
+pub fn validate_record(r: &RecordWire) -> Result<(), EncodeError> {
+    check_count("queue entries", r.queue.len(), MAX_QUEUE_ENTRIES)?;
+    check_count("offload entries", r.offload.len(), MAX_OFFLOAD_ENTRIES)?;
+    for (k, &(v, q)) in r.queue.iter().enumerate() {
+        if !q.is_finite() || q < 0.0 {
+            return Err(EncodeError::BadValue {
+                what: "queue length",
+            });
+        }
+        if k > 0 && r.queue[k - 1].0 >= v {
+            return Err(EncodeError::BadValue {
+                what: "queue order",
+            });
+        }
+    }
+    for (k, &(s, d, x)) in r.offload.iter().enumerate() {
+        if !x.is_finite() || x < 0.0 || s == d {
+            return Err(EncodeError::BadValue {
+                what: "offload entry",
+            });
+        }
+        if k > 0 && (r.offload[k - 1].0, r.offload[k - 1].1) >= (s, d) {
+            return Err(EncodeError::BadValue {
+                what: "offload order",
+            });
+        }
+    }
+    Ok(())
+}
+
+impl Frame {
+    /// A frame.
+    pub fn new(request_id: u64, sender: NodeId, body: Body) -> Frame {
+        Frame {
+            request_id,
+            sender,
+            body,
+        }
+    }
+
+    /// Encodes the frame; the result is at most [`MAX_FRAME`] bytes.
+    pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
+        let mut out = Vec::with_capacity(128);
+        self.encode_into(&mut out)?;
+        Ok(out)
+    }
+
+    /// Encodes the frame, appending to `out` (cleared first).
+    pub fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        out.clear();
+        out.extend_from_slice(&MAGIC);
+        out.push(VERSION);
+        out.push(self.body.message_type() as u8);
+        out.extend_from_slice(&self.request_id.to_be_bytes());
+        out.extend_from_slice(&self.sender.0);
+        match &self.body {
+            Body::Ping | Body::Pong | Body::Leave => {}
+            Body::FindNode { target } => out.extend_from_slice(&target.0),
+            Body::FindValue { key } => out.extend_from_slice(&key.0),
+            Body::FoundNodes { contacts } => put_contacts(out, contacts)?,
+            Body::Store { key, value } => {
+                check_count("value bytes", value.len(), MAX_VALUE_LEN)?;
+                out.extend_from_slice(&key.0);
+                out.extend_from_slice(&(value.len() as u16).to_be_bytes());
+                out.extend_from_slice(value);
+            }
+            Body::StoreAck { status } => out.push(*status as u8),
+            Body::FoundValue(FoundValue::Value(value)) => {
+                check_count("value bytes", value.len(), MAX_VALUE_LEN)?;
+                out.push(0);
+                out.extend_from_slice(&(value.len() as u16).to_be_bytes());
+                out.extend_from_slice(value);
+            }
+            Body::FoundValue(FoundValue::Nodes(contacts)) => {
+                out.push(1);
+                put_contacts(out, contacts)?;
+            }
+            Body::Digest {
+                reply,
+                lo,
+                hi,
+                entries,
+            } => {
+                check_count("digest entries", entries.len(), MAX_DIGEST_ENTRIES)?;
+                if lo > hi {
+                    return Err(EncodeError::BadValue {
+                        what: "digest range",
+                    });
+                }
+                for (k, (o, _)) in entries.iter().enumerate() {
+                    if o < lo || o > hi || (k > 0 && entries[k - 1].0 >= *o) {
+                        return Err(EncodeError::BadValue {
+                            what: "digest order",
+                        });
+                    }
+                }
+                out.push(*reply as u8);
+                out.extend_from_slice(&lo.0);
+                out.extend_from_slice(&hi.0);
+                out.push(entries.len() as u8);
+                for (o, v) in entries {
+                    out.extend_from_slice(&o.0);
+                    out.extend_from_slice(&v.to_be_bytes());
+                }
+            }
+            Body::Delta(r) => {
+                validate_record(r)?;
+                out.extend_from_slice(&r.origin.0);
+                out.extend_from_slice(&r.version.to_be_bytes());
+                out.push(r.queue.len() as u8);
+                out.push(r.offload.len() as u8);
+                for (v, q) in &r.queue {
+                    out.extend_from_slice(&v.to_be_bytes());
+                    out.extend_from_slice(&q.to_bits().to_be_bytes());
+                }
+                for (s, d, x) in &r.offload {
+                    out.extend_from_slice(&s.to_be_bytes());
+                    out.extend_from_slice(&d.to_be_bytes());
+                    out.extend_from_slice(&x.to_bits().to_be_bytes());
+                }
+            }
+            Body::Belief {
+                step,
+                free_energy,
+                mean,
+            } => {
+                check_count("belief dimension", mean.len(), MAX_BELIEF_DIM)?;
+                if !free_energy.is_finite() || mean.iter().any(|x| !x.is_finite()) {
+                    return Err(EncodeError::BadValue { what: "belief" });
+                }
+                out.extend_from_slice(&step.to_be_bytes());
+                out.extend_from_slice(&free_energy.to_bits().to_be_bytes());
+                out.push(mean.len() as u8);
+                for x in mean {
+                    out.extend_from_slice(&x.to_bits().to_be_bytes());
+                }
+            }
+        }
+        debug_assert!(
+            out.len() <= MAX_FRAME,
+            "limits keep every frame within MAX_FRAME"
+        );
+        Ok(())
+    }
+
+    /// Decodes one datagram. Total: never panics, allocates at most the frame's size.
+    pub fn decode(bytes: &[u8]) -> Result<Frame, DecodeError> {
+        if bytes.len() > MAX_FRAME {
+            return Err(DecodeError::Oversized { len: bytes.len() });
+        }
+        if bytes.len() < HEADER_LEN {
+            return Err(DecodeError::TooShort { len: bytes.len() });
+        }
+        let mut r = Reader { buf: bytes, pos: 0 };
+        let magic = r.array::<2>("magic")?;
+        if magic != MAGIC {
+            return Err(DecodeError::BadMagic(magic));
+        }
+        let version = r.u8("version")?;
+        if version != VERSION {
+            return Err(DecodeError::UnknownVersion(version));
+        }
+        let ty_byte = r.u8("type")?;
+        let ty = MessageType::from_u8(ty_byte).ok_or(DecodeError::UnknownType(ty_byte))?;
+        let request_id = r.u64("request id")?;
+        let sender = r.id("sender")?;
+        let body = match ty {
+            MessageType::Ping => Body::Ping,
+            MessageType::Pong => Body::Pong,
+            MessageType::Leave => Body::Leave,
+            MessageType::FindNode => Body::FindNode {
+                target: r.id("target")?,
+            },
+            MessageType::FindValue => Body::FindValue { key: r.id("key")? },
+            MessageType::FoundNodes => Body::FoundNodes {
+                contacts: r.contacts()?,
+            },
+            MessageType::Store => {
+                let key = r.id("key")?;
+                let value = r.value()?;
+                Body::Store { key, value }
+            }
+            MessageType::StoreAck => Body::StoreAck {
+                status: match r.u8("store status")? {
+                    0 => StoreStatus::Ok,
+                    1 => StoreStatus::ValueTooLarge,
+                    2 => StoreStatus::StoreFull,
+                    _ => {
+                        return Err(DecodeError::BadValue {
+                            what: "store status",
+                        })
+                    }
+                },
+            },
+            MessageType::FoundValue => match r.u8("found-value kind")? {
+                0 => Body::FoundValue(FoundValue::Value(r.value()?)),
+                1 => Body::FoundValue(FoundValue::Nodes(r.contacts()?)),
+                _ => {
+                    return Err(DecodeError::BadValue {
+                        what: "found-value kind",
+                    })
+                }
+            },
+            MessageType::Digest => {
+                let reply = match r.u8("digest flags")? {
+                    0 => false,
+                    1 => true,
+                    _ => {
+                        return Err(DecodeError::BadValue {
+                            what: "digest flags",
+                        })
+                    }
+                };
+                let lo = r.id("digest lo")?;
+                let hi = r.id("digest hi")?;
+                if lo > hi {
+                    return Err(DecodeError::BadValue {
+                        what: "digest range",
+                    });
+                }
+                let n = r.count("digest entries", MAX_DIGEST_ENTRIES, ID_LEN + 8)?;
+                let mut entries = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let o = r.id("digest origin")?;
+                    let v = r.u64("digest version")?;
+                    if o < lo || o > hi || entries.last().is_some_and(|&(p, _)| p >= o) {
+                        return Err(DecodeError::BadValue {
+                            what: "digest order",
+                        });
+                    }
+                    entries.push((o, v));
+                }
+                Body::Digest {
+                    reply,
+                    lo,
+                    hi,
+                    entries,
+                }
+            }
+            MessageType::Delta => {
+                let origin = r.id("origin")?;
+                let version = r.u64("version")?;
+                let nq = r.u8("queue count")? as usize;
+                let no = r.u8("offload count")? as usize;
+                if nq > MAX_QUEUE_ENTRIES || no > MAX_OFFLOAD_ENTRIES {
+                    return Err(DecodeError::BadValue {
+                        what: "record entry count",
+                    });
+                }
+                r.need("record entries", nq * 12 + no * 16)?;
+                let mut rec = RecordWire {
+                    origin,
+                    version,
+                    queue: Vec::with_capacity(nq),
+                    offload: Vec::with_capacity(no),
+                };
+                for _ in 0..nq {
+                    let v = r.u32("vertex")?;
+                    let q = r.f64("queue length")?;
+                    rec.queue.push((v, q));
+                }
+                for _ in 0..no {
+                    let s = r.u32("src")?;
+                    let d = r.u32("dst")?;
+                    let x = r.f64("rate")?;
+                    rec.offload.push((s, d, x));
+                }
+                validate_record(&rec).map_err(|e| match e {
+                    EncodeError::TooMany { what, .. } | EncodeError::BadValue { what } => {
+                        DecodeError::BadValue { what }
+                    }
+                })?;
+                Body::Delta(rec)
+            }
+            MessageType::Belief => {
+                let step = r.u64("belief step")?;
+                let free_energy = r.f64("free energy")?;
+                let n = r.count("belief dimension", MAX_BELIEF_DIM, 8)?;
+                let mut mean = Vec::with_capacity(n);
+                for _ in 0..n {
+                    mean.push(r.f64("belief mean")?);
+                }
+                if !free_energy.is_finite() || mean.iter().any(|x| !x.is_finite()) {
+                    return Err(DecodeError::BadValue { what: "belief" });
+                }
+                Body::Belief {
+                    step,
+                    free_energy,
+                    mean,
+                }
+            }
+        };
+        if r.pos != bytes.len() {
+            return Err(DecodeError::Trailing {
+                extra: bytes.len() - r.pos,
+            });
+        }
+        Ok(Frame {
+            request_id,
+            sender,
+            body,
+        })
+    }
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl Reader<'_> {
+    fn need(&self, what: &'static str, n: usize) -> Result<(), DecodeError> {
+        let available = self.buf.len() - self.pos;
+        if n > available {
+            Err(DecodeError::Truncated {
+                what,
+                needed: n,
+                available,
+            })
+        } else {
+            Ok(())
+        }
+    }
+
+    fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], DecodeError> {
+        self.need(what, N)?;
+        let mut out = [0u8; N];
+        out.copy_from_slice(&self.buf[self.pos..self.pos + N]);
+        self.pos += N;
+        Ok(out)
+    }
+
+    fn u8(&mut self, what: &'static str) -> Result<u8, DecodeError> {
+        Ok(self.array::<1>(what)?[0])
+    }
+
+    fn u16(&mut self, what: &'static str) -> Result<u16, DecodeError> {
+        Ok(u16::from_be_bytes(self.array(what)?))
+    }
+
+    fn u32(&mut self, what: &'static str) -> Result<u32, DecodeError> {
+        Ok(u32::from_be_bytes(self.array(what)?))
+    }
+
+    fn u64(&mut self, what: &'static str) -> Result<u64, DecodeError> {
+        Ok(u64::from_be_bytes(self.array(what)?))
+    }
+
+    fn f64(&mut self, what: &'static str) -> Result<f64, DecodeError> {
+        Ok(f64::from_bits(self.u64(what)?))
+    }
+
+    fn id(&mut self, what: &'static str) -> Result<NodeId, DecodeError> {
+        Ok(NodeId(self.array(what)?))
+    }
+
+    /// Reads a one-byte count, checks it against `max` and against the bytes present.
+    fn count(&mut self, what: &'static str, max: usize, each: usize) -> Result<usize, DecodeError> {
+        let n = self.u8(what)? as usize;
+        if n > max {
+            return Err(DecodeError::BadValue { what });
+        }
+        self.need(what, n * each)?;
+        Ok(n)
+    }
+
+    fn contacts(&mut self) -> Result<Vec<Contact>, DecodeError> {
+        let n = self.count("contacts", MAX_CONTACTS, CONTACT_LEN)?;
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let id = self.id("contact id")?;
+            let ip = Ipv6Addr::from(self.array::<16>("contact address")?);
+            let port = self.u16("contact port")?;
+            let ip = match ip.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => IpAddr::V6(ip),
+            };
+            if port == 0 || ip.is_unspecified() || ip == IpAddr::V4(Ipv4Addr::BROADCAST) {
+                return Err(DecodeError::BadValue {
+                    what: "contact address",
+                });
+            }
+            out.push(Contact {
+                id,
+                addr: SocketAddr::new(ip, port),
+            });
+        }
+        Ok(out)
+    }
+
+    fn value(&mut self) -> Result<Vec<u8>, DecodeError> {
+        let n = self.u16("value length")? as usize;
+        if n > MAX_VALUE_LEN {
+            return Err(DecodeError::BadValue {
+                what: "value length",
+            });
+        }
+        self.need("value", n)?;
+        let v = self.buf[self.pos..self.pos + n].to_vec();
+        self.pos += n;
+        Ok(v)
+    }
+}
