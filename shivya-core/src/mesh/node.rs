@@ -62,11 +62,10 @@ impl Node {
                     state.handle_datagram(from, &buf[..n], now_ms);
                 }
                 Recv::Blocked => self.state.count_blocked(),
-                Recv::Oversized => {
+                Recv::Oversized(from) => {
                     // Hand the state machine the oversize so it counts it like any frame.
                     out.received += 1;
                     let Node { state, buf, .. } = self;
-                    let from = SocketAddr::from(([0, 0, 0, 0], 0));
                     state.handle_datagram(from, &buf[..], now_ms);
                 }
                 Recv::Empty => break,

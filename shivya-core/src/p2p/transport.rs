@@ -13,8 +13,9 @@ pub enum Recv {
     Datagram(usize, SocketAddr),
     /// A datagram arrived from a blocked address and was dropped.
     Blocked,
-    /// A datagram longer than [`MAX_FRAME`] arrived and was dropped.
-    Oversized,
+    /// A datagram longer than [`MAX_FRAME`] arrived from this address; the buffer holds
+    /// its first `MAX_FRAME + 1` bytes.
+    Oversized(SocketAddr),
     /// Nothing more to read now.
     Empty,
 }
@@ -75,7 +76,7 @@ impl UdpTransport {
                         return Ok(Recv::Blocked);
                     }
                     if n > MAX_FRAME {
-                        return Ok(Recv::Oversized);
+                        return Ok(Recv::Oversized(from));
                     }
                     return Ok(Recv::Datagram(n, from));
                 }

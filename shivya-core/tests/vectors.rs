@@ -1,0 +1,133 @@
+//! The frames behind the test vectors of docs/PROTOCOL.md (shared by the protocol tests).
+#![allow(dead_code)]
+
+use shivya_core::p2p::protocol::{FoundValue, RecordWire};
+use shivya_core::p2p::{Body, Contact, Frame, NodeId, StoreStatus};
+use std::net::SocketAddr;
+
+pub fn id(b: u8) -> NodeId {
+    NodeId([b; 20])
+}
+
+pub fn vectors() -> Vec<(&'static str, Frame)> {
+    let c1 = Contact {
+        id: id(0x33),
+        addr: "127.0.0.1:7000".parse::<SocketAddr>().unwrap(),
+    };
+    let c2 = Contact {
+        id: id(0x44),
+        addr: "[::1]:7001".parse::<SocketAddr>().unwrap(),
+    };
+    vec![
+        ("ping", Frame::new(0x0102030405060708, id(0x11), Body::Ping)),
+        ("pong", Frame::new(0x0102030405060708, id(0x22), Body::Pong)),
+        (
+            "find_node",
+            Frame::new(1, id(0x11), Body::FindNode { target: id(0xaa) }),
+        ),
+        (
+            "found_nodes",
+            Frame::new(
+                1,
+                id(0x22),
+                Body::FoundNodes {
+                    contacts: vec![c1, c2],
+                },
+            ),
+        ),
+        (
+            "store",
+            Frame::new(
+                2,
+                id(0x11),
+                Body::Store {
+                    key: id(0xbb),
+                    value: b"hi".to_vec(),
+                },
+            ),
+        ),
+        (
+            "store_ack",
+            Frame::new(
+                2,
+                id(0x22),
+                Body::StoreAck {
+                    status: StoreStatus::StoreFull,
+                },
+            ),
+        ),
+        (
+            "find_value",
+            Frame::new(3, id(0x11), Body::FindValue { key: id(0xbb) }),
+        ),
+        (
+            "found_value_value",
+            Frame::new(
+                3,
+                id(0x22),
+                Body::FoundValue(FoundValue::Value(b"hi".to_vec())),
+            ),
+        ),
+        (
+            "found_value_nodes",
+            Frame::new(4, id(0x22), Body::FoundValue(FoundValue::Nodes(vec![c1]))),
+        ),
+        (
+            "digest",
+            Frame::new(
+                0,
+                id(0x11),
+                Body::Digest {
+                    reply: false,
+                    lo: NodeId::ZERO,
+                    hi: id(0xff),
+                    entries: vec![(id(0x33), 5), (id(0x44), 9)],
+                },
+            ),
+        ),
+        (
+            "delta",
+            Frame::new(
+                0,
+                id(0x22),
+                Body::Delta(RecordWire {
+                    origin: id(0x11),
+                    version: 3,
+                    queue: vec![(0, 2.5), (2, 10.0)],
+                    offload: vec![(0, 1, 1.25)],
+                }),
+            ),
+        ),
+        (
+            "belief",
+            Frame::new(
+                0,
+                id(0x11),
+                Body::Belief {
+                    step: 7,
+                    free_energy: 1.5,
+                    mean: vec![0.25, -0.5],
+                },
+            ),
+        ),
+        ("leave", Frame::new(0, id(0x11), Body::Leave)),
+    ]
+}
+
+#[test]
+#[ignore = "prints the vectors for docs/PROTOCOL.md; run by hand when the format changes"]
+fn print_vectors() {
+    for (name, f) in vectors() {
+        let bytes = f.encode().unwrap();
+        let hex: Vec<String> = bytes
+            .chunks(16)
+            .map(|c| {
+                c.iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect();
+        println!("#### vector: {name}\n\n```text\n{}\n```\n", hex.join("\n"));
+    }
+}
