@@ -163,9 +163,9 @@ fn partition_by_blocking_then_heal_settles_all_seven_to_the_same_bits() {
     let addrs: Vec<_> = c.nodes.iter().flatten().map(|x| x.local_addr()).collect();
     let side = |i: usize| i < 4;
     for i in 0..n {
-        for j in 0..n {
+        for (j, a) in addrs.iter().enumerate() {
             if side(i) != side(j) {
-                c.node(i).block(addrs[j]);
+                c.node(i).block(*a);
             }
         }
     }
