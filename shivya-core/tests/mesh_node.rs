@@ -1,0 +1,220 @@
+//! One node's proxy calls, settle semantics and configuration checks.
+
+use shivya_core::mesh::{MeshError, NodeConfig, NodeState, SettleMode, WorkloadTopology};
+
+fn node(topology: WorkloadTopology, mode: SettleMode) -> NodeState {
+    NodeState::new(
+        NodeConfig {
+            topology,
+            settle_mode: mode,
+            ..NodeConfig::default()
+        },
+        0,
+    )
+    .unwrap()
+}
+
+fn route_map(n: &mut NodeState) -> Vec<(u32, u32, f64)> {
+    n.settle()
+        .unwrap()
+        .iter()
+        .map(|r| (r.src, r.dst, r.rate))
+        .collect()
+}
+
+#[test]
+fn bad_proxy_input_is_an_error_and_changes_nothing() {
+    let mut n = node(
+        WorkloadTopology::new(4, &[(0, 1), (1, 2), (2, 3)]).unwrap(),
+        SettleMode::CurlFree,
+    );
+    n.record_queue_len(1, 5.0).unwrap();
+    n.record_offload(0, 1, 2.0).unwrap();
+    let version = n.status().own_version;
+    let before = n.settlement().unwrap().clone();
+    let bad: Vec<(&str, Result<(), MeshError>)> = vec![
+        ("NaN queue", n.record_queue_len(0, f64::NAN)),
+        ("negative queue", n.record_queue_len(0, -1.0)),
+        ("infinite queue", n.record_queue_len(0, f64::INFINITY)),
+        ("unknown vertex", n.record_queue_len(4, 1.0)),
+        ("self edge", n.record_offload(2, 2, 1.0)),
+        ("not an edge", n.record_offload(0, 3, 1.0)),
+        ("unknown src", n.record_offload(9, 1, 1.0)),
+        ("NaN rate", n.record_offload(1, 2, f64::NAN)),
+        ("negative rate", n.record_offload(1, 2, -0.5)),
+        ("observation length", n.observe(&[1.0])),
+        ("observation NaN", n.observe(&[1.0, f64::NAN])),
+    ];
+    for (what, r) in bad {
+        let e = r.expect_err(what);
+        assert!(!e.to_string().is_empty(), "{what}: message");
+    }
+    assert!(matches!(
+        n.record_queue_len(4, 1.0),
+        Err(MeshError::UnknownVertex { vertex: 4, n: 4 })
+    ));
+    assert!(matches!(
+        n.record_offload(2, 2, 1.0),
+        Err(MeshError::SelfEdge { vertex: 2 })
+    ));
+    assert_eq!(n.status().own_version, version, "no write happened");
+    assert_eq!(n.settlement().unwrap(), &before, "settled state unchanged");
+}
+
+#[test]
+fn work_moves_from_long_queues_to_short_ones() {
+    let mut n = node(WorkloadTopology::complete(3), SettleMode::CurlFree);
+    n.record_queue_len(0, 9.0).unwrap();
+    n.record_queue_len(1, 3.0).unwrap();
+    let routes = route_map(&mut n);
+    // Gain 1: rate = q_src − q_dst on each edge, from long to short.
+    assert_eq!(routes, vec![(0, 1, 6.0), (0, 2, 9.0), (1, 2, 3.0)]);
+}
+
+#[test]
+fn circular_offload_around_a_filled_triangle_is_removed() {
+    let mut n = node(WorkloadTopology::complete(3), SettleMode::CurlFree);
+    for (s, d) in [(0, 1), (1, 2), (2, 0)] {
+        n.record_offload(s, d, 4.0).unwrap();
+    }
+    let s = n.settlement().unwrap();
+    assert!(s.flow.iter().all(|x| x.abs() < 1e-9), "{:?}", s.flow);
+    assert!(s.routes.is_empty());
+}
+
+#[test]
+fn circulation_around_a_hole_survives_curl_free_but_not_gradient_only() {
+    let square = WorkloadTopology::new(4, &[(0, 1), (1, 2), (2, 3), (0, 3)]).unwrap();
+    let ring = [(0, 1), (1, 2), (2, 3), (3, 0)];
+    let mut keep = node(square.clone(), SettleMode::CurlFree);
+    let mut drop = node(square, SettleMode::GradientOnly);
+    for (s, d) in ring {
+        keep.record_offload(s, d, 1.0).unwrap();
+        drop.record_offload(s, d, 1.0).unwrap();
+    }
+    let kept = keep.settlement().unwrap().flow.clone();
+    assert_eq!(kept.len(), 4);
+    for x in &kept {
+        assert!(
+            (x.abs() - 1.0).abs() < 1e-12,
+            "harmonic circulation kept: {kept:?}"
+        );
+    }
+    assert!(drop
+        .settlement()
+        .unwrap()
+        .flow
+        .iter()
+        .all(|x| x.abs() < 1e-9));
+}
+
+#[test]
+fn merged_writes_of_several_origins_add_up() {
+    // Two nodes write to the same vertex; a third holds both records.
+    let t = WorkloadTopology::complete(2);
+    let mut a = NodeState::new(
+        NodeConfig {
+            seed: 1,
+            topology: t.clone(),
+            ..NodeConfig::default()
+        },
+        0,
+    )
+    .unwrap();
+    let mut b = NodeState::new(
+        NodeConfig {
+            seed: 2,
+            topology: t.clone(),
+            ..NodeConfig::default()
+        },
+        0,
+    )
+    .unwrap();
+    a.record_queue_len(0, 2.0).unwrap();
+    b.record_queue_len(0, 3.0).unwrap();
+    let mut c = NodeState::new(
+        NodeConfig {
+            seed: 3,
+            topology: t,
+            ..NodeConfig::default()
+        },
+        0,
+    )
+    .unwrap();
+    for r in [
+        a.records().get(&a.id()).unwrap().clone(),
+        b.records().get(&b.id()).unwrap().clone(),
+    ] {
+        let f = shivya_core::p2p::Frame::new(0, r.origin, shivya_core::p2p::Body::Delta(r));
+        c.handle_datagram("10.0.0.9:1".parse().unwrap(), &f.encode().unwrap(), 1);
+    }
+    assert_eq!(c.records().len(), 2);
+    assert_eq!(c.settlement().unwrap().queue, vec![5.0, 0.0]);
+    assert_eq!(c.status().counters.records_merged, 2);
+    // An older version of a record does not overwrite a newer one.
+    let old = a.records().get(&a.id()).unwrap().clone();
+    a.record_queue_len(0, 7.0).unwrap();
+    let newer = a.records().get(&a.id()).unwrap().clone();
+    for r in [newer, old] {
+        let f = shivya_core::p2p::Frame::new(0, r.origin, shivya_core::p2p::Body::Delta(r));
+        c.handle_datagram("10.0.0.9:1".parse().unwrap(), &f.encode().unwrap(), 2);
+    }
+    assert_eq!(c.settlement().unwrap().queue, vec![10.0, 0.0]);
+    assert_eq!(c.status().counters.records_merged, 3);
+}
+
+#[test]
+fn a_record_outside_the_topology_is_dropped_and_counted() {
+    let mut n = node(WorkloadTopology::complete(2), SettleMode::CurlFree);
+    let r = shivya_core::p2p::protocol::RecordWire {
+        origin: shivya_core::p2p::NodeId::from_seed(77),
+        version: 1,
+        queue: vec![(5, 1.0)],
+        offload: vec![],
+    };
+    let f = shivya_core::p2p::Frame::new(0, r.origin, shivya_core::p2p::Body::Delta(r));
+    n.handle_datagram("10.0.0.9:1".parse().unwrap(), &f.encode().unwrap(), 1);
+    assert_eq!(n.records().len(), 0);
+    assert_eq!(n.status().counters.dropped.bad_record, 1);
+}
+
+#[test]
+fn bad_configuration_is_rejected_with_a_reason() {
+    let cases = [
+        NodeConfig {
+            step_interval_ms: 0,
+            ..NodeConfig::default()
+        },
+        NodeConfig {
+            fanout: 0,
+            ..NodeConfig::default()
+        },
+        NodeConfig {
+            queue_gain: f64::NAN,
+            ..NodeConfig::default()
+        },
+        NodeConfig {
+            min_rate: -1.0,
+            ..NodeConfig::default()
+        },
+    ];
+    for c in cases {
+        let e = NodeState::new(c, 0).expect_err("invalid config");
+        assert!(e.to_string().contains("invalid"), "{e}");
+    }
+    assert!(WorkloadTopology::new(3, &[(0, 0)]).is_err(), "self-loop");
+    assert!(
+        WorkloadTopology::new(3, &[(0, 1), (1, 0)]).is_err(),
+        "duplicate"
+    );
+    assert!(WorkloadTopology::new(3, &[(0, 3)]).is_err(), "out of range");
+}
+
+#[test]
+fn a_frame_claiming_our_own_id_is_dropped() {
+    let mut n = node(WorkloadTopology::complete(2), SettleMode::CurlFree);
+    let f = shivya_core::p2p::Frame::new(0, n.id(), shivya_core::p2p::Body::Ping);
+    n.handle_datagram("10.0.0.9:1".parse().unwrap(), &f.encode().unwrap(), 1);
+    assert_eq!(n.status().counters.dropped.own_id, 1);
+    assert_eq!(n.status().peers, 0);
+}
