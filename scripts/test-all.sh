@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-say() { printf '\n=== %s\n' "$*"; }
+. scripts/lib.sh
 
 if ! command -v cargo >/dev/null 2>&1; then
     echo "error: cargo not found; this project needs a Rust toolchain (rustup) on PATH" >&2
@@ -14,3 +14,6 @@ fi
 say "Rust: unit, property, integration and doc tests (benches run once in test mode)"
 cargo test --workspace --all-targets
 cargo test --workspace --doc
+
+say "C ABI: header in C99/C++, C tests under valgrind, C and C++ examples"
+./scripts/test-c.sh

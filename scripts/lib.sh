@@ -1,0 +1,16 @@
+# Shared helpers for the project's scripts. Source it; do not run it.
+
+say() { printf '\n=== %s\n' "$*"; }
+
+# need CMD PACKAGE: installs Debian PACKAGE when CMD is missing.
+need() {
+    local cmd=$1 pkg=$2
+    if command -v "$cmd" >/dev/null 2>&1; then
+        return 0
+    fi
+    say "installing $pkg (for $cmd)"
+    local sudo=""
+    if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$pkg" >/dev/null
+}

@@ -1,0 +1,220 @@
+//! Status codes, the thread's last error, the panic boundary and pointer checks.
+
+use shivya_core::mesh::MeshError;
+use std::cell::RefCell;
+use std::ffi::{c_char, CStr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// Result of every fallible call. The numbers are fixed forever; new codes get new numbers.
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum shivya_status {
+    /// Success.
+    SHIVYA_OK = 0,
+    /// A NULL pointer, a wrong length, bad UTF-8, an unparsable address, NaN or infinity,
+    /// an unknown vertex or edge, or a setting out of range. Nothing changed.
+    SHIVYA_ERR_INVALID_ARGUMENT = -1,
+    /// The caller's buffer is too small; the needed count was written to `*len`.
+    SHIVYA_ERR_BUFFER_TOO_SHORT = -2,
+    /// A socket error (including an address already in use).
+    SHIVYA_ERR_IO = -3,
+    /// A bounded table is full (record entries, DHT store).
+    SHIVYA_ERR_CAPACITY = -4,
+    /// A numerical layer failed (agent or solver); the node keeps running.
+    SHIVYA_ERR_NUMERIC = -5,
+    /// Rust code panicked; the panic was stopped at the boundary. Please report it.
+    SHIVYA_ERR_PANIC = -6,
+    /// An internal invariant broke. Please report it.
+    SHIVYA_ERR_INTERNAL = -7,
+}
+
+pub(crate) use shivya_status::*;
+
+/// An error on its way to the C caller.
+#[derive(Debug)]
+pub(crate) struct Error {
+    pub status: shivya_status,
+    pub message: String,
+}
+
+impl Error {
+    pub fn invalid(message: impl Into<String>) -> Error {
+        Error {
+            status: SHIVYA_ERR_INVALID_ARGUMENT,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<MeshError> for Error {
+    fn from(e: MeshError) -> Error {
+        use shivya_core::p2p::P2pError;
+        let status = match &e {
+            MeshError::Config { .. }
+            | MeshError::Topology(_)
+            | MeshError::UnknownVertex { .. }
+            | MeshError::UnknownEdge { .. }
+            | MeshError::SelfEdge { .. }
+            | MeshError::BadValue { .. }
+            | MeshError::Length { .. }
+            | MeshError::P2p(P2pError::Config { .. }) => SHIVYA_ERR_INVALID_ARGUMENT,
+            MeshError::RecordFull { .. } | MeshError::P2p(P2pError::Store { .. }) => {
+                SHIVYA_ERR_CAPACITY
+            }
+            MeshError::P2p(P2pError::Bind { .. }) | MeshError::Io(_) => SHIVYA_ERR_IO,
+            MeshError::Agent(_) | MeshError::Hodge(_) => SHIVYA_ERR_NUMERIC,
+            MeshError::Internal(_) => SHIVYA_ERR_INTERNAL,
+        };
+        Error {
+            status,
+            message: e.to_string(),
+        }
+    }
+}
+
+thread_local! {
+    static LAST_ERROR: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+pub(crate) fn set_last_error(message: &str) {
+    LAST_ERROR.with(|l| {
+        let mut l = l.borrow_mut();
+        l.clear();
+        l.push_str(message);
+    });
+}
+
+pub(crate) fn with_last_error<R>(f: impl FnOnce(&str) -> R) -> R {
+    LAST_ERROR.with(|l| f(&l.borrow()))
+}
+
+/// Runs `f` inside the panic boundary and turns its outcome into a status, recording the
+/// message of any failure as this thread's last error.
+pub(crate) fn guard(f: impl FnOnce() -> Result<(), Error>) -> shivya_status {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(())) => SHIVYA_OK,
+        Ok(Err(e)) => {
+            set_last_error(&e.message);
+            e.status
+        }
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_string());
+            set_last_error(&format!("panic stopped at the C boundary: {what}"));
+            SHIVYA_ERR_PANIC
+        }
+    }
+}
+
+/// Like [`guard`] for functions that return a plain value: `fallback` on panic.
+pub(crate) fn guard_value<T>(fallback: T, f: impl FnOnce() -> T) -> T {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(v) => v,
+        Err(_) => {
+            set_last_error("panic stopped at the C boundary");
+            fallback
+        }
+    }
+}
+
+/// `&T` from a pointer that must not be NULL.
+///
+/// # Safety
+/// `p` is NULL or points to a live, properly aligned `T` for `'a`.
+pub(crate) unsafe fn try_ref<'a, T>(p: *const T, what: &str) -> Result<&'a T, Error> {
+    // SAFETY: non-null checked here; validity is the caller's documented contract.
+    unsafe { p.as_ref() }.ok_or_else(|| Error::invalid(format!("{what} is NULL")))
+}
+
+/// `&mut T` from a pointer that must not be NULL.
+///
+/// # Safety
+/// `p` is NULL or points to a live, properly aligned `T`, not aliased, for `'a`.
+pub(crate) unsafe fn try_mut<'a, T>(p: *mut T, what: &str) -> Result<&'a mut T, Error> {
+    // SAFETY: as for `try_ref`, plus exclusive access per the contract.
+    unsafe { p.as_mut() }.ok_or_else(|| Error::invalid(format!("{what} is NULL")))
+}
+
+fn check_len<T>(len: usize, what: &str) -> Result<(), Error> {
+    let bytes = len.checked_mul(std::mem::size_of::<T>());
+    match bytes {
+        Some(b) if b <= isize::MAX as usize => Ok(()),
+        _ => Err(Error::invalid(format!("{what}: length {len} is too large"))),
+    }
+}
+
+/// A slice from `(p, len)`; `len == 0` gives an empty slice whatever `p` is.
+///
+/// # Safety
+/// If `len > 0`, `p` is NULL or points to `len` initialised `T`s live for `'a`.
+pub(crate) unsafe fn try_slice<'a, T>(
+    p: *const T,
+    len: usize,
+    what: &str,
+) -> Result<&'a [T], Error> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if p.is_null() {
+        return Err(Error::invalid(format!(
+            "{what} is NULL but its length is {len}"
+        )));
+    }
+    check_len::<T>(len, what)?;
+    // SAFETY: non-null, length bounded, validity per the caller's contract.
+    Ok(unsafe { std::slice::from_raw_parts(p, len) })
+}
+
+/// A mutable slice from `(p, len)`; `len == 0` gives an empty slice.
+///
+/// # Safety
+/// If `len > 0`, `p` is NULL or points to `len` writable `T`s, not aliased, live for `'a`.
+pub(crate) unsafe fn try_slice_mut<'a, T>(
+    p: *mut T,
+    len: usize,
+    what: &str,
+) -> Result<&'a mut [T], Error> {
+    if len == 0 {
+        return Ok(&mut []);
+    }
+    if p.is_null() {
+        return Err(Error::invalid(format!(
+            "{what} is NULL but its length is {len}"
+        )));
+    }
+    check_len::<T>(len, what)?;
+    // SAFETY: as for `try_slice`, plus exclusive access.
+    Ok(unsafe { std::slice::from_raw_parts_mut(p, len) })
+}
+
+/// A UTF-8 string from a NUL-terminated C string.
+///
+/// # Safety
+/// `p` is NULL or points to a NUL-terminated string live for `'a`.
+pub(crate) unsafe fn try_str<'a>(p: *const c_char, what: &str) -> Result<&'a str, Error> {
+    if p.is_null() {
+        return Err(Error::invalid(format!("{what} is NULL")));
+    }
+    // SAFETY: non-null and NUL-terminated per the contract.
+    let c = unsafe { CStr::from_ptr(p) };
+    c.to_str()
+        .map_err(|e| Error::invalid(format!("{what} is not valid UTF-8: {e}")))
+}
+
+/// Writes `value` through an out-pointer that must not be NULL.
+///
+/// # Safety
+/// `p` is NULL or points to writable memory for a `T`.
+pub(crate) unsafe fn write_out<T>(p: *mut T, value: T, what: &str) -> Result<(), Error> {
+    if p.is_null() {
+        return Err(Error::invalid(format!("{what} is NULL")));
+    }
+    // SAFETY: non-null; writable per the contract. `write` does not drop the old value,
+    // which may be uninitialised.
+    unsafe { p.write(value) };
+    Ok(())
+}

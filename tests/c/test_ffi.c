@@ -1,0 +1,301 @@
+/* C tests of the Shivya C ABI. Built and run (under valgrind) by scripts/test-c.sh. */
+#define _POSIX_C_SOURCE 200809L
+#include "shivya.h"
+
+#include <math.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static int failures = 0;
+
+#define CHECK(cond)                                                                  \
+    do {                                                                             \
+        if (!(cond)) {                                                               \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+            failures++;                                                              \
+        }                                                                            \
+    } while (0)
+
+/* An error status with a readable message. */
+#define CHECK_ERR(call, expected)                                                    \
+    do {                                                                             \
+        shivya_status s_ = (call);                                                   \
+        char m_[256];                                                                \
+        size_t n_ = shivya_last_error_message(m_, sizeof m_);                        \
+        if (s_ != (expected) || n_ == 0) {                                           \
+            fprintf(stderr, "%s:%d: %s gave %s (%d), message \"%s\"\n", __FILE__,     \
+                    __LINE__, #call, shivya_status_name(s_), (int)s_, m_);          \
+            failures++;                                                              \
+        }                                                                            \
+    } while (0)
+
+static uint64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+#define N 3
+
+static shivya_node *nodes[N];
+
+/* One turn of the host loop: poll every fd for at most the earliest timeout, then step. */
+static void turn(void) {
+    struct pollfd fds[N];
+    uint64_t wait = 50, now = now_ms();
+    for (int i = 0; i < N; i++) {
+        uint64_t t = 0;
+        CHECK(shivya_next_timeout_ms(nodes[i], now, &t) == SHIVYA_OK);
+        if (t < wait) wait = t;
+        fds[i].fd = shivya_fd(nodes[i]);
+        fds[i].events = POLLIN;
+        fds[i].revents = 0;
+    }
+    (void)poll(fds, N, (int)wait);
+    now = now_ms();
+    for (int i = 0; i < N; i++) CHECK(shivya_step(nodes[i], now) == SHIVYA_OK);
+}
+
+static int all_peers(size_t want) {
+    for (int i = 0; i < N; i++) {
+        shivya_snapshot s;
+        if (shivya_node_snapshot(nodes[i], &s) != SHIVYA_OK || s.peers < want) return 0;
+    }
+    return 1;
+}
+
+static int routes_agree(shivya_route out[N][16], size_t len[N]) {
+    for (int i = 0; i < N; i++) {
+        shivya_snapshot s;
+        if (shivya_node_snapshot(nodes[i], &s) != SHIVYA_OK || s.records != N) return 0;
+        if (shivya_settle(nodes[i], out[i], 16, &len[i]) != SHIVYA_OK) return 0;
+    }
+    for (int i = 1; i < N; i++) {
+        if (len[i] != len[0] || memcmp(out[i], out[0], len[0] * sizeof(shivya_route)) != 0) return 0;
+    }
+    return len[0] > 0;
+}
+
+static void test_three_nodes_settle_to_identical_routes(void) {
+    char seed_addr[SHIVYA_ADDR_LEN];
+    for (int i = 0; i < N; i++) {
+        shivya_config *c = NULL;
+        CHECK(shivya_config_new(&c) == SHIVYA_OK);
+        CHECK(shivya_config_set_listen(c, "127.0.0.1:0") == SHIVYA_OK);
+        CHECK(shivya_config_set_seed(c, 100 + (uint64_t)i) == SHIVYA_OK);
+        CHECK(shivya_config_set_topology(c, 3, NULL, 0) == SHIVYA_OK);
+        if (i > 0) CHECK(shivya_config_add_bootstrap(c, seed_addr) == SHIVYA_OK);
+        CHECK(shivya_node_new(c, now_ms(), &nodes[i]) == SHIVYA_OK);
+        shivya_config_free(c);
+        if (i == 0) {
+            size_t len = 0;
+            CHECK(shivya_local_addr(nodes[0], seed_addr, sizeof seed_addr, &len) == SHIVYA_OK);
+            CHECK(len == strlen(seed_addr));
+        }
+    }
+    uint64_t start = now_ms();
+    while (!all_peers(N - 1) && now_ms() - start < 10000) turn();
+    CHECK(all_peers(N - 1));
+    printf("three nodes discovered each other in %llu ms\n", (unsigned long long)(now_ms() - start));
+
+    for (int i = 0; i < N; i++) {
+        CHECK(shivya_record_queue_len(nodes[i], (uint32_t)i, 3.0 * (i + 1)) == SHIVYA_OK);
+    }
+    shivya_route routes[N][16];
+    size_t len[N] = {0};
+    start = now_ms();
+    while (!routes_agree(routes, len) && now_ms() - start < 10000) turn();
+    CHECK(routes_agree(routes, len));
+    printf("settled to identical routes in %llu ms:\n", (unsigned long long)(now_ms() - start));
+    for (size_t r = 0; r < len[0]; r++) {
+        printf("  %u -> %u at %.3f\n", routes[0][r].src, routes[0][r].dst, routes[0][r].rate);
+    }
+    /* Queues 3, 6, 9 at vertices 0, 1, 2: work flows from 2 to 1 to 0. */
+    CHECK(len[0] == 3);
+
+    shivya_peer peers[8];
+    size_t np = 0;
+    CHECK(shivya_peers(nodes[0], peers, 8, &np) == SHIVYA_OK);
+    CHECK(np == N - 1);
+    CHECK(strchr(peers[0].addr, ':') != NULL);
+}
+
+static void test_too_small_buffers_report_the_needed_length(void) {
+    size_t len = 0;
+    CHECK_ERR(shivya_settle(nodes[0], NULL, 0, &len), SHIVYA_ERR_BUFFER_TOO_SHORT);
+    CHECK(len == 3);
+    shivya_route one[1];
+    CHECK_ERR(shivya_settle(nodes[0], one, 1, &len), SHIVYA_ERR_BUFFER_TOO_SHORT);
+    CHECK(len == 3);
+    CHECK_ERR(shivya_peers(nodes[0], NULL, 0, &len), SHIVYA_ERR_BUFFER_TOO_SHORT);
+    CHECK(len == N - 1);
+    char small[4];
+    CHECK_ERR(shivya_local_addr(nodes[0], small, sizeof small, &len), SHIVYA_ERR_BUFFER_TOO_SHORT);
+    CHECK(len > 4);
+    /* The message can be asked for its length first. */
+    size_t need = shivya_last_error_message(NULL, 0);
+    CHECK(need > 0);
+    char tiny[8];
+    CHECK(shivya_last_error_message(tiny, sizeof tiny) == need);
+    CHECK(strlen(tiny) == sizeof tiny - 1);
+}
+
+static void test_bad_input_is_rejected_and_the_node_stays_usable(void) {
+    shivya_node *n = nodes[1];
+    shivya_snapshot before, after;
+    CHECK(shivya_node_snapshot(n, &before) == SHIVYA_OK);
+    uint64_t t;
+    size_t len;
+    shivya_route r[4];
+    const shivya_status BAD = SHIVYA_ERR_INVALID_ARGUMENT;
+
+    /* NULL handles and out-pointers. */
+    CHECK_ERR(shivya_config_new(NULL), BAD);
+    CHECK_ERR(shivya_config_set_listen(NULL, "127.0.0.1:0"), BAD);
+    CHECK_ERR(shivya_config_add_bootstrap(NULL, "127.0.0.1:1"), BAD);
+    CHECK_ERR(shivya_config_set_seed(NULL, 1), BAD);
+    CHECK_ERR(shivya_config_set_step_interval_ms(NULL, 10), BAD);
+    CHECK_ERR(shivya_config_set_k(NULL, 4), BAD);
+    CHECK_ERR(shivya_config_set_cg_tolerance(NULL, 1e-8), BAD);
+    CHECK_ERR(shivya_config_set_topology(NULL, 3, NULL, 0), BAD);
+    CHECK_ERR(shivya_config_set_gradient_only(NULL, true), BAD);
+    shivya_node *out = (shivya_node *)&t; /* must be reset to NULL on error */
+    CHECK_ERR(shivya_node_new(NULL, 0, &out), BAD);
+    CHECK(out == NULL);
+    CHECK_ERR(shivya_step(NULL, 0), BAD);
+    CHECK(shivya_fd(NULL) == -1);
+    CHECK_ERR(shivya_next_timeout_ms(NULL, 0, &t), BAD);
+    CHECK_ERR(shivya_next_timeout_ms(n, 0, NULL), BAD);
+    CHECK_ERR(shivya_record_queue_len(NULL, 0, 1.0), BAD);
+    CHECK_ERR(shivya_record_offload(NULL, 0, 1, 1.0), BAD);
+    CHECK_ERR(shivya_settle(NULL, r, 4, &len), BAD);
+    CHECK_ERR(shivya_settle(n, r, 4, NULL), BAD);
+    CHECK_ERR(shivya_settle(n, NULL, 4, &len), BAD);
+    CHECK_ERR(shivya_node_snapshot(NULL, &after), BAD);
+    CHECK_ERR(shivya_node_snapshot(n, NULL), BAD);
+    CHECK_ERR(shivya_peers(NULL, NULL, 0, &len), BAD);
+    CHECK_ERR(shivya_peers(n, NULL, 8, &len), BAD);
+    CHECK_ERR(shivya_local_addr(NULL, NULL, 0, &len), BAD);
+    CHECK_ERR(shivya_block(NULL, "127.0.0.1:1"), BAD);
+    CHECK_ERR(shivya_block(n, NULL), BAD);
+    CHECK_ERR(shivya_unblock(n, NULL), BAD);
+    CHECK_ERR(shivya_leave(NULL), BAD);
+
+    /* Bad strings, bad numbers, unknown ids. */
+    CHECK_ERR(shivya_block(n, "not an address"), BAD);
+    CHECK_ERR(shivya_block(n, "127.0.0.1"), BAD);
+    CHECK_ERR(shivya_block(n, "\xff\xfe:1"), BAD); /* not UTF-8 */
+    CHECK_ERR(shivya_record_queue_len(n, 0, NAN), BAD);
+    CHECK_ERR(shivya_record_queue_len(n, 0, INFINITY), BAD);
+    CHECK_ERR(shivya_record_queue_len(n, 0, -1.0), BAD);
+    CHECK_ERR(shivya_record_queue_len(n, 99, 1.0), BAD);
+    CHECK_ERR(shivya_record_offload(n, 0, 0, 1.0), BAD);
+    CHECK_ERR(shivya_record_offload(n, 0, 7, 1.0), BAD);
+    CHECK_ERR(shivya_record_offload(n, 0, 1, NAN), BAD);
+
+    shivya_config *c = NULL;
+    CHECK(shivya_config_new(&c) == SHIVYA_OK);
+    CHECK_ERR(shivya_config_set_listen(c, "localhost"), BAD);
+    CHECK_ERR(shivya_config_set_listen(c, NULL), BAD);
+    CHECK_ERR(shivya_config_add_bootstrap(c, "300.1.1.1:5"), BAD);
+    CHECK_ERR(shivya_config_set_step_interval_ms(c, 0), BAD);
+    CHECK_ERR(shivya_config_set_k(c, 0), BAD);
+    CHECK_ERR(shivya_config_set_k(c, 21), BAD);
+    CHECK_ERR(shivya_config_set_cg_tolerance(c, NAN), BAD);
+    CHECK_ERR(shivya_config_set_cg_tolerance(c, -1.0), BAD);
+    CHECK_ERR(shivya_config_set_topology(c, 3, NULL, 2), BAD);       /* NULL with length */
+    const uint32_t loop_edge[2] = {1, 1};
+    CHECK_ERR(shivya_config_set_topology(c, 3, loop_edge, 1), BAD);  /* self-loop */
+    const uint32_t far_edge[2] = {0, 5};
+    CHECK_ERR(shivya_config_set_topology(c, 3, far_edge, 1), BAD);   /* out of range */
+    CHECK_ERR(shivya_config_set_topology(c, 3, far_edge, SIZE_MAX), BAD); /* overflow */
+    shivya_config_free(c);
+
+    /* Nothing stored was lost: the node still works and its state is unchanged. */
+    CHECK(shivya_node_snapshot(n, &after) == SHIVYA_OK);
+    CHECK(after.own_version == before.own_version);
+    CHECK(after.records == before.records);
+    CHECK(shivya_step(n, now_ms()) == SHIVYA_OK);
+    CHECK(shivya_settle(n, r, 4, &len) == SHIVYA_OK);
+    CHECK(len == 3);
+}
+
+static void test_port_in_use_is_an_io_error(void) {
+    char addr[SHIVYA_ADDR_LEN];
+    size_t len;
+    CHECK(shivya_local_addr(nodes[0], addr, sizeof addr, &len) == SHIVYA_OK);
+    shivya_config *c = NULL;
+    CHECK(shivya_config_new(&c) == SHIVYA_OK);
+    CHECK(shivya_config_set_listen(c, addr) == SHIVYA_OK);
+    shivya_node *n = NULL;
+    CHECK_ERR(shivya_node_new(c, now_ms(), &n), SHIVYA_ERR_IO);
+    CHECK(n == NULL);
+    shivya_config_free(c);
+}
+
+static void test_standalone_reconciler(void) {
+    /* The bowtie: two triangles sharing vertex 2. */
+    const uint32_t edges[12] = {0, 1, 0, 2, 1, 2, 2, 3, 2, 4, 3, 4};
+    const uint32_t tris[6] = {0, 1, 2, 2, 3, 4};
+    shivya_complex *cx = NULL;
+    CHECK(shivya_complex_new(5, edges, 6, tris, 2, &cx) == SHIVYA_OK);
+    CHECK(shivya_complex_n_edges(cx) == 6);
+    /* A pure circulation around the first triangle: 0->1->2->0. */
+    const double curl[6] = {1, -1, 1, 0, 0, 0};
+    double out[6];
+    shivya_solver_report rep;
+    CHECK(shivya_reconcile(cx, curl, out, 6, &rep) == SHIVYA_OK);
+    for (int i = 0; i < 6; i++) CHECK(fabs(out[i]) < 1e-9);
+    CHECK(rep.converged);
+    CHECK(rep.iterations <= 10);
+    CHECK(shivya_reconcile(cx, curl, out, 6, NULL) == SHIVYA_OK);
+
+    CHECK_ERR(shivya_reconcile(cx, curl, out, 5, &rep), SHIVYA_ERR_INVALID_ARGUMENT);
+    CHECK_ERR(shivya_reconcile(cx, NULL, out, 6, &rep), SHIVYA_ERR_INVALID_ARGUMENT);
+    CHECK_ERR(shivya_reconcile(cx, curl, NULL, 6, &rep), SHIVYA_ERR_INVALID_ARGUMENT);
+    CHECK_ERR(shivya_reconcile(NULL, curl, out, 6, &rep), SHIVYA_ERR_INVALID_ARGUMENT);
+    CHECK_ERR(shivya_reconcile(cx, out, out, 6, &rep), SHIVYA_ERR_INVALID_ARGUMENT);
+    const double nan_flow[6] = {1, NAN, 0, 0, 0, 0};
+    CHECK_ERR(shivya_reconcile(cx, nan_flow, out, 6, &rep), SHIVYA_ERR_INVALID_ARGUMENT);
+    CHECK(shivya_reconcile(cx, curl, out, 6, &rep) == SHIVYA_OK); /* still usable */
+    shivya_complex_free(cx);
+
+    shivya_complex *bad = (shivya_complex *)&rep;
+    const uint32_t missing_tri[3] = {0, 1, 3};
+    CHECK_ERR(shivya_complex_new(5, edges, 6, missing_tri, 1, &bad), SHIVYA_ERR_INVALID_ARGUMENT);
+    CHECK(bad == NULL);
+    CHECK_ERR(shivya_complex_new(5, NULL, 6, NULL, 0, &bad), SHIVYA_ERR_INVALID_ARGUMENT);
+    CHECK_ERR(shivya_complex_new(5, edges, 6, tris, 2, NULL), SHIVYA_ERR_INVALID_ARGUMENT);
+    CHECK(shivya_complex_n_edges(NULL) == 0);
+}
+
+static void test_version_and_names(void) {
+    CHECK(shivya_abi_version() == SHIVYA_ABI_VERSION);
+    CHECK(strlen(shivya_version()) > 0);
+    CHECK(strcmp(shivya_status_name(SHIVYA_ERR_BUFFER_TOO_SHORT), "SHIVYA_ERR_BUFFER_TOO_SHORT") == 0);
+    CHECK(strcmp(shivya_status_name(12345), "unknown") == 0);
+    /* Freeing NULL is a no-op. */
+    shivya_config_free(NULL);
+    shivya_node_free(NULL);
+    shivya_complex_free(NULL);
+}
+
+int main(void) {
+    test_version_and_names();
+    test_three_nodes_settle_to_identical_routes();
+    test_too_small_buffers_report_the_needed_length();
+    test_bad_input_is_rejected_and_the_node_stays_usable();
+    test_port_in_use_is_an_io_error();
+    test_standalone_reconciler();
+    CHECK(shivya_leave(nodes[2]) == SHIVYA_OK);
+    for (int i = 0; i < N; i++) shivya_node_free(nodes[i]);
+    if (failures) {
+        fprintf(stderr, "test_ffi: %d check(s) failed\n", failures);
+        return 1;
+    }
+    printf("test_ffi: all checks passed\n");
+    return 0;
+}
