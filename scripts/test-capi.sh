@@ -22,7 +22,7 @@ need pkg-config pkg-config
 prefix="$PWD/target/capi-root"
 rm -rf "$prefix"
 say "cargo cinstall --prefix $prefix"
-cargo cinstall -q -p shivya-ffi --release --prefix "$prefix" --libdir "$prefix/lib"
+cargo cinstall -p shivya-ffi --release --prefix "$prefix" --libdir "$prefix/lib"
 ls "$prefix/lib" "$prefix/include" "$prefix/lib/pkgconfig"
 cmp include/shivya.h "$prefix/include/shivya.h"
 

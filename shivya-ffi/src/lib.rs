@@ -20,7 +20,12 @@
 // touching them; the contract of each pointer is documented on the function.
 #![allow(clippy::missing_safety_doc, clippy::not_unsafe_ptr_arg_deref)]
 
+mod bindings;
 mod error;
+
+pub use bindings::*;
+
+uniffi::setup_scaffolding!();
 
 pub use error::shivya_status;
 use error::*;
