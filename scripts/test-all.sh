@@ -17,3 +17,9 @@ cargo test --workspace --doc
 
 say "C ABI: header in C99/C++, C tests under valgrind, C and C++ examples"
 ./scripts/test-c.sh
+
+say "Bindings: generated sources current, then Python, Kotlin and Go scenarios"
+./bindings/generate.sh --check
+./scripts/test-python.sh
+./scripts/test-kotlin.sh
+./scripts/test-go.sh

@@ -10,8 +10,12 @@ use shivya_core::mesh::{Node, NodeConfig, SettleMode, WorkloadTopology};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-/// Errors, one variant per C status code.
+/// Errors, one variant per C status code: `InvalidArgument` = −1, `BufferTooShort` = −2,
+/// `Io` = −3, `Capacity` = −4, `Numeric` = −5, `Panic` = −6, `Internal` = −7.
+/// Crosses as a "flat" error: each variant carries its display text, which is what foreign
+/// code sees as the exception message (and avoids a clash with Kotlin's `message`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Error)]
+#[uniffi(flat_error)]
 pub enum ShivyaError {
     /// `SHIVYA_ERR_INVALID_ARGUMENT` (also: the node is closed).
     #[error("invalid argument: {message}")]
@@ -85,20 +89,6 @@ fn invalid(message: impl Into<String>) -> ShivyaError {
     ShivyaError::InvalidArgument {
         message: message.into(),
     }
-}
-
-/// The C status code an error corresponds to.
-#[uniffi::export]
-pub fn error_status_code(error: &ShivyaError) -> i32 {
-    (match error {
-        ShivyaError::InvalidArgument { .. } => shivya_status::SHIVYA_ERR_INVALID_ARGUMENT,
-        ShivyaError::BufferTooShort { .. } => shivya_status::SHIVYA_ERR_BUFFER_TOO_SHORT,
-        ShivyaError::Io { .. } => shivya_status::SHIVYA_ERR_IO,
-        ShivyaError::Capacity { .. } => shivya_status::SHIVYA_ERR_CAPACITY,
-        ShivyaError::Numeric { .. } => shivya_status::SHIVYA_ERR_NUMERIC,
-        ShivyaError::Panic { .. } => shivya_status::SHIVYA_ERR_PANIC,
-        ShivyaError::Internal { .. } => shivya_status::SHIVYA_ERR_INTERNAL,
-    }) as i32
 }
 
 /// The library version.
@@ -385,9 +375,11 @@ impl ShivyaNode {
         })
     }
 
-    /// Leaves the mesh (withdraws records, tells peers) and closes the node. Further
-    /// calls raise `InvalidArgument`. Closing twice is fine.
-    pub fn close(&self) -> Result<(), ShivyaError> {
+    /// Leaves the mesh (withdraws records, tells peers) and closes the socket. Further
+    /// calls raise `InvalidArgument`; shutting down twice is fine. (Named `shutdown`
+    /// because Kotlin's generated `AutoCloseable.close()` already frees the handle; the
+    /// Python package also offers it as `close()`.)
+    pub fn shutdown(&self) -> Result<(), ShivyaError> {
         let mut guard = match self.inner.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),

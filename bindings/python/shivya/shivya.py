@@ -526,8 +526,6 @@ def _uniffi_check_contract_api_version(lib):
 def _uniffi_check_api_checksums(lib):
     if lib.uniffi_shivya_checksum_func_default_config() != 50592:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_shivya_checksum_func_error_status_code() != 52443:
-        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_shivya_checksum_func_version() != 43424:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_shivya_checksum_method_reconciler_n_edges() != 55706:
@@ -537,8 +535,6 @@ def _uniffi_check_api_checksums(lib):
     if lib.uniffi_shivya_checksum_constructor_reconciler_new() != 25728:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_shivya_checksum_method_shivyanode_block() != 13405:
-        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_shivya_checksum_method_shivyanode_close() != 25300:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_shivya_checksum_method_shivyanode_fd() != 2757:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -553,6 +549,8 @@ def _uniffi_check_api_checksums(lib):
     if lib.uniffi_shivya_checksum_method_shivyanode_record_queue_len() != 14475:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_shivya_checksum_method_shivyanode_settle() != 27318:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_shivya_checksum_method_shivyanode_shutdown() != 3746:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_shivya_checksum_method_shivyanode_status() != 40545:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -594,9 +592,6 @@ _UniffiLib.ffi_shivya_uniffi_contract_version.restype = ctypes.c_uint32
 _UniffiLib.uniffi_shivya_checksum_func_default_config.argtypes = (
 )
 _UniffiLib.uniffi_shivya_checksum_func_default_config.restype = ctypes.c_uint16
-_UniffiLib.uniffi_shivya_checksum_func_error_status_code.argtypes = (
-)
-_UniffiLib.uniffi_shivya_checksum_func_error_status_code.restype = ctypes.c_uint16
 _UniffiLib.uniffi_shivya_checksum_func_version.argtypes = (
 )
 _UniffiLib.uniffi_shivya_checksum_func_version.restype = ctypes.c_uint16
@@ -612,9 +607,6 @@ _UniffiLib.uniffi_shivya_checksum_constructor_reconciler_new.restype = ctypes.c_
 _UniffiLib.uniffi_shivya_checksum_method_shivyanode_block.argtypes = (
 )
 _UniffiLib.uniffi_shivya_checksum_method_shivyanode_block.restype = ctypes.c_uint16
-_UniffiLib.uniffi_shivya_checksum_method_shivyanode_close.argtypes = (
-)
-_UniffiLib.uniffi_shivya_checksum_method_shivyanode_close.restype = ctypes.c_uint16
 _UniffiLib.uniffi_shivya_checksum_method_shivyanode_fd.argtypes = (
 )
 _UniffiLib.uniffi_shivya_checksum_method_shivyanode_fd.restype = ctypes.c_uint16
@@ -636,6 +628,9 @@ _UniffiLib.uniffi_shivya_checksum_method_shivyanode_record_queue_len.restype = c
 _UniffiLib.uniffi_shivya_checksum_method_shivyanode_settle.argtypes = (
 )
 _UniffiLib.uniffi_shivya_checksum_method_shivyanode_settle.restype = ctypes.c_uint16
+_UniffiLib.uniffi_shivya_checksum_method_shivyanode_shutdown.argtypes = (
+)
+_UniffiLib.uniffi_shivya_checksum_method_shivyanode_shutdown.restype = ctypes.c_uint16
 _UniffiLib.uniffi_shivya_checksum_method_shivyanode_status.argtypes = (
 )
 _UniffiLib.uniffi_shivya_checksum_method_shivyanode_status.restype = ctypes.c_uint16
@@ -652,11 +647,6 @@ _UniffiLib.uniffi_shivya_fn_func_default_config.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_shivya_fn_func_default_config.restype = _UniffiRustBuffer
-_UniffiLib.uniffi_shivya_fn_func_error_status_code.argtypes = (
-    _UniffiRustBuffer,
-    ctypes.POINTER(_UniffiRustCallStatus),
-)
-_UniffiLib.uniffi_shivya_fn_func_error_status_code.restype = ctypes.c_int32
 _UniffiLib.uniffi_shivya_fn_func_version.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
@@ -685,11 +675,6 @@ _UniffiLib.uniffi_shivya_fn_method_shivyanode_block.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_shivya_fn_method_shivyanode_block.restype = None
-_UniffiLib.uniffi_shivya_fn_method_shivyanode_close.argtypes = (
-    ctypes.c_uint64,
-    ctypes.POINTER(_UniffiRustCallStatus),
-)
-_UniffiLib.uniffi_shivya_fn_method_shivyanode_close.restype = None
 _UniffiLib.uniffi_shivya_fn_method_shivyanode_fd.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -731,6 +716,11 @@ _UniffiLib.uniffi_shivya_fn_method_shivyanode_settle.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_shivya_fn_method_shivyanode_settle.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_shivya_fn_method_shivyanode_shutdown.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_shivya_fn_method_shivyanode_shutdown.restype = None
 _UniffiLib.uniffi_shivya_fn_method_shivyanode_status.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -1343,7 +1333,10 @@ class _UniffiFfiConverterTypeTriangle(_UniffiConverterRustBuffer):
 # namespace.
 class ShivyaError(Exception):
     """
-    Errors, one variant per C status code.
+    Errors, one variant per C status code: `InvalidArgument` = −1, `BufferTooShort` = −2,
+    `Io` = −3, `Capacity` = −4, `Numeric` = −5, `Panic` = −6, `Internal` = −7.
+    Crosses as a "flat" error: each variant carries its display text, which is what foreign
+    code sees as the exception message (and avoids a clash with Kotlin's `message`).
 """
     pass
 
@@ -1351,107 +1344,61 @@ _UniffiTempShivyaError = ShivyaError
 
 class ShivyaError:  # type: ignore
     """
-    Errors, one variant per C status code.
+    Errors, one variant per C status code: `InvalidArgument` = −1, `BufferTooShort` = −2,
+    `Io` = −3, `Capacity` = −4, `Numeric` = −5, `Panic` = −6, `Internal` = −7.
+    Crosses as a "flat" error: each variant carries its display text, which is what foreign
+    code sees as the exception message (and avoids a clash with Kotlin's `message`).
 """
     
     class InvalidArgument(_UniffiTempShivyaError):
         """
         `SHIVYA_ERR_INVALID_ARGUMENT` (also: the node is closed).
 """
-        
-        def __init__(self, message):
-            super().__init__(", ".join([
-                "message={!r}".format(message),
-            ]))
-            self.message = message
-
         def __repr__(self):
-            return "ShivyaError.InvalidArgument({})".format(str(self))
+            return "ShivyaError.InvalidArgument({})".format(repr(str(self)))
     _UniffiTempShivyaError.InvalidArgument = InvalidArgument # type: ignore
     class BufferTooShort(_UniffiTempShivyaError):
         """
         `SHIVYA_ERR_BUFFER_TOO_SHORT` (not raised by these bindings, which size their own
         buffers; present so the mapping is complete).
 """
-        
-        def __init__(self, message):
-            super().__init__(", ".join([
-                "message={!r}".format(message),
-            ]))
-            self.message = message
-
         def __repr__(self):
-            return "ShivyaError.BufferTooShort({})".format(str(self))
+            return "ShivyaError.BufferTooShort({})".format(repr(str(self)))
     _UniffiTempShivyaError.BufferTooShort = BufferTooShort # type: ignore
     class Io(_UniffiTempShivyaError):
         """
         `SHIVYA_ERR_IO`.
 """
-        
-        def __init__(self, message):
-            super().__init__(", ".join([
-                "message={!r}".format(message),
-            ]))
-            self.message = message
-
         def __repr__(self):
-            return "ShivyaError.Io({})".format(str(self))
+            return "ShivyaError.Io({})".format(repr(str(self)))
     _UniffiTempShivyaError.Io = Io # type: ignore
     class Capacity(_UniffiTempShivyaError):
         """
         `SHIVYA_ERR_CAPACITY`.
 """
-        
-        def __init__(self, message):
-            super().__init__(", ".join([
-                "message={!r}".format(message),
-            ]))
-            self.message = message
-
         def __repr__(self):
-            return "ShivyaError.Capacity({})".format(str(self))
+            return "ShivyaError.Capacity({})".format(repr(str(self)))
     _UniffiTempShivyaError.Capacity = Capacity # type: ignore
     class Numeric(_UniffiTempShivyaError):
         """
         `SHIVYA_ERR_NUMERIC`.
 """
-        
-        def __init__(self, message):
-            super().__init__(", ".join([
-                "message={!r}".format(message),
-            ]))
-            self.message = message
-
         def __repr__(self):
-            return "ShivyaError.Numeric({})".format(str(self))
+            return "ShivyaError.Numeric({})".format(repr(str(self)))
     _UniffiTempShivyaError.Numeric = Numeric # type: ignore
     class Panic(_UniffiTempShivyaError):
         """
         `SHIVYA_ERR_PANIC`.
 """
-        
-        def __init__(self, message):
-            super().__init__(", ".join([
-                "message={!r}".format(message),
-            ]))
-            self.message = message
-
         def __repr__(self):
-            return "ShivyaError.Panic({})".format(str(self))
+            return "ShivyaError.Panic({})".format(repr(str(self)))
     _UniffiTempShivyaError.Panic = Panic # type: ignore
     class Internal(_UniffiTempShivyaError):
         """
         `SHIVYA_ERR_INTERNAL`.
 """
-        
-        def __init__(self, message):
-            super().__init__(", ".join([
-                "message={!r}".format(message),
-            ]))
-            self.message = message
-
         def __repr__(self):
-            return "ShivyaError.Internal({})".format(str(self))
+            return "ShivyaError.Internal({})".format(repr(str(self)))
     _UniffiTempShivyaError.Internal = Internal # type: ignore
 
 ShivyaError = _UniffiTempShivyaError # type: ignore
@@ -1495,50 +1442,36 @@ class _UniffiFfiConverterTypeShivyaError(_UniffiConverterRustBuffer):
     @staticmethod
     def check_lower(value):
         if isinstance(value, ShivyaError.InvalidArgument):
-            _UniffiFfiConverterString.check_lower(value.message)
             return
         if isinstance(value, ShivyaError.BufferTooShort):
-            _UniffiFfiConverterString.check_lower(value.message)
             return
         if isinstance(value, ShivyaError.Io):
-            _UniffiFfiConverterString.check_lower(value.message)
             return
         if isinstance(value, ShivyaError.Capacity):
-            _UniffiFfiConverterString.check_lower(value.message)
             return
         if isinstance(value, ShivyaError.Numeric):
-            _UniffiFfiConverterString.check_lower(value.message)
             return
         if isinstance(value, ShivyaError.Panic):
-            _UniffiFfiConverterString.check_lower(value.message)
             return
         if isinstance(value, ShivyaError.Internal):
-            _UniffiFfiConverterString.check_lower(value.message)
             return
 
     @staticmethod
     def write(value, buf):
         if isinstance(value, ShivyaError.InvalidArgument):
             buf.write_i32(1)
-            _UniffiFfiConverterString.write(value.message, buf)
         if isinstance(value, ShivyaError.BufferTooShort):
             buf.write_i32(2)
-            _UniffiFfiConverterString.write(value.message, buf)
         if isinstance(value, ShivyaError.Io):
             buf.write_i32(3)
-            _UniffiFfiConverterString.write(value.message, buf)
         if isinstance(value, ShivyaError.Capacity):
             buf.write_i32(4)
-            _UniffiFfiConverterString.write(value.message, buf)
         if isinstance(value, ShivyaError.Numeric):
             buf.write_i32(5)
-            _UniffiFfiConverterString.write(value.message, buf)
         if isinstance(value, ShivyaError.Panic):
             buf.write_i32(6)
-            _UniffiFfiConverterString.write(value.message, buf)
         if isinstance(value, ShivyaError.Internal):
             buf.write_i32(7)
-            _UniffiFfiConverterString.write(value.message, buf)
 
 
 class ReconcilerProtocol(typing.Protocol):
@@ -1737,12 +1670,6 @@ class ShivyaNodeProtocol(typing.Protocol):
         Drops all traffic to and from `addr` (partition tests).
 """
         raise NotImplementedError
-    def close(self, ) -> None:
-        """
-        Leaves the mesh (withdraws records, tells peers) and closes the node. Further
-        calls raise `InvalidArgument`. Closing twice is fine.
-"""
-        raise NotImplementedError
     def fd(self, ) -> int:
         """
         The socket's file descriptor, for the host's poll loop.
@@ -1776,6 +1703,14 @@ class ShivyaNodeProtocol(typing.Protocol):
     def settle(self, ) -> typing.List[Route]:
         """
         The settled routes.
+"""
+        raise NotImplementedError
+    def shutdown(self, ) -> None:
+        """
+        Leaves the mesh (withdraws records, tells peers) and closes the socket. Further
+        calls raise `InvalidArgument`; shutting down twice is fine. (Named `shutdown`
+        because Kotlin's generated `AutoCloseable.close()` already frees the handle; the
+        Python package also offers it as `close()`.)
 """
         raise NotImplementedError
     def status(self, ) -> NodeStatus:
@@ -1853,22 +1788,6 @@ class ShivyaNode(ShivyaNodeProtocol):
         _uniffi_ffi_result = _uniffi_rust_call_with_error(
             _uniffi_error_converter,
             _UniffiLib.uniffi_shivya_fn_method_shivyanode_block,
-            *_uniffi_lowered_args,
-        )
-        return _uniffi_lift_return(_uniffi_ffi_result)
-    def close(self, ) -> None:
-        """
-        Leaves the mesh (withdraws records, tells peers) and closes the node. Further
-        calls raise `InvalidArgument`. Closing twice is fine.
-"""
-        _uniffi_lowered_args = (
-            self._uniffi_clone_handle(),
-        )
-        _uniffi_lift_return = lambda val: None
-        _uniffi_error_converter = _UniffiFfiConverterTypeShivyaError
-        _uniffi_ffi_result = _uniffi_rust_call_with_error(
-            _uniffi_error_converter,
-            _UniffiLib.uniffi_shivya_fn_method_shivyanode_close,
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
@@ -1995,6 +1914,24 @@ class ShivyaNode(ShivyaNodeProtocol):
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
+    def shutdown(self, ) -> None:
+        """
+        Leaves the mesh (withdraws records, tells peers) and closes the socket. Further
+        calls raise `InvalidArgument`; shutting down twice is fine. (Named `shutdown`
+        because Kotlin's generated `AutoCloseable.close()` already frees the handle; the
+        Python package also offers it as `close()`.)
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeShivyaError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_shivya_fn_method_shivyanode_shutdown,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
     def status(self, ) -> NodeStatus:
         """
         A snapshot.
@@ -2112,23 +2049,6 @@ def default_config() -> ShivyaConfig:
         *_uniffi_lowered_args,
     )
     return _uniffi_lift_return(_uniffi_ffi_result)
-def error_status_code(error: ShivyaError) -> int:
-    """
-    The C status code an error corresponds to.
-"""
-    
-    _UniffiFfiConverterTypeShivyaError.check_lower(error)
-    _uniffi_lowered_args = (
-        _UniffiFfiConverterTypeShivyaError.lower(error),
-    )
-    _uniffi_lift_return = _UniffiFfiConverterInt32.lift
-    _uniffi_error_converter = None
-    _uniffi_ffi_result = _uniffi_rust_call_with_error(
-        _uniffi_error_converter,
-        _UniffiLib.uniffi_shivya_fn_func_error_status_code,
-        *_uniffi_lowered_args,
-    )
-    return _uniffi_lift_return(_uniffi_ffi_result)
 def version() -> str:
     """
     The library version.
@@ -2155,7 +2075,6 @@ __all__ = [
     "ShivyaConfig",
     "Triangle",
     "default_config",
-    "error_status_code",
     "version",
     "Reconciler",
     "ReconcilerProtocol",

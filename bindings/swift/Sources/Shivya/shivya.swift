@@ -771,12 +771,6 @@ public protocol ShivyaNodeProtocol: AnyObject, Sendable {
     func block(addr: String) throws 
     
     /**
-     * Leaves the mesh (withdraws records, tells peers) and closes the node. Further
-     * calls raise `InvalidArgument`. Closing twice is fine.
-     */
-    func close() throws 
-    
-    /**
      * The socket's file descriptor, for the host's poll loop.
      */
     func fd() throws  -> Int32
@@ -810,6 +804,14 @@ public protocol ShivyaNodeProtocol: AnyObject, Sendable {
      * The settled routes.
      */
     func settle() throws  -> [Route]
+    
+    /**
+     * Leaves the mesh (withdraws records, tells peers) and closes the socket. Further
+     * calls raise `InvalidArgument`; shutting down twice is fine. (Named `shutdown`
+     * because Kotlin's generated `AutoCloseable.close()` already frees the handle; the
+     * Python package also offers it as `close()`.)
+     */
+    func shutdown() throws 
     
     /**
      * A snapshot.
@@ -909,18 +911,6 @@ open func block(addr: String)throws   {try rustCallWithError(FfiConverterTypeShi
 }
     
     /**
-     * Leaves the mesh (withdraws records, tells peers) and closes the node. Further
-     * calls raise `InvalidArgument`. Closing twice is fine.
-     */
-open func close()throws   {try rustCallWithError(FfiConverterTypeShivyaError_lift) {
-        uniffiCallStatus in
-    uniffi_shivya_fn_method_shivyanode_close(
-            self.uniffiCloneHandle(),uniffiCallStatus
-    )
-}
-}
-    
-    /**
      * The socket's file descriptor, for the host's poll loop.
      */
 open func fd()throws  -> Int32  {
@@ -1006,6 +996,20 @@ open func settle()throws  -> [Route]  {
             self.uniffiCloneHandle(),uniffiCallStatus
     )
 })
+}
+    
+    /**
+     * Leaves the mesh (withdraws records, tells peers) and closes the socket. Further
+     * calls raise `InvalidArgument`; shutting down twice is fine. (Named `shutdown`
+     * because Kotlin's generated `AutoCloseable.close()` already frees the handle; the
+     * Python package also offers it as `close()`.)
+     */
+open func shutdown()throws   {try rustCallWithError(FfiConverterTypeShivyaError_lift) {
+        uniffiCallStatus in
+    uniffi_shivya_fn_method_shivyanode_shutdown(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
 }
     
     /**
@@ -1776,7 +1780,10 @@ public func FfiConverterTypeTriangle_lower(_ value: Triangle) -> RustBuffer {
 
 
 /**
- * Errors, one variant per C status code.
+ * Errors, one variant per C status code: `InvalidArgument` = −1, `BufferTooShort` = −2,
+ * `Io` = −3, `Capacity` = −4, `Numeric` = −5, `Panic` = −6, `Internal` = −7.
+ * Crosses as a "flat" error: each variant carries its display text, which is what foreign
+ * code sees as the exception message (and avoids a clash with Kotlin's `message`).
  */
 public 
 enum ShivyaError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
@@ -1786,60 +1793,39 @@ enum ShivyaError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
     /**
      * `SHIVYA_ERR_INVALID_ARGUMENT` (also: the node is closed).
      */
-    case InvalidArgument(
-        /**
-         * What was wrong.
-         */message: String
-    )
+    case InvalidArgument(message: String)
+    
     /**
      * `SHIVYA_ERR_BUFFER_TOO_SHORT` (not raised by these bindings, which size their own
      * buffers; present so the mapping is complete).
      */
-    case BufferTooShort(
-        /**
-         * Details.
-         */message: String
-    )
+    case BufferTooShort(message: String)
+    
     /**
      * `SHIVYA_ERR_IO`.
      */
-    case Io(
-        /**
-         * Details.
-         */message: String
-    )
+    case Io(message: String)
+    
     /**
      * `SHIVYA_ERR_CAPACITY`.
      */
-    case Capacity(
-        /**
-         * Details.
-         */message: String
-    )
+    case Capacity(message: String)
+    
     /**
      * `SHIVYA_ERR_NUMERIC`.
      */
-    case Numeric(
-        /**
-         * Details.
-         */message: String
-    )
+    case Numeric(message: String)
+    
     /**
      * `SHIVYA_ERR_PANIC`.
      */
-    case Panic(
-        /**
-         * Details.
-         */message: String
-    )
+    case Panic(message: String)
+    
     /**
      * `SHIVYA_ERR_INTERNAL`.
      */
-    case Internal(
-        /**
-         * Details.
-         */message: String
-    )
+    case Internal(message: String)
+    
 
     
 
@@ -1871,27 +1857,34 @@ public struct FfiConverterTypeShivyaError: FfiConverterRustBuffer {
         
         case 1: return .InvalidArgument(
             message: try FfiConverterString.read(from: &buf)
-            )
+        )
+        
         case 2: return .BufferTooShort(
             message: try FfiConverterString.read(from: &buf)
-            )
+        )
+        
         case 3: return .Io(
             message: try FfiConverterString.read(from: &buf)
-            )
+        )
+        
         case 4: return .Capacity(
             message: try FfiConverterString.read(from: &buf)
-            )
+        )
+        
         case 5: return .Numeric(
             message: try FfiConverterString.read(from: &buf)
-            )
+        )
+        
         case 6: return .Panic(
             message: try FfiConverterString.read(from: &buf)
-            )
+        )
+        
         case 7: return .Internal(
             message: try FfiConverterString.read(from: &buf)
-            )
+        )
+        
 
-         default: throw UniffiInternalError.unexpectedEnumCase
+        default: throw UniffiInternalError.unexpectedEnumCase
         }
     }
 
@@ -1901,41 +1894,22 @@ public struct FfiConverterTypeShivyaError: FfiConverterRustBuffer {
         
 
         
-        
-        case let .InvalidArgument(message):
+        case .InvalidArgument(_ /* message is ignored*/):
             writeInt(&buf, Int32(1))
-            FfiConverterString.write(message, into: &buf)
-            
-        
-        case let .BufferTooShort(message):
+        case .BufferTooShort(_ /* message is ignored*/):
             writeInt(&buf, Int32(2))
-            FfiConverterString.write(message, into: &buf)
-            
-        
-        case let .Io(message):
+        case .Io(_ /* message is ignored*/):
             writeInt(&buf, Int32(3))
-            FfiConverterString.write(message, into: &buf)
-            
-        
-        case let .Capacity(message):
+        case .Capacity(_ /* message is ignored*/):
             writeInt(&buf, Int32(4))
-            FfiConverterString.write(message, into: &buf)
-            
-        
-        case let .Numeric(message):
+        case .Numeric(_ /* message is ignored*/):
             writeInt(&buf, Int32(5))
-            FfiConverterString.write(message, into: &buf)
-            
-        
-        case let .Panic(message):
+        case .Panic(_ /* message is ignored*/):
             writeInt(&buf, Int32(6))
-            FfiConverterString.write(message, into: &buf)
-            
-        
-        case let .Internal(message):
+        case .Internal(_ /* message is ignored*/):
             writeInt(&buf, Int32(7))
-            FfiConverterString.write(message, into: &buf)
-            
+
+        
         }
     }
 }
@@ -2115,17 +2089,6 @@ public func defaultConfig() -> ShivyaConfig  {
 })
 }
 /**
- * The C status code an error corresponds to.
- */
-public func errorStatusCode(error: ShivyaError) -> Int32  {
-    return try!  FfiConverterInt32.lift(try! rustCall() {
-        uniffiCallStatus in
-    uniffi_shivya_fn_func_error_status_code(
-        FfiConverterTypeShivyaError_lower(error),uniffiCallStatus
-    )
-})
-}
-/**
  * The library version.
  */
 public func version() -> String  {
@@ -2154,9 +2117,6 @@ private let initializationResult: InitializationResult = {
     if (uniffi_shivya_checksum_func_default_config() != 50592) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_shivya_checksum_func_error_status_code() != 52443) {
-        return InitializationResult.apiChecksumMismatch
-    }
     if (uniffi_shivya_checksum_func_version() != 43424) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -2167,9 +2127,6 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_shivya_checksum_method_shivyanode_block() != 13405) {
-        return InitializationResult.apiChecksumMismatch
-    }
-    if (uniffi_shivya_checksum_method_shivyanode_close() != 25300) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_shivya_checksum_method_shivyanode_fd() != 2757) {
@@ -2191,6 +2148,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_shivya_checksum_method_shivyanode_settle() != 27318) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_shivya_checksum_method_shivyanode_shutdown() != 3746) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_shivya_checksum_method_shivyanode_status() != 40545) {

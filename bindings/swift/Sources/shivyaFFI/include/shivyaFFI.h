@@ -288,11 +288,6 @@ uint64_t uniffi_shivya_fn_constructor_shivyanode_new(RustBuffer config, uint64_t
 void uniffi_shivya_fn_method_shivyanode_block(uint64_t ptr, RustBuffer addr, RustCallStatus *_Nonnull out_status
 );
 #endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_METHOD_SHIVYANODE_CLOSE
-#define UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_METHOD_SHIVYANODE_CLOSE
-void uniffi_shivya_fn_method_shivyanode_close(uint64_t ptr, RustCallStatus *_Nonnull out_status
-);
-#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_METHOD_SHIVYANODE_FD
 #define UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_METHOD_SHIVYANODE_FD
 int32_t uniffi_shivya_fn_method_shivyanode_fd(uint64_t ptr, RustCallStatus *_Nonnull out_status
@@ -328,6 +323,11 @@ void uniffi_shivya_fn_method_shivyanode_record_queue_len(uint64_t ptr, uint32_t 
 RustBuffer uniffi_shivya_fn_method_shivyanode_settle(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_METHOD_SHIVYANODE_SHUTDOWN
+#define UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_METHOD_SHIVYANODE_SHUTDOWN
+void uniffi_shivya_fn_method_shivyanode_shutdown(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_METHOD_SHIVYANODE_STATUS
 #define UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_METHOD_SHIVYANODE_STATUS
 RustBuffer uniffi_shivya_fn_method_shivyanode_status(uint64_t ptr, RustCallStatus *_Nonnull out_status
@@ -347,11 +347,6 @@ void uniffi_shivya_fn_method_shivyanode_unblock(uint64_t ptr, RustBuffer addr, R
 #define UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_FUNC_DEFAULT_CONFIG
 RustBuffer uniffi_shivya_fn_func_default_config(RustCallStatus *_Nonnull out_status
     
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_FUNC_ERROR_STATUS_CODE
-#define UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_FUNC_ERROR_STATUS_CODE
-int32_t uniffi_shivya_fn_func_error_status_code(RustBuffer error, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_FUNC_VERSION
@@ -626,12 +621,6 @@ uint16_t uniffi_shivya_checksum_func_default_config(void
     
 );
 #endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_CHECKSUM_FUNC_ERROR_STATUS_CODE
-#define UNIFFI_FFIDEF_UNIFFI_SHIVYA_CHECKSUM_FUNC_ERROR_STATUS_CODE
-uint16_t uniffi_shivya_checksum_func_error_status_code(void
-    
-);
-#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_CHECKSUM_FUNC_VERSION
 #define UNIFFI_FFIDEF_UNIFFI_SHIVYA_CHECKSUM_FUNC_VERSION
 uint16_t uniffi_shivya_checksum_func_version(void
@@ -653,12 +642,6 @@ uint16_t uniffi_shivya_checksum_method_reconciler_reconcile(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_CHECKSUM_METHOD_SHIVYANODE_BLOCK
 #define UNIFFI_FFIDEF_UNIFFI_SHIVYA_CHECKSUM_METHOD_SHIVYANODE_BLOCK
 uint16_t uniffi_shivya_checksum_method_shivyanode_block(void
-    
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_CHECKSUM_METHOD_SHIVYANODE_CLOSE
-#define UNIFFI_FFIDEF_UNIFFI_SHIVYA_CHECKSUM_METHOD_SHIVYANODE_CLOSE
-uint16_t uniffi_shivya_checksum_method_shivyanode_close(void
     
 );
 #endif
@@ -701,6 +684,12 @@ uint16_t uniffi_shivya_checksum_method_shivyanode_record_queue_len(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_CHECKSUM_METHOD_SHIVYANODE_SETTLE
 #define UNIFFI_FFIDEF_UNIFFI_SHIVYA_CHECKSUM_METHOD_SHIVYANODE_SETTLE
 uint16_t uniffi_shivya_checksum_method_shivyanode_settle(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_CHECKSUM_METHOD_SHIVYANODE_SHUTDOWN
+#define UNIFFI_FFIDEF_UNIFFI_SHIVYA_CHECKSUM_METHOD_SHIVYANODE_SHUTDOWN
+uint16_t uniffi_shivya_checksum_method_shivyanode_shutdown(void
     
 );
 #endif

@@ -677,8 +677,6 @@ internal object IntegrityCheckingUniffiLib {
     internal fun ensureInitialized() = Unit
     external fun uniffi_shivya_checksum_func_default_config(
     ): Int
-    external fun uniffi_shivya_checksum_func_error_status_code(
-    ): Int
     external fun uniffi_shivya_checksum_func_version(
     ): Int
     external fun uniffi_shivya_checksum_method_reconciler_n_edges(
@@ -686,8 +684,6 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_shivya_checksum_method_reconciler_reconcile(
     ): Int
     external fun uniffi_shivya_checksum_method_shivyanode_block(
-    ): Int
-    external fun uniffi_shivya_checksum_method_shivyanode_close(
     ): Int
     external fun uniffi_shivya_checksum_method_shivyanode_fd(
     ): Int
@@ -702,6 +698,8 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_shivya_checksum_method_shivyanode_record_queue_len(
     ): Int
     external fun uniffi_shivya_checksum_method_shivyanode_settle(
+    ): Int
+    external fun uniffi_shivya_checksum_method_shivyanode_shutdown(
     ): Int
     external fun uniffi_shivya_checksum_method_shivyanode_status(
     ): Int
@@ -751,8 +749,6 @@ internal object UniffiLib {
     ): Long
     external fun uniffi_shivya_fn_method_shivyanode_block(`ptr`: Long,`addr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
-    external fun uniffi_shivya_fn_method_shivyanode_close(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
-    ): Unit
     external fun uniffi_shivya_fn_method_shivyanode_fd(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Int
     external fun uniffi_shivya_fn_method_shivyanode_local_addr(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -767,6 +763,8 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_shivya_fn_method_shivyanode_settle(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_shivya_fn_method_shivyanode_shutdown(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
     external fun uniffi_shivya_fn_method_shivyanode_status(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_shivya_fn_method_shivyanode_step(`ptr`: Long,`nowMs`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -775,8 +773,6 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_shivya_fn_func_default_config(uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
-    external fun uniffi_shivya_fn_func_error_status_code(`error`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): Int
     external fun uniffi_shivya_fn_func_version(uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun ffi_shivya_rustbuffer_alloc(`size`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -901,9 +897,6 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_shivya_checksum_func_default_config() and 0xFFFF) != 50592) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_shivya_checksum_func_error_status_code() and 0xFFFF) != 52443) {
-        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    }
     if ((lib.uniffi_shivya_checksum_func_version() and 0xFFFF) != 43424) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -914,9 +907,6 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_shivya_checksum_method_shivyanode_block() and 0xFFFF) != 13405) {
-        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    }
-    if ((lib.uniffi_shivya_checksum_method_shivyanode_close() and 0xFFFF) != 25300) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_shivya_checksum_method_shivyanode_fd() and 0xFFFF) != 2757) {
@@ -938,6 +928,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_shivya_checksum_method_shivyanode_settle() and 0xFFFF) != 27318) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_shivya_checksum_method_shivyanode_shutdown() and 0xFFFF) != 3746) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_shivya_checksum_method_shivyanode_status() and 0xFFFF) != 40545) {
@@ -1695,12 +1688,6 @@ public interface ShivyaNodeInterface {
     fun `block`(`addr`: kotlin.String)
     
     /**
-     * Leaves the mesh (withdraws records, tells peers) and closes the node. Further
-     * calls raise `InvalidArgument`. Closing twice is fine.
-     */
-    fun `close`()
-    
-    /**
      * The socket's file descriptor, for the host's poll loop.
      */
     fun `fd`(): kotlin.Int
@@ -1734,6 +1721,14 @@ public interface ShivyaNodeInterface {
      * The settled routes.
      */
     fun `settle`(): List<Route>
+    
+    /**
+     * Leaves the mesh (withdraws records, tells peers) and closes the socket. Further
+     * calls raise `InvalidArgument`; shutting down twice is fine. (Named `shutdown`
+     * because Kotlin's generated `AutoCloseable.close()` already frees the handle; the
+     * Python package also offers it as `close()`.)
+     */
+    fun `shutdown`()
     
     /**
      * A snapshot.
@@ -1889,23 +1884,6 @@ open class ShivyaNode: Disposable, AutoCloseable, ShivyaNodeInterface
 
     
     /**
-     * Leaves the mesh (withdraws records, tells peers) and closes the node. Further
-     * calls raise `InvalidArgument`. Closing twice is fine.
-     */
-    @Throws(ShivyaException::class)override fun `close`()
-        = 
-    callWithHandle {
-    uniffiRustCallWithError(ShivyaException) { _status ->
-    UniffiLib.uniffi_shivya_fn_method_shivyanode_close(
-        it,
-        _status)
-}
-    }
-    
-    
-
-    
-    /**
      * The socket's file descriptor, for the host's poll loop.
      */
     @Throws(ShivyaException::class)override fun `fd`(): kotlin.Int {
@@ -2025,6 +2003,25 @@ open class ShivyaNode: Disposable, AutoCloseable, ShivyaNodeInterface
     }
     )
     }
+    
+
+    
+    /**
+     * Leaves the mesh (withdraws records, tells peers) and closes the socket. Further
+     * calls raise `InvalidArgument`; shutting down twice is fine. (Named `shutdown`
+     * because Kotlin's generated `AutoCloseable.close()` already frees the handle; the
+     * Python package also offers it as `close()`.)
+     */
+    @Throws(ShivyaException::class)override fun `shutdown`()
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(ShivyaException) { _status ->
+    UniffiLib.uniffi_shivya_fn_method_shivyanode_shutdown(
+        it,
+        _status)
+}
+    }
+    
     
 
     
@@ -2610,118 +2607,53 @@ public object FfiConverterTypeTriangle: FfiConverterRustBuffer<Triangle> {
 
 
 /**
- * Errors, one variant per C status code.
+ * Errors, one variant per C status code: `InvalidArgument` = −1, `BufferTooShort` = −2,
+ * `Io` = −3, `Capacity` = −4, `Numeric` = −5, `Panic` = −6, `Internal` = −7.
+ * Crosses as a "flat" error: each variant carries its display text, which is what foreign
+ * code sees as the exception message (and avoids a clash with Kotlin's `message`).
  */
-sealed class ShivyaException: kotlin.Exception() {
-    
+sealed class ShivyaException(message: String): kotlin.Exception(message) {
+        
     /**
      * `SHIVYA_ERR_INVALID_ARGUMENT` (also: the node is closed).
      */
-    class InvalidArgument(
+        class InvalidArgument(message: String) : ShivyaException(message)
         
-        /**
-         * What was wrong.
-         */
-        val `message`: kotlin.String
-        ) : ShivyaException() {
-        override val message
-            get() = "message=${ `message` }"
-    }
-    
     /**
      * `SHIVYA_ERR_BUFFER_TOO_SHORT` (not raised by these bindings, which size their own
      * buffers; present so the mapping is complete).
      */
-    class BufferTooShort(
+        class BufferTooShort(message: String) : ShivyaException(message)
         
-        /**
-         * Details.
-         */
-        val `message`: kotlin.String
-        ) : ShivyaException() {
-        override val message
-            get() = "message=${ `message` }"
-    }
-    
     /**
      * `SHIVYA_ERR_IO`.
      */
-    class Io(
+        class Io(message: String) : ShivyaException(message)
         
-        /**
-         * Details.
-         */
-        val `message`: kotlin.String
-        ) : ShivyaException() {
-        override val message
-            get() = "message=${ `message` }"
-    }
-    
     /**
      * `SHIVYA_ERR_CAPACITY`.
      */
-    class Capacity(
+        class Capacity(message: String) : ShivyaException(message)
         
-        /**
-         * Details.
-         */
-        val `message`: kotlin.String
-        ) : ShivyaException() {
-        override val message
-            get() = "message=${ `message` }"
-    }
-    
     /**
      * `SHIVYA_ERR_NUMERIC`.
      */
-    class Numeric(
+        class Numeric(message: String) : ShivyaException(message)
         
-        /**
-         * Details.
-         */
-        val `message`: kotlin.String
-        ) : ShivyaException() {
-        override val message
-            get() = "message=${ `message` }"
-    }
-    
     /**
      * `SHIVYA_ERR_PANIC`.
      */
-    class Panic(
+        class Panic(message: String) : ShivyaException(message)
         
-        /**
-         * Details.
-         */
-        val `message`: kotlin.String
-        ) : ShivyaException() {
-        override val message
-            get() = "message=${ `message` }"
-    }
-    
     /**
      * `SHIVYA_ERR_INTERNAL`.
      */
-    class Internal(
+        class Internal(message: String) : ShivyaException(message)
         
-        /**
-         * Details.
-         */
-        val `message`: kotlin.String
-        ) : ShivyaException() {
-        override val message
-            get() = "message=${ `message` }"
-    }
-    
-
-    
-
 
     companion object ErrorHandler : UniffiRustCallStatusErrorHandler<ShivyaException> {
         override fun lift(error_buf: RustBuffer.ByValue): ShivyaException = FfiConverterTypeShivyaError.lift(error_buf)
     }
-
-    
 }
 
 /**
@@ -2730,108 +2662,51 @@ sealed class ShivyaException: kotlin.Exception() {
 public object FfiConverterTypeShivyaError : FfiConverterRustBuffer<ShivyaException> {
     override fun read(buf: ByteBuffer): ShivyaException {
         
-
-        return when(buf.getInt()) {
-            1 -> ShivyaException.InvalidArgument(
-                FfiConverterString.read(buf),
-                )
-            2 -> ShivyaException.BufferTooShort(
-                FfiConverterString.read(buf),
-                )
-            3 -> ShivyaException.Io(
-                FfiConverterString.read(buf),
-                )
-            4 -> ShivyaException.Capacity(
-                FfiConverterString.read(buf),
-                )
-            5 -> ShivyaException.Numeric(
-                FfiConverterString.read(buf),
-                )
-            6 -> ShivyaException.Panic(
-                FfiConverterString.read(buf),
-                )
-            7 -> ShivyaException.Internal(
-                FfiConverterString.read(buf),
-                )
+            return when(buf.getInt()) {
+            1 -> ShivyaException.InvalidArgument(FfiConverterString.read(buf))
+            2 -> ShivyaException.BufferTooShort(FfiConverterString.read(buf))
+            3 -> ShivyaException.Io(FfiConverterString.read(buf))
+            4 -> ShivyaException.Capacity(FfiConverterString.read(buf))
+            5 -> ShivyaException.Numeric(FfiConverterString.read(buf))
+            6 -> ShivyaException.Panic(FfiConverterString.read(buf))
+            7 -> ShivyaException.Internal(FfiConverterString.read(buf))
             else -> throw RuntimeException("invalid error enum value, something is very wrong!!")
         }
+        
     }
 
     override fun allocationSize(value: ShivyaException): ULong {
-        return when(value) {
-            is ShivyaException.InvalidArgument -> (
-                // Add the size for the Int that specifies the variant plus the size needed for all fields
-                4UL
-                + FfiConverterString.allocationSize(value.`message`)
-            )
-            is ShivyaException.BufferTooShort -> (
-                // Add the size for the Int that specifies the variant plus the size needed for all fields
-                4UL
-                + FfiConverterString.allocationSize(value.`message`)
-            )
-            is ShivyaException.Io -> (
-                // Add the size for the Int that specifies the variant plus the size needed for all fields
-                4UL
-                + FfiConverterString.allocationSize(value.`message`)
-            )
-            is ShivyaException.Capacity -> (
-                // Add the size for the Int that specifies the variant plus the size needed for all fields
-                4UL
-                + FfiConverterString.allocationSize(value.`message`)
-            )
-            is ShivyaException.Numeric -> (
-                // Add the size for the Int that specifies the variant plus the size needed for all fields
-                4UL
-                + FfiConverterString.allocationSize(value.`message`)
-            )
-            is ShivyaException.Panic -> (
-                // Add the size for the Int that specifies the variant plus the size needed for all fields
-                4UL
-                + FfiConverterString.allocationSize(value.`message`)
-            )
-            is ShivyaException.Internal -> (
-                // Add the size for the Int that specifies the variant plus the size needed for all fields
-                4UL
-                + FfiConverterString.allocationSize(value.`message`)
-            )
-        }
+        return 4UL
     }
 
     override fun write(value: ShivyaException, buf: ByteBuffer) {
         when(value) {
             is ShivyaException.InvalidArgument -> {
                 buf.putInt(1)
-                FfiConverterString.write(value.`message`, buf)
                 Unit
             }
             is ShivyaException.BufferTooShort -> {
                 buf.putInt(2)
-                FfiConverterString.write(value.`message`, buf)
                 Unit
             }
             is ShivyaException.Io -> {
                 buf.putInt(3)
-                FfiConverterString.write(value.`message`, buf)
                 Unit
             }
             is ShivyaException.Capacity -> {
                 buf.putInt(4)
-                FfiConverterString.write(value.`message`, buf)
                 Unit
             }
             is ShivyaException.Numeric -> {
                 buf.putInt(5)
-                FfiConverterString.write(value.`message`, buf)
                 Unit
             }
             is ShivyaException.Panic -> {
                 buf.putInt(6)
-                FfiConverterString.write(value.`message`, buf)
                 Unit
             }
             is ShivyaException.Internal -> {
                 buf.putInt(7)
-                FfiConverterString.write(value.`message`, buf)
                 Unit
             }
         }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
@@ -3014,20 +2889,6 @@ public object FfiConverterSequenceTypeTriangle: FfiConverterRustBuffer<List<Tria
     UniffiLib.uniffi_shivya_fn_func_default_config(
     
         _status)
-}
-    )
-    }
-    
-
-        /**
-         * The C status code an error corresponds to.
-         */ fun `errorStatusCode`(`error`: ShivyaException): kotlin.Int {
-            return FfiConverterInt.lift(
-    uniffiRustCall() { _status ->
-    UniffiLib.uniffi_shivya_fn_func_error_status_code(
-    
-        
-        FfiConverterTypeShivyaError.lower(`error`),_status)
 }
     )
     }

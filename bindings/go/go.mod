@@ -1,0 +1,3 @@
+module shivya.dev/go
+
+go 1.22

@@ -1,0 +1,376 @@
+// Package shivya embeds a Shivya mesh node in a Go program through the C ABI
+// (include/shivya.h). Build libshivya first: cargo build --release -p shivya-ffi.
+//
+// A Node is driven by the host: call Step when its Fd is readable or when NextTimeoutMs
+// has elapsed. Nothing in the library starts goroutines or reads the clock.
+// Methods on one Node are serialised by a mutex, so a Node may be shared between
+// goroutines.
+package shivya
+
+/*
+#cgo CFLAGS: -I${SRCDIR}/../../../include
+#cgo LDFLAGS: ${SRCDIR}/../../../target/release/libshivya.a -lm -ldl -lpthread
+#include <stdlib.h>
+#include "shivya.h"
+*/
+import "C"
+
+import (
+	"fmt"
+	"sync"
+	"unsafe"
+)
+
+// Status is a shivya_status code.
+type Status int32
+
+// The C status codes.
+const (
+	OK              Status = 0
+	InvalidArgument Status = -1
+	BufferTooShort  Status = -2
+	IO              Status = -3
+	Capacity        Status = -4
+	Numeric         Status = -5
+	Panic           Status = -6
+	Internal        Status = -7
+)
+
+func (s Status) String() string { return C.GoString(C.shivya_status_name(C.int32_t(s))) }
+
+// Error is a failed call: the status code and the library's message.
+type Error struct {
+	Status  Status
+	Message string
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("shivya: %s: %s", e.Status, e.Message) }
+
+// ErrClosed is returned by every method of a closed Node or Reconciler.
+var ErrClosed = &Error{Status: InvalidArgument, Message: "closed"}
+
+func check(s C.enum_shivya_status) error {
+	if s == C.SHIVYA_OK {
+		return nil
+	}
+	n := C.shivya_last_error_message(nil, 0)
+	buf := make([]byte, int(n)+1)
+	C.shivya_last_error_message((*C.char)(unsafe.Pointer(&buf[0])), C.size_t(len(buf)))
+	return &Error{Status: Status(s), Message: string(buf[:n])}
+}
+
+// Version is the library version.
+func Version() string { return C.GoString(C.shivya_version()) }
+
+// Config holds node settings. Zero values take the library defaults.
+type Config struct {
+	Listen         string      // UDP address, default "127.0.0.1:0"
+	Bootstrap      []string    // peers to join through
+	Seed           uint64      // seed of every random choice (node id derives from it)
+	StepIntervalMs uint64      // period of the layer stack
+	K              int         // Kademlia bucket size
+	CGTolerance    float64     // reconciler tolerance
+	Vertices       uint32      // workload graph vertices (default 4)
+	Edges          [][2]uint32 // its edges; empty means every pair connected
+	GradientOnly   bool        // settle keeps only the gradient part
+}
+
+func withCString(s string, f func(*C.char) C.enum_shivya_status) error {
+	cs := C.CString(s)
+	defer C.free(unsafe.Pointer(cs))
+	return check(f(cs))
+}
+
+func (c *Config) build() (*C.shivya_config, error) {
+	var cfg *C.shivya_config
+	if err := check(C.shivya_config_new(&cfg)); err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*C.shivya_config, error) { C.shivya_config_free(cfg); return nil, err }
+	if c.Listen != "" {
+		if err := withCString(c.Listen, func(s *C.char) C.enum_shivya_status { return C.shivya_config_set_listen(cfg, s) }); err != nil {
+			return fail(err)
+		}
+	}
+	for _, b := range c.Bootstrap {
+		if err := withCString(b, func(s *C.char) C.enum_shivya_status { return C.shivya_config_add_bootstrap(cfg, s) }); err != nil {
+			return fail(err)
+		}
+	}
+	if c.Seed != 0 {
+		if err := check(C.shivya_config_set_seed(cfg, C.uint64_t(c.Seed))); err != nil {
+			return fail(err)
+		}
+	}
+	if c.StepIntervalMs != 0 {
+		if err := check(C.shivya_config_set_step_interval_ms(cfg, C.uint64_t(c.StepIntervalMs))); err != nil {
+			return fail(err)
+		}
+	}
+	if c.K != 0 {
+		if err := check(C.shivya_config_set_k(cfg, C.size_t(c.K))); err != nil {
+			return fail(err)
+		}
+	}
+	if c.CGTolerance != 0 {
+		if err := check(C.shivya_config_set_cg_tolerance(cfg, C.double(c.CGTolerance))); err != nil {
+			return fail(err)
+		}
+	}
+	if c.Vertices != 0 || len(c.Edges) > 0 {
+		flat := make([]C.uint32_t, 0, 2*len(c.Edges))
+		for _, e := range c.Edges {
+			flat = append(flat, C.uint32_t(e[0]), C.uint32_t(e[1]))
+		}
+		var p *C.uint32_t
+		if len(flat) > 0 {
+			p = &flat[0]
+		}
+		if err := check(C.shivya_config_set_topology(cfg, C.uint32_t(c.Vertices), p, C.size_t(len(c.Edges)))); err != nil {
+			return fail(err)
+		}
+	}
+	if err := check(C.shivya_config_set_gradient_only(cfg, C.bool(c.GradientOnly))); err != nil {
+		return fail(err)
+	}
+	return cfg, nil
+}
+
+// Node is a mesh node on its own UDP socket.
+type Node struct {
+	mu  sync.Mutex
+	ptr *C.shivya_node
+}
+
+// NewNode binds a node and starts joining at nowMs (the host's monotonic milliseconds).
+func NewNode(cfg Config, nowMs uint64) (*Node, error) {
+	c, err := cfg.build()
+	if err != nil {
+		return nil, err
+	}
+	defer C.shivya_config_free(c)
+	var n *C.shivya_node
+	if err := check(C.shivya_node_new(c, C.uint64_t(nowMs), &n)); err != nil {
+		return nil, err
+	}
+	return &Node{ptr: n}, nil
+}
+
+func (n *Node) do(f func(p *C.shivya_node) error) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ptr == nil {
+		return ErrClosed
+	}
+	return f(n.ptr)
+}
+
+// Close leaves the mesh (records withdrawn, peers told) and frees the node. Calling it
+// again returns nil.
+func (n *Node) Close() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ptr == nil {
+		return nil
+	}
+	err := check(C.shivya_leave(n.ptr))
+	C.shivya_node_free(n.ptr)
+	n.ptr = nil
+	return err
+}
+
+// Step reads arrived datagrams, runs due timers and sends what is queued.
+func (n *Node) Step(nowMs uint64) error {
+	return n.do(func(p *C.shivya_node) error { return check(C.shivya_step(p, C.uint64_t(nowMs))) })
+}
+
+// Fd is the socket descriptor to poll for readability (-1 when closed).
+func (n *Node) Fd() int {
+	fd := -1
+	_ = n.do(func(p *C.shivya_node) error { fd = int(C.shivya_fd(p)); return nil })
+	return fd
+}
+
+// NextTimeoutMs is how long the host may wait before the next Step (0 = now).
+func (n *Node) NextTimeoutMs(nowMs uint64) (uint64, error) {
+	var t C.uint64_t
+	err := n.do(func(p *C.shivya_node) error { return check(C.shivya_next_timeout_ms(p, C.uint64_t(nowMs), &t)) })
+	return uint64(t), err
+}
+
+// RecordQueueLen records this node's queue length at a vertex.
+func (n *Node) RecordQueueLen(vertex uint32, q float64) error {
+	return n.do(func(p *C.shivya_node) error {
+		return check(C.shivya_record_queue_len(p, C.uint32_t(vertex), C.double(q)))
+	})
+}
+
+// RecordOffload records the rate at which this node moves work from src to dst.
+func (n *Node) RecordOffload(src, dst uint32, rate float64) error {
+	return n.do(func(p *C.shivya_node) error {
+		return check(C.shivya_record_offload(p, C.uint32_t(src), C.uint32_t(dst), C.double(rate)))
+	})
+}
+
+// Route is one settled route.
+type Route struct {
+	Src, Dst uint32
+	Rate     float64
+}
+
+// Settle returns the settled routes.
+func (n *Node) Settle() ([]Route, error) {
+	var out []Route
+	err := n.do(func(p *C.shivya_node) error {
+		var need C.size_t
+		s := C.shivya_settle(p, nil, 0, &need)
+		if s != C.SHIVYA_OK && s != C.SHIVYA_ERR_BUFFER_TOO_SHORT {
+			return check(s)
+		}
+		if need == 0 {
+			out = []Route{}
+			return nil
+		}
+		buf := make([]C.shivya_route, int(need))
+		var got C.size_t
+		if err := check(C.shivya_settle(p, &buf[0], need, &got)); err != nil {
+			return err
+		}
+		out = make([]Route, int(got))
+		for i := range out {
+			out[i] = Route{Src: uint32(buf[i].src), Dst: uint32(buf[i].dst), Rate: float64(buf[i].rate)}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Snapshot is a node's status.
+type Snapshot struct {
+	ID                           [20]byte
+	Peers, Records, OwnVersion   uint64
+	LastResidual                 float64
+	FCollective, FreeEnergy      float64
+	Dividend                     float64
+	FramesIn, FramesOut, Dropped uint64
+}
+
+// Status returns a snapshot.
+func (n *Node) Status() (Snapshot, error) {
+	var s C.shivya_snapshot
+	err := n.do(func(p *C.shivya_node) error { return check(C.shivya_node_snapshot(p, &s)) })
+	if err != nil {
+		return Snapshot{}, err
+	}
+	var id [20]byte
+	for i := range id {
+		id[i] = byte(s.id[i])
+	}
+	return Snapshot{
+		ID: id, Peers: uint64(s.peers), Records: uint64(s.records), OwnVersion: uint64(s.own_version),
+		LastResidual: float64(s.last_residual), FCollective: float64(s.f_collective),
+		FreeEnergy: float64(s.free_energy), Dividend: float64(s.dividend),
+		FramesIn: uint64(s.frames_in), FramesOut: uint64(s.frames_out), Dropped: uint64(s.dropped),
+	}, nil
+}
+
+// LocalAddr is the bound UDP address.
+func (n *Node) LocalAddr() (string, error) {
+	var addr string
+	err := n.do(func(p *C.shivya_node) error {
+		buf := make([]byte, C.SHIVYA_ADDR_LEN)
+		var l C.size_t
+		if err := check(C.shivya_local_addr(p, (*C.char)(unsafe.Pointer(&buf[0])), C.size_t(len(buf)), &l)); err != nil {
+			return err
+		}
+		addr = string(buf[:l])
+		return nil
+	})
+	return addr, err
+}
+
+// Block drops all traffic to and from addr (for partition tests).
+func (n *Node) Block(addr string) error {
+	return n.do(func(p *C.shivya_node) error {
+		return withCString(addr, func(s *C.char) C.enum_shivya_status { return C.shivya_block(p, s) })
+	})
+}
+
+// Unblock lifts a Block.
+func (n *Node) Unblock(addr string) error {
+	return n.do(func(p *C.shivya_node) error {
+		return withCString(addr, func(s *C.char) C.enum_shivya_status { return C.shivya_unblock(p, s) })
+	})
+}
+
+// SolverReport describes a reconciliation's solve.
+type SolverReport struct {
+	Iterations uint64
+	Residual   float64
+	Converged  bool
+}
+
+// Reconciler is a standalone Hodge reconciler over a simplicial complex.
+type Reconciler struct {
+	mu  sync.Mutex
+	ptr *C.shivya_complex
+	n   int
+}
+
+// NewReconciler builds a complex of nVertices vertices, these edges and filled triangles.
+func NewReconciler(nVertices uint32, edges [][2]uint32, triangles [][3]uint32) (*Reconciler, error) {
+	e := make([]C.uint32_t, 0, 2*len(edges)+1)
+	for _, x := range edges {
+		e = append(e, C.uint32_t(x[0]), C.uint32_t(x[1]))
+	}
+	t := make([]C.uint32_t, 0, 3*len(triangles)+1)
+	for _, x := range triangles {
+		t = append(t, C.uint32_t(x[0]), C.uint32_t(x[1]), C.uint32_t(x[2]))
+	}
+	e = append(e, 0) // keeps &e[0] valid when there are no edges
+	t = append(t, 0)
+	var c *C.shivya_complex
+	if err := check(C.shivya_complex_new(C.uint32_t(nVertices), &e[0], C.size_t(len(edges)), &t[0], C.size_t(len(triangles)), &c)); err != nil {
+		return nil, err
+	}
+	return &Reconciler{ptr: c, n: int(C.shivya_complex_n_edges(c))}, nil
+}
+
+// Reconcile returns the curl-free part of flow (one value per edge).
+func (r *Reconciler) Reconcile(flow []float64) ([]float64, SolverReport, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ptr == nil {
+		return nil, SolverReport{}, ErrClosed
+	}
+	if len(flow) != r.n {
+		return nil, SolverReport{}, &Error{Status: InvalidArgument, Message: fmt.Sprintf("flow has %d values, the complex has %d edges", len(flow), r.n)}
+	}
+	if r.n == 0 {
+		return []float64{}, SolverReport{Converged: true}, nil
+	}
+	in := make([]C.double, r.n)
+	for i, x := range flow {
+		in[i] = C.double(x)
+	}
+	out := make([]C.double, r.n)
+	var rep C.shivya_solver_report
+	if err := check(C.shivya_reconcile(r.ptr, &in[0], &out[0], C.size_t(r.n), &rep)); err != nil {
+		return nil, SolverReport{}, err
+	}
+	res := make([]float64, r.n)
+	for i := range res {
+		res[i] = float64(out[i])
+	}
+	return res, SolverReport{Iterations: uint64(rep.iterations), Residual: float64(rep.residual), Converged: bool(rep.converged)}, nil
+}
+
+// Close frees the reconciler; calling it again is fine.
+func (r *Reconciler) Close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ptr != nil {
+		C.shivya_complex_free(r.ptr)
+		r.ptr = nil
+	}
+}

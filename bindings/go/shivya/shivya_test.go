@@ -1,0 +1,297 @@
+package shivya
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"reflect"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+var start = time.Now()
+
+func nowMs() uint64 { return uint64(time.Since(start).Milliseconds()) }
+
+func makeNodes(t *testing.T, n int, seed uint64) []*Node {
+	t.Helper()
+	var nodes []*Node
+	for i := 0; i < n; i++ {
+		cfg := Config{Listen: "127.0.0.1:0", Seed: seed + uint64(i), Vertices: 3}
+		if len(nodes) > 0 {
+			a, err := nodes[0].LocalAddr()
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.Bootstrap = []string{a}
+		}
+		node, err := NewNode(cfg, nowMs())
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, node)
+	}
+	return nodes
+}
+
+// turn waits for the earliest node timer (capped at 5 ms) and steps every node.
+func turn(t *testing.T, nodes []*Node) {
+	wait := uint64(5)
+	for _, n := range nodes {
+		w, err := n.NextTimeoutMs(nowMs())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w < wait {
+			wait = w
+		}
+	}
+	time.Sleep(time.Duration(wait) * time.Millisecond)
+	now := nowMs()
+	for _, n := range nodes {
+		if err := n.Step(now); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func runUntil(t *testing.T, nodes []*Node, what string, done func() bool) time.Duration {
+	t.Helper()
+	begin := time.Now()
+	for !done() {
+		if time.Since(begin) > 10*time.Second {
+			t.Fatalf("%s: not reached before the deadline", what)
+		}
+		turn(t, nodes)
+	}
+	return time.Since(begin)
+}
+
+func settle(t *testing.T, n *Node) []Route {
+	r, err := n.Settle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func sameRoutes(t *testing.T, nodes []*Node) bool {
+	first := settle(t, nodes[0])
+	if len(first) == 0 {
+		return false
+	}
+	for _, n := range nodes[1:] {
+		if !reflect.DeepEqual(settle(t, n), first) {
+			return false
+		}
+	}
+	return true
+}
+
+func TestThreeNodesDiscoverPartitionHealAndAgree(t *testing.T) {
+	nodes := makeNodes(t, 3, 600)
+	defer func() {
+		for _, n := range nodes {
+			n.Close()
+		}
+	}()
+	d := runUntil(t, nodes, "discovery", func() bool {
+		for _, n := range nodes {
+			if s, _ := n.Status(); s.Peers < 2 {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("discovery in %v", d)
+	for i, n := range nodes {
+		if err := n.RecordQueueLen(uint32(i), 2*float64(i+1)); err != nil {
+			t.Fatal(err)
+		}
+		if err := n.RecordOffload(uint32((i+1)%3), uint32((i+2)%3), 1.5); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runUntil(t, nodes, "first agreement", func() bool {
+		for _, n := range nodes {
+			if s, _ := n.Status(); s.Records != 3 {
+				return false
+			}
+		}
+		return sameRoutes(t, nodes)
+	})
+	addrs := make([]string, 3)
+	for i, n := range nodes {
+		addrs[i], _ = n.LocalAddr()
+	}
+	for _, p := range [][2]int{{0, 2}, {1, 2}, {2, 0}, {2, 1}} {
+		if err := nodes[p[0]].Block(addrs[p[1]]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nodes[0].RecordQueueLen(1, 40)
+	nodes[2].RecordQueueLen(0, 25)
+	end := time.Now().Add(600 * time.Millisecond)
+	for time.Now().Before(end) {
+		turn(t, nodes)
+	}
+	if reflect.DeepEqual(settle(t, nodes[0]), settle(t, nodes[2])) {
+		t.Fatal("sides agree while cut off")
+	}
+	for _, n := range nodes {
+		for _, a := range addrs {
+			n.Unblock(a)
+		}
+	}
+	d = runUntil(t, nodes, "agreement after heal", func() bool { return sameRoutes(t, nodes) })
+	t.Logf("converged %v after heal: %v", d, settle(t, nodes[0]))
+}
+
+func TestBadArgumentsReturnErrorsAndTheNodeKeepsWorking(t *testing.T) {
+	n := makeNodes(t, 1, 650)[0]
+	var e *Error
+	err := n.RecordOffload(0, 1, math.NaN())
+	if !errors.As(err, &e) || e.Status != InvalidArgument || !strings.Contains(e.Message, "rate") {
+		t.Fatalf("NaN rate: %v", err)
+	}
+	err = n.RecordQueueLen(99, 1)
+	if !errors.As(err, &e) || e.Status != InvalidArgument || !strings.Contains(e.Message, "vertex 99") {
+		t.Fatalf("unknown vertex: %v", err)
+	}
+	if err := n.Block("nonsense"); err == nil {
+		t.Fatal("bad address accepted")
+	}
+	if err := n.RecordQueueLen(0, 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Step(nowMs()); err != nil {
+		t.Fatal(err)
+	}
+	if len(settle(t, n)) == 0 {
+		t.Fatal("no routes")
+	}
+	n.Close()
+	if _, err := n.Settle(); err != ErrClosed {
+		t.Fatalf("closed node: %v", err)
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewNode(Config{Listen: "not an address"}, 0); err == nil {
+		t.Fatal("bad listen address accepted")
+	}
+}
+
+func TestBowtieMatchesRustBitForBit(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "testdata", "bowtie.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g struct {
+		NVertices    uint32      `json:"n_vertices"`
+		Edges        [][2]uint32 `json:"edges"`
+		Triangles    [][3]uint32 `json:"triangles"`
+		Flow         []float64   `json:"flow"`
+		ExpectedBits []string    `json:"expected_bits"`
+	}
+	if err := json.Unmarshal(raw, &g); err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewReconciler(g.NVertices, g.Edges, g.Triangles)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	out, rep, err := r.Reconcile(g.Flow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, x := range out {
+		want, _ := strconv.ParseUint(g.ExpectedBits[i], 16, 64)
+		if math.Float64bits(x) != want {
+			t.Fatalf("edge %d: %016x, Rust gives %016x", i, math.Float64bits(x), want)
+		}
+	}
+	if !rep.Converged {
+		t.Fatal("not converged")
+	}
+	if _, _, err := r.Reconcile([]float64{1}); err == nil {
+		t.Fatal("wrong length accepted")
+	}
+	if _, err := NewReconciler(3, [][2]uint32{{0, 0}}, nil); err == nil {
+		t.Fatal("self-loop accepted")
+	}
+}
+
+func rssKiB(t *testing.T) int {
+	raw, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Skip("no /proc")
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			f := strings.Fields(line)
+			v, _ := strconv.Atoi(f[1])
+			return v
+		}
+	}
+	t.Skip("no VmRSS")
+	return 0
+}
+
+func lightScenario(i int) error {
+	n, err := NewNode(Config{Listen: "127.0.0.1:0", Seed: uint64(i + 1), Vertices: 3}, 0)
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	if err := n.RecordQueueLen(0, 5); err != nil {
+		return err
+	}
+	if err := n.RecordOffload(0, 1, 1); err != nil {
+		return err
+	}
+	if err := n.Step(1); err != nil {
+		return err
+	}
+	if r, err := n.Settle(); err != nil || len(r) == 0 {
+		return fmt.Errorf("settle: %v %v", r, err)
+	}
+	if n.RecordQueueLen(9, 1) == nil {
+		return fmt.Errorf("bad vertex accepted")
+	}
+	r, err := NewReconciler(3, [][2]uint32{{0, 1}, {1, 2}, {0, 2}}, [][3]uint32{{0, 1, 2}})
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	_, _, err = r.Reconcile([]float64{1, 1, -1})
+	return err
+}
+
+func TestAThousandScenariosKeepRSSStable(t *testing.T) {
+	for i := 0; i < 50; i++ {
+		if err := lightScenario(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.GC()
+	before := rssKiB(t)
+	for i := 0; i < 1000; i++ {
+		if err := lightScenario(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.GC()
+	growth := rssKiB(t) - before
+	t.Logf("1000 scenarios: RSS grew %d KiB", growth)
+	if growth > 8*1024 {
+		t.Fatalf("RSS grew %d KiB over 1000 scenarios", growth)
+	}
+}

@@ -1,0 +1,188 @@
+"""Three nodes on loopback in one Python process, driven by Python's own poll loop."""
+import json
+import math
+import os
+import resource
+import select
+import struct
+import time
+import tracemalloc
+
+import pytest
+
+import shivya
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+GOLDEN = os.path.join(HERE, "..", "..", "testdata", "bowtie.json")
+
+
+def now_ms():
+    return int(time.monotonic() * 1000)
+
+
+def make_nodes(n=3, vertices=3, seed=700):
+    nodes = []
+    for i in range(n):
+        cfg = shivya.default_config()
+        cfg.seed = seed + i
+        cfg.n_vertices = vertices
+        if nodes:
+            cfg.bootstrap = [nodes[0].local_addr()]
+        nodes.append(shivya.ShivyaNode(cfg, now_ms()))
+    return nodes
+
+
+def turn(nodes):
+    """One round of the host loop: wait on the sockets for the earliest timer, then step."""
+    p = select.poll()
+    for n in nodes:
+        p.register(n.fd(), select.POLLIN)
+    wait = min(n.next_timeout_ms(now_ms()) for n in nodes)
+    p.poll(min(wait, 50))
+    t = now_ms()
+    for n in nodes:
+        n.step(t)
+
+
+def run_until(nodes, done, deadline_ms=10_000):
+    start = now_ms()
+    while not done():
+        assert now_ms() - start < deadline_ms, "condition not reached before the deadline"
+        turn(nodes)
+    return now_ms() - start
+
+
+def run_for(nodes, ms):
+    end = now_ms() + ms
+    while now_ms() < end:
+        turn(nodes)
+
+
+def same_routes(nodes):
+    first = nodes[0].settle()
+    return bool(first) and all(n.settle() == first for n in nodes[1:])
+
+
+def test_three_nodes_discover_partition_heal_and_agree():
+    nodes = make_nodes()
+    try:
+        ms = run_until(nodes, lambda: all(n.status().peers >= 2 for n in nodes))
+        print(f"discovery in {ms} ms")
+        for i, n in enumerate(nodes):
+            n.record_queue_len(i, 2.0 * (i + 1))
+            n.record_offload((i + 1) % 3, (i + 2) % 3, 1.5)
+        run_until(nodes, lambda: all(n.status().records == 3 for n in nodes) and same_routes(nodes))
+
+        # Partition node 2 away from 0 and 1; both sides write.
+        addrs = [n.local_addr() for n in nodes]
+        for a, b in [(0, 2), (1, 2), (2, 0), (2, 1)]:
+            nodes[a].block(addrs[b])
+        nodes[0].record_queue_len(1, 40.0)
+        nodes[2].record_queue_len(0, 25.0)
+        run_for(nodes, 600)
+        assert nodes[0].settle() != nodes[2].settle(), "sides agree while cut off"
+
+        for a in range(3):
+            for b in addrs:
+                nodes[a].unblock(b)
+        ms = run_until(nodes, lambda: same_routes(nodes))
+        print(f"converged {ms} ms after heal")
+        routes = nodes[0].settle()
+        assert all(r.rate > 0 for r in routes)
+        assert {(r.src, r.dst) for r in routes}
+    finally:
+        for n in nodes:
+            n.close()
+
+
+def test_bad_arguments_raise_shivya_errors_and_the_node_keeps_working():
+    (node,) = make_nodes(1)
+    try:
+        with pytest.raises(shivya.ShivyaError.InvalidArgument) as e:
+            node.record_offload(0, 1, math.nan)
+        assert "rate" in str(e.value)
+        with pytest.raises(shivya.ShivyaError.InvalidArgument) as e:
+            node.record_queue_len(99, 1.0)
+        assert "vertex 99" in str(e.value)
+        with pytest.raises(shivya.ShivyaError.InvalidArgument):
+            node.block("not-an-address")
+        node.record_queue_len(0, 3.0)
+        node.step(now_ms())
+        assert node.settle()
+    finally:
+        node.close()
+    with pytest.raises(shivya.ShivyaError.InvalidArgument) as e:
+        node.settle()
+    assert "closed" in str(e.value)
+    node.close()  # twice is fine
+
+
+def test_bad_config_and_port_in_use():
+    cfg = shivya.default_config()
+    cfg.listen = "nonsense"
+    with pytest.raises(shivya.ShivyaError.InvalidArgument):
+        shivya.ShivyaNode(cfg, 0)
+    (a,) = make_nodes(1)
+    try:
+        cfg = shivya.default_config()
+        cfg.listen = a.local_addr()
+        with pytest.raises(shivya.ShivyaError.Io):
+            shivya.ShivyaNode(cfg, 0)
+    finally:
+        a.close()
+
+
+def test_bowtie_reconciliation_matches_rust_bit_for_bit():
+    with open(GOLDEN) as f:
+        g = json.load(f)
+    r = shivya.Reconciler(
+        g["n_vertices"],
+        [shivya.Edge(a=a, b=b) for a, b in g["edges"]],
+        [shivya.Triangle(a=a, b=b, c=c) for a, b, c in g["triangles"]],
+    )
+    out = r.reconcile(g["flow"])
+    bits = [struct.pack(">d", x).hex() for x in out.flow]
+    assert bits == g["expected_bits"]
+    with pytest.raises(shivya.ShivyaError.InvalidArgument):
+        r.reconcile([1.0])
+
+
+def rss_kib():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def light_scenario(i):
+    cfg = shivya.default_config()
+    cfg.seed = i
+    cfg.n_vertices = 3
+    n = shivya.ShivyaNode(cfg, 0)
+    n.record_queue_len(0, 5.0)
+    n.record_offload(0, 1, 1.0)
+    n.step(1)
+    assert n.settle()
+    assert n.status().records == 1
+    try:
+        n.record_queue_len(9, 1.0)
+    except shivya.ShivyaError.InvalidArgument:
+        pass
+    n.close()
+
+
+def test_a_thousand_scenarios_do_not_leak():
+    for i in range(50):  # warm up allocators and caches
+        light_scenario(i)
+    tracemalloc.start()
+    base_rss = rss_kib()
+    snap0 = tracemalloc.take_snapshot()
+    for i in range(1000):
+        light_scenario(i)
+    growth_py = sum(s.size_diff for s in tracemalloc.take_snapshot().compare_to(snap0, "filename"))
+    tracemalloc.stop()
+    growth_rss = rss_kib() - base_rss
+    print(f"1000 scenarios: RSS grew {growth_rss} KiB, Python heap {growth_py} bytes")
+    assert growth_rss < 8 * 1024, f"RSS grew {growth_rss} KiB"
+    assert growth_py < 256 * 1024, f"Python heap grew {growth_py} bytes"

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Go binding: cgo over include/shivya.h, statically linked with target/release/libshivya.a.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+need go golang-go
+need gcc gcc
+cargo build -q --release -p shivya-ffi
+say "go vet + go test (bindings/go)"
+(cd bindings/go && test -z "$(gofmt -l .)" || { gofmt -l . >&2; echo "gofmt needed" >&2; exit 1; })
+(cd bindings/go && go vet ./... && go test -count=1 -v ./... 2>&1 | grep -E '^(=== RUN|--- |ok|FAIL|PASS)|RSS|discovery|converged')
+say "go example"
+(cd examples/go && go run .)
