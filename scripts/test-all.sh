@@ -23,3 +23,6 @@ say "Bindings: generated sources current, then Python, Kotlin and Go scenarios"
 ./scripts/test-python.sh
 ./scripts/test-kotlin.sh
 ./scripts/test-go.sh
+
+say "shivyad dashboard in headless Chromium"
+./scripts/test-dashboard.sh

@@ -28,4 +28,6 @@ pub mod morphic;
 pub mod onsager;
 pub mod p2p;
 pub mod rng;
+#[cfg(feature = "host-telemetry")]
+pub mod telemetry;
 pub mod turing;

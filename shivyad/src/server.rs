@@ -1,0 +1,381 @@
+//! The daemon's event loop and its two local interfaces (status socket, dashboard).
+
+use crate::status::{snapshot_json, table};
+use crate::{sys, RunArgs};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use shivya_core::mesh::{Node, NodeConfig, WorkloadTopology};
+use shivya_core::telemetry::HostTelemetry;
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::io::AsRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tungstenite::{Message, WebSocket};
+
+const UDP: Token = Token(0);
+const STATUS: Token = Token(1);
+const HTTP: Token = Token(2);
+const HISTORY: usize = 120;
+const DASHBOARD: &str = include_str!("../static/dashboard.html");
+
+/// A startup or I/O failure, with a message for the one-line error.
+#[derive(Debug)]
+pub struct Failure(String);
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn fail(msg: impl Into<String>) -> Failure {
+    Failure(msg.into())
+}
+
+/// Removes the status socket and PID file when the daemon stops, however it stops.
+struct Cleanup {
+    socket: PathBuf,
+    pid_file: Option<PathBuf>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.socket);
+        if let Some(p) = &self.pid_file {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+fn bind_status_socket(path: &Path) -> Result<UnixListener, Failure> {
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            return Err(fail(format!(
+                "another daemon is serving {}",
+                path.display()
+            )));
+        }
+        // A stale file from a daemon that died: reclaim it.
+        std::fs::remove_file(path).map_err(|e| {
+            fail(format!(
+                "cannot remove stale socket {}: {e}",
+                path.display()
+            ))
+        })?;
+    }
+    let l = UnixListener::bind(path).map_err(|e| {
+        fail(format!(
+            "cannot create status socket {}: {e}",
+            path.display()
+        ))
+    })?;
+    l.set_nonblocking(true).map_err(|e| fail(e.to_string()))?;
+    Ok(l)
+}
+
+struct Daemon {
+    node: Node,
+    vertex: u32,
+    load: Option<f64>,
+    telemetry: HostTelemetry,
+    history: VecDeque<f64>,
+    clients: Vec<WebSocket<TcpStream>>,
+    start: Instant,
+}
+
+impl Daemon {
+    fn now(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    fn snapshot(&mut self) -> String {
+        let h: Vec<f64> = self.history.iter().copied().collect();
+        snapshot_json(&mut self.node, self.vertex, &h)
+    }
+
+    /// Host sampling (or the fixed load), the F_collective history, the dashboard feed.
+    fn tick(&mut self) {
+        let now = self.now();
+        let load = match self.load {
+            Some(l) => Some((l, [l, 0.0])),
+            None => self
+                .telemetry
+                .sample(now)
+                .map(|s| (10.0 * s.load(), s.observation())),
+        };
+        if let Some((q, obs)) = load {
+            if let Err(e) = self.node.record_queue_len(self.vertex, q) {
+                tracing::warn!(error = %e, "could not record the host load");
+            }
+            if let Err(e) = self.node.state_mut().observe(&obs) {
+                tracing::warn!(error = %e, "could not record the host observation");
+            }
+        } else {
+            tracing::debug!("no host sample this tick");
+        }
+        let status = self.node.status();
+        self.history.push_back(status.f_collective);
+        if self.history.len() > HISTORY {
+            self.history.pop_front();
+        }
+        tracing::debug!(
+            peers = status.peers,
+            records = status.records,
+            f = status.f_collective,
+            "tick"
+        );
+        if !self.clients.is_empty() {
+            let snap = self.snapshot();
+            self.clients
+                .retain_mut(|ws| ws.send(Message::text(snap.clone())).is_ok());
+        }
+    }
+
+    fn serve_status(&mut self, listener: &UnixListener) {
+        loop {
+            match listener.accept() {
+                Ok((mut s, _)) => {
+                    let _ = s.set_nonblocking(false);
+                    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+                    let _ = s.set_write_timeout(Some(Duration::from_millis(500)));
+                    let mut req = [0u8; 64];
+                    let n = s.read(&mut req).unwrap_or(0);
+                    let body = if req[..n].starts_with(b"status") {
+                        self.snapshot()
+                    } else {
+                        "{\"error\":\"unknown request; send 'status'\"}".to_string()
+                    };
+                    let _ = s.write_all(body.as_bytes());
+                    let _ = s.write_all(b"\n");
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "status socket accept failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn serve_http(&mut self, listener: &TcpListener) {
+        loop {
+            match listener.accept() {
+                Ok((s, peer)) => {
+                    if let Err(e) = self.http_connection(s) {
+                        tracing::debug!(%peer, error = %e, "dashboard connection dropped");
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "dashboard accept failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// One local HTTP connection: the page, the JSON snapshot, or a WebSocket upgrade.
+    /// Bounded: a client gets 500 ms to send its request head.
+    fn http_connection(&mut self, mut s: TcpStream) -> io::Result<()> {
+        s.set_nonblocking(false)?;
+        s.set_read_timeout(Some(Duration::from_millis(500)))?;
+        s.set_write_timeout(Some(Duration::from_millis(500)))?;
+        let mut head = [0u8; 2048];
+        let n = s.peek(&mut head)?;
+        let text = String::from_utf8_lossy(&head[..n]).to_ascii_lowercase();
+        let path = text.split_whitespace().nth(1).unwrap_or("/").to_string();
+        if text.contains("upgrade: websocket") {
+            let mut ws = tungstenite::accept(s).map_err(|e| io::Error::other(e.to_string()))?;
+            let snap = self.snapshot();
+            ws.send(Message::text(snap))
+                .map_err(|e| io::Error::other(e.to_string()))?;
+            // Non-blocking from now on: the loop only writes; reads would be pings/close.
+            ws.get_mut().set_nonblocking(true)?;
+            self.clients.push(ws);
+            return Ok(());
+        }
+        // Consume the request head.
+        let mut sink = vec![0u8; n];
+        s.read_exact(&mut sink)?;
+        let (code, ctype, body) = match path.as_str() {
+            "/" | "/index.html" => ("200 OK", "text/html; charset=utf-8", DASHBOARD.to_string()),
+            "/status.json" => ("200 OK", "application/json", self.snapshot()),
+            _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
+        };
+        write!(
+            s,
+            "HTTP/1.1 {code}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    }
+}
+
+/// Runs the daemon until SIGINT/SIGTERM.
+pub fn run(args: RunArgs) -> Result<(), Failure> {
+    if args.daemon {
+        sys::daemonize(&args.stdout, &args.stderr)
+            .map_err(|e| fail(format!("cannot detach: {e}")))?;
+    }
+    tracing_subscriber::fmt()
+        .with_max_level(args.log_level)
+        .with_target(false)
+        .with_ansi(!args.daemon && std::io::IsTerminal::is_terminal(&io::stderr()))
+        .with_writer(io::stderr)
+        .init();
+    sys::install_signal_handlers()
+        .map_err(|e| fail(format!("cannot install signal handlers: {e}")))?;
+
+    let vertex = args.vertex.unwrap_or(u32::from(args.port) % args.vertices);
+    if vertex >= args.vertices {
+        return Err(fail(format!(
+            "--vertex {vertex} is out of range: --vertices is {}",
+            args.vertices
+        )));
+    }
+    if let Some(l) = args.load {
+        if !(l >= 0.0 && l.is_finite()) {
+            return Err(fail(format!("--load {l} must be finite and non-negative")));
+        }
+    }
+    let listen = SocketAddr::new(args.bind, args.port);
+    let seed = args.seed.unwrap_or_else(|| {
+        let ip = match args.bind {
+            std::net::IpAddr::V4(v4) => u64::from(u32::from(v4)),
+            std::net::IpAddr::V6(v6) => u128::from(v6) as u64,
+        };
+        (ip << 16) | u64::from(args.port)
+    });
+    let config = NodeConfig {
+        listen,
+        seed,
+        bootstrap: args.peers.clone(),
+        topology: WorkloadTopology::complete(args.vertices),
+        ..NodeConfig::default()
+    };
+    let start = Instant::now();
+    let node = Node::bind(config, 0)
+        .map_err(|e| fail(format!("cannot start the mesh node on udp {listen}: {e}")))?;
+    let status_listener = bind_status_socket(&args.socket)?;
+    let pid_file = if args.daemon {
+        Some(
+            args.pid_file
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("/tmp/shivya.pid")),
+        )
+    } else {
+        args.pid_file.clone()
+    };
+    let _cleanup = Cleanup {
+        socket: args.socket.clone(),
+        pid_file: pid_file.clone(),
+    };
+    if let Some(p) = &pid_file {
+        std::fs::write(p, format!("{}\n", std::process::id()))
+            .map_err(|e| fail(format!("cannot write PID file {}: {e}", p.display())))?;
+    }
+    let http = if args.visualize {
+        let addr = SocketAddr::from(([127, 0, 0, 1], args.ws_port));
+        let l = TcpListener::bind(addr)
+            .map_err(|e| fail(format!("cannot serve the dashboard on {addr}: {e}")))?;
+        l.set_nonblocking(true).map_err(|e| fail(e.to_string()))?;
+        tracing::info!("dashboard on http://{addr}/ (WebSocket at ws://{addr}/ws)");
+        Some(l)
+    } else {
+        None
+    };
+
+    let mut poll = Poll::new().map_err(|e| fail(e.to_string()))?;
+    let mut d = Daemon {
+        node,
+        vertex,
+        load: args.load,
+        telemetry: HostTelemetry::new(),
+        history: VecDeque::new(),
+        clients: Vec::new(),
+        start,
+    };
+    let reg = poll.registry();
+    reg.register(d.node.socket_mut(), UDP, Interest::READABLE)
+        .map_err(|e| fail(e.to_string()))?;
+    reg.register(
+        &mut SourceFd(&status_listener.as_raw_fd()),
+        STATUS,
+        Interest::READABLE,
+    )
+    .map_err(|e| fail(e.to_string()))?;
+    if let Some(l) = &http {
+        reg.register(&mut SourceFd(&l.as_raw_fd()), HTTP, Interest::READABLE)
+            .map_err(|e| fail(e.to_string()))?;
+    }
+    tracing::info!(
+        id = %d.node.status().id,
+        udp = %d.node.local_addr(),
+        vertex,
+        socket = %args.socket.display(),
+        "shivyad running"
+    );
+
+    let mut events = Events::with_capacity(64);
+    let mut next_tick = 0u64;
+    while !sys::stop_requested() {
+        let now = d.now();
+        let wait = d
+            .node
+            .next_timeout_ms(now)
+            .min(next_tick.saturating_sub(now));
+        match poll.poll(&mut events, Some(Duration::from_millis(wait))) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(fail(format!("poll failed: {e}"))),
+        }
+        for ev in events.iter() {
+            match ev.token() {
+                STATUS => d.serve_status(&status_listener),
+                HTTP => {
+                    if let Some(l) = &http {
+                        d.serve_http(l);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let now = d.now();
+        if let Err(e) = d.node.step(now) {
+            tracing::warn!(error = %e, "step failed; continuing");
+        }
+        if now >= next_tick {
+            next_tick = now + args.interval_ms;
+            d.tick();
+        }
+    }
+    tracing::info!("stopping: telling peers we leave");
+    if let Err(e) = d.node.leave() {
+        tracing::warn!(error = %e, "leave failed");
+    }
+    Ok(())
+}
+
+/// `shivyad status`: one request over the Unix socket.
+pub fn query_status(socket: &Path, as_json: bool) -> Result<(), Failure> {
+    let mut s = UnixStream::connect(socket).map_err(|e| {
+        fail(format!(
+            "cannot reach a daemon at {}: {e}",
+            socket.display()
+        ))
+    })?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| fail(e.to_string()))?;
+    s.write_all(b"status\n").map_err(|e| fail(e.to_string()))?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)
+        .map_err(|e| fail(format!("reading the status: {e}")))?;
+    if as_json {
+        print!("{out}");
+    } else {
+        print!("{}", table(out.trim()));
+    }
+    Ok(())
+}

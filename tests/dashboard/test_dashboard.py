@@ -1,0 +1,83 @@
+"""The shivyad dashboard in a real headless Chromium (Selenium + Debian's chromedriver).
+
+Starts two daemons with --visualize on the first, loads the page, waits until it shows
+the peer count and at least one settled-flow edge, checks the browser console is free
+of errors, and saves a screenshot as a test artifact.
+"""
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BIN = os.path.join(ROOT, "target", "release", "shivyad")
+ARTIFACTS = os.path.join(ROOT, "target", "artifacts")
+
+
+def free_port(kind):
+    s = socket.socket(socket.AF_INET, kind)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def main():
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix="shivyad-dash-")
+    u1, u2, ws = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
+    common = ["--vertices", "4", "--interval-ms", "200", "--log-level", "warn"]
+    d1 = subprocess.Popen([BIN, "--port", str(u1), "--vertex", "0", "--load", "9", "--visualize",
+                           "--ws-port", str(ws), "--socket", os.path.join(tmp, "1.sock")] + common)
+    time.sleep(0.2)
+    d2 = subprocess.Popen([BIN, "--port", str(u2), "--vertex", "2", "--load", "1", "--peer",
+                           f"127.0.0.1:{u1}", "--socket", os.path.join(tmp, "2.sock")] + common)
+    driver = None
+    try:
+        opts = Options()
+        opts.binary_location = "/usr/bin/chromium"
+        for a in ["--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1100,820"]:
+            opts.add_argument(a)
+        opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+        driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+        deadline = time.time() + 10
+        while True:
+            try:
+                driver.get(f"http://127.0.0.1:{ws}/")
+                break
+            except Exception:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.2)
+        wait = WebDriverWait(driver, 15)
+        wait.until(lambda d: int(d.find_element(By.ID, "peer-count").text or "0") >= 1)
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "line.route")) >= 1)
+        peers = int(driver.find_element(By.ID, "peer-count").text)
+        routes = len(driver.find_elements(By.CSS_SELECTOR, "line.route"))
+        vertices = len(driver.find_elements(By.CSS_SELECTOR, "circle.vertex"))
+        shot = os.path.join(ARTIFACTS, "dashboard.png")
+        driver.save_screenshot(shot)
+        errors = [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
+        print(f"dashboard: peers={peers} routes={routes} vertices={vertices} screenshot={shot}")
+        assert vertices == 4, vertices
+        assert not errors, f"console errors: {errors}"
+        assert os.path.getsize(shot) > 1000
+    finally:
+        if driver is not None:
+            driver.quit()
+        for d in (d1, d2):
+            d.terminate()
+            d.wait(timeout=10)
+    print("dashboard test: ok")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
