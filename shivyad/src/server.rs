@@ -253,6 +253,9 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         seed,
         bootstrap: args.peers.clone(),
         topology: WorkloadTopology::complete(args.vertices),
+        // The layer stack runs at the daemon's sampling rate (1 Hz by default); gossip
+        // and Kademlia keep their own faster timers.
+        step_interval_ms: args.interval_ms,
         ..NodeConfig::default()
     };
     let start = Instant::now();
