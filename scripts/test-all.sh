@@ -26,3 +26,6 @@ say "Bindings: generated sources current, then Python, Kotlin and Go scenarios"
 
 say "shivyad dashboard in headless Chromium"
 ./scripts/test-dashboard.sh
+
+say "nginx module: two instances sharing one mesh"
+./scripts/test-nginx.sh

@@ -1,0 +1,498 @@
+/*
+ * ngx_http_shivya_module: an nginx upstream balancer driven by a Shivya mesh node.
+ *
+ *   http {
+ *       shivya_listen 127.0.0.1:7100;     # UDP address of this nginx's node
+ *       shivya_peer   127.0.0.1:7200;     # another nginx's node (repeatable)
+ *       upstream app { shivya; server a:80; server b:80; server c:80; }
+ *       server { location / { proxy_pass http://app; }
+ *                location = /shivya_status { shivya_status; } }
+ *   }
+ *
+ * Mapping. Each server of the `shivya` upstream is a vertex, in configuration order; the
+ * workload graph connects every pair. This nginx records, for each server i, its queue
+ * length q_i = in_flight_i + rt_i / (1 ms), where in_flight_i counts requests it has sent to
+ * i and not yet finished, and rt_i is an exponentially weighted mean of i's response time
+ * (alpha 0.2; a failed attempt counts as 1 s): one millisecond of typical latency weighs
+ * like one request in flight, so a server that answers slowly stays "long" even when the
+ * balancer has already drained it (in-flight alone would equalise and oscillate). Every nginx's records are merged by the
+ * mesh; settle() returns routes "move rate r from src to dst". A server's net inflow is
+ * the sum of rates into it minus the sum out of it; its round-robin weight becomes
+ * 1 + round(19 * (net - min) / (max - min)) (1..20), so servers the mesh wants to drain get
+ * weight 1 and those it wants to fill get 20. With no routes (no information yet) the
+ * configured weights are used: plain smooth weighted round-robin. nginx's own failure
+ * handling (max_fails, fail_timeout, proxy_next_upstream) is untouched: the module only
+ * sets weights on the round-robin peers.
+ *
+ * Event loop. The node's UDP socket is an nginx connection with a read handler, and
+ * shivya_next_timeout_ms() arms an nginx timer: no thread, no busy loop.
+ *
+ * Workers. Each worker process runs its own node on shivya_listen's port + worker index
+ * and peers with port + worker index of every shivya_peer, so worker k of one nginx
+ * meshes with worker k of the others. Each worker balances its own requests with what its
+ * mesh knows. One `shivya` upstream per http block.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <shivya.h>
+
+#define SHIVYA_MAX_SERVERS 48
+#define SHIVYA_MAX_WEIGHT 20
+
+typedef struct {
+    ngx_str_t                      listen;
+    ngx_array_t                   *peers; /* of ngx_str_t */
+    ngx_http_upstream_srv_conf_t  *uscf;
+} ngx_http_shivya_main_conf_t;
+
+typedef struct {
+    ngx_flag_t                     status;
+} ngx_http_shivya_loc_conf_t;
+
+typedef struct {
+    ngx_http_upstream_rr_peer_data_t  rrp; /* first: the round-robin code uses it */
+    ngx_uint_t                        index;
+    ngx_msec_t                        start;
+} ngx_http_shivya_peer_data_t;
+
+/* Per worker process. */
+static shivya_node                    *ngx_shivya_node;
+static ngx_connection_t               *ngx_shivya_conn;
+static ngx_event_t                     ngx_shivya_timer;
+static ngx_http_upstream_rr_peers_t   *ngx_shivya_rr;
+static ngx_uint_t                      ngx_shivya_n;
+static ngx_uint_t                      ngx_shivya_inflight[SHIVYA_MAX_SERVERS];
+static double                          ngx_shivya_rt[SHIVYA_MAX_SERVERS];
+static ngx_int_t                       ngx_shivya_base_weight[SHIVYA_MAX_SERVERS];
+static ngx_int_t                       ngx_shivya_weight[SHIVYA_MAX_SERVERS];
+
+static void *ngx_http_shivya_create_main_conf(ngx_conf_t *cf);
+static void *ngx_http_shivya_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_shivya_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child);
+static char *ngx_http_shivya_listen(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_http_shivya_peer(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_http_shivya_upstream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_http_shivya_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static ngx_int_t ngx_http_shivya_init_process(ngx_cycle_t *cycle);
+static void ngx_http_shivya_exit_process(ngx_cycle_t *cycle);
+
+static ngx_command_t ngx_http_shivya_commands[] = {
+    { ngx_string("shivya_listen"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
+      ngx_http_shivya_listen, NGX_HTTP_MAIN_CONF_OFFSET, 0, NULL },
+    { ngx_string("shivya_peer"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
+      ngx_http_shivya_peer, NGX_HTTP_MAIN_CONF_OFFSET, 0, NULL },
+    { ngx_string("shivya"), NGX_HTTP_UPS_CONF | NGX_CONF_NOARGS,
+      ngx_http_shivya_upstream, 0, 0, NULL },
+    { ngx_string("shivya_status"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS,
+      ngx_http_shivya_status, NGX_HTTP_LOC_CONF_OFFSET, 0, NULL },
+    ngx_null_command
+};
+
+static ngx_http_module_t ngx_http_shivya_module_ctx = {
+    NULL, NULL,
+    ngx_http_shivya_create_main_conf, NULL,
+    NULL, NULL,
+    ngx_http_shivya_create_loc_conf, ngx_http_shivya_merge_loc_conf
+};
+
+ngx_module_t ngx_http_shivya_module = {
+    NGX_MODULE_V1,
+    &ngx_http_shivya_module_ctx,
+    ngx_http_shivya_commands,
+    NGX_HTTP_MODULE,
+    NULL, NULL,
+    ngx_http_shivya_init_process,
+    NULL, NULL,
+    ngx_http_shivya_exit_process,
+    NULL,
+    NGX_MODULE_V1_PADDING
+};
+
+/* ---------------------------------------------------------------------------------- */
+/* Configuration */
+
+static void *ngx_http_shivya_create_main_conf(ngx_conf_t *cf) {
+    ngx_http_shivya_main_conf_t *mcf = ngx_pcalloc(cf->pool, sizeof(*mcf));
+    if (mcf == NULL) return NULL;
+    mcf->peers = ngx_array_create(cf->pool, 4, sizeof(ngx_str_t));
+    if (mcf->peers == NULL) return NULL;
+    return mcf;
+}
+
+static void *ngx_http_shivya_create_loc_conf(ngx_conf_t *cf) {
+    ngx_http_shivya_loc_conf_t *lcf = ngx_pcalloc(cf->pool, sizeof(*lcf));
+    if (lcf == NULL) return NULL;
+    lcf->status = NGX_CONF_UNSET;
+    return lcf;
+}
+
+static char *ngx_http_shivya_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child) {
+    ngx_http_shivya_loc_conf_t *prev = parent, *conf = child;
+    ngx_conf_merge_value(conf->status, prev->status, 0);
+    return NGX_CONF_OK;
+}
+
+/* Checks an ADDR:PORT with the library's own parser; returns its message on error. */
+static char *ngx_http_shivya_check_addr(ngx_conf_t *cf, ngx_str_t *value, const char *directive) {
+    char buf[256];
+    shivya_config *c = NULL;
+    shivya_status s;
+    if (value->len == 0 || value->len >= sizeof(buf)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid address \"%V\" in \"%s\"", value, directive);
+        return NGX_CONF_ERROR;
+    }
+    ngx_memcpy(buf, value->data, value->len);
+    buf[value->len] = '\0';
+    if (shivya_config_new(&c) != SHIVYA_OK) return NGX_CONF_ERROR;
+    s = ngx_strcmp(directive, "shivya_peer") == 0 ? shivya_config_add_bootstrap(c, buf)
+                                                   : shivya_config_set_listen(c, buf);
+    shivya_config_free(c);
+    if (s != SHIVYA_OK) {
+        char msg[256];
+        shivya_last_error_message(msg, sizeof(msg));
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid address \"%V\" in \"%s\": %s", value, directive, msg);
+        return NGX_CONF_ERROR;
+    }
+    return NGX_CONF_OK;
+}
+
+static char *ngx_http_shivya_listen(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) {
+    ngx_http_shivya_main_conf_t *mcf = conf;
+    ngx_str_t *value = cf->args->elts;
+    if (mcf->listen.len) return "is duplicate";
+    if (ngx_http_shivya_check_addr(cf, &value[1], "shivya_listen") != NGX_CONF_OK) return NGX_CONF_ERROR;
+    mcf->listen = value[1];
+    return NGX_CONF_OK;
+}
+
+static char *ngx_http_shivya_peer(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) {
+    ngx_http_shivya_main_conf_t *mcf = conf;
+    ngx_str_t *value = cf->args->elts, *p;
+    if (ngx_http_shivya_check_addr(cf, &value[1], "shivya_peer") != NGX_CONF_OK) return NGX_CONF_ERROR;
+    p = ngx_array_push(mcf->peers);
+    if (p == NULL) return NGX_CONF_ERROR;
+    *p = value[1];
+    return NGX_CONF_OK;
+}
+
+static ngx_int_t ngx_http_shivya_init_peer(ngx_http_request_t *r, ngx_http_upstream_srv_conf_t *us);
+
+static ngx_int_t ngx_http_shivya_init_upstream(ngx_conf_t *cf, ngx_http_upstream_srv_conf_t *us) {
+    ngx_http_upstream_rr_peers_t *peers;
+    if (ngx_http_upstream_init_round_robin(cf, us) != NGX_OK) return NGX_ERROR;
+    peers = us->peer.data;
+    if (peers->number > SHIVYA_MAX_SERVERS) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"shivya\" supports at most %d servers, upstream has %ui",
+                           SHIVYA_MAX_SERVERS, peers->number);
+        return NGX_ERROR;
+    }
+    us->peer.init = ngx_http_shivya_init_peer;
+    return NGX_OK;
+}
+
+static char *ngx_http_shivya_upstream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) {
+    ngx_http_upstream_srv_conf_t *uscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_upstream_module);
+    ngx_http_shivya_main_conf_t *mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_shivya_module);
+    if (mcf->uscf != NULL && mcf->uscf != uscf) {
+        return "is allowed in one upstream block only";
+    }
+    if (uscf->peer.init_upstream) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0, "load balancing method redefined");
+    }
+    uscf->peer.init_upstream = ngx_http_shivya_init_upstream;
+    uscf->flags = NGX_HTTP_UPSTREAM_CREATE | NGX_HTTP_UPSTREAM_WEIGHT | NGX_HTTP_UPSTREAM_MAX_FAILS
+                  | NGX_HTTP_UPSTREAM_FAIL_TIMEOUT | NGX_HTTP_UPSTREAM_DOWN;
+    mcf->uscf = uscf;
+    return NGX_CONF_OK;
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Balancing */
+
+static ngx_int_t ngx_http_shivya_peer_index(ngx_http_upstream_rr_peer_t *target) {
+    ngx_http_upstream_rr_peer_t *p;
+    ngx_int_t i = 0;
+    if (ngx_shivya_rr == NULL) return -1;
+    for (p = ngx_shivya_rr->peer; p; p = p->next, i++) {
+        if (p == target) return i;
+    }
+    return -1;
+}
+
+static ngx_int_t ngx_http_shivya_get_peer(ngx_peer_connection_t *pc, void *data) {
+    ngx_http_shivya_peer_data_t *spd = data;
+    ngx_int_t rc = ngx_http_upstream_get_round_robin_peer(pc, &spd->rrp);
+    ngx_int_t i;
+    spd->index = NGX_CONF_UNSET_UINT;
+    if (rc != NGX_OK) return rc;
+    i = ngx_http_shivya_peer_index(spd->rrp.current);
+    if (i >= 0 && (ngx_uint_t) i < ngx_shivya_n) {
+        spd->index = (ngx_uint_t) i;
+        spd->start = ngx_current_msec;
+        ngx_shivya_inflight[i]++;
+    }
+    return rc;
+}
+
+static void ngx_http_shivya_free_peer(ngx_peer_connection_t *pc, void *data, ngx_uint_t state) {
+    ngx_http_shivya_peer_data_t *spd = data;
+    if (spd->index != NGX_CONF_UNSET_UINT && spd->index < ngx_shivya_n) {
+        ngx_uint_t i = spd->index;
+        double rt = (state & NGX_PEER_FAILED) ? 1000.0 : (double) (ngx_current_msec - spd->start);
+        if (ngx_shivya_inflight[i] > 0) ngx_shivya_inflight[i]--;
+        ngx_shivya_rt[i] = ngx_shivya_rt[i] == 0.0 ? rt : 0.8 * ngx_shivya_rt[i] + 0.2 * rt;
+        spd->index = NGX_CONF_UNSET_UINT;
+    }
+    ngx_http_upstream_free_round_robin_peer(pc, &spd->rrp, state);
+}
+
+static ngx_int_t ngx_http_shivya_init_peer(ngx_http_request_t *r, ngx_http_upstream_srv_conf_t *us) {
+    ngx_http_shivya_peer_data_t *spd = ngx_pcalloc(r->pool, sizeof(*spd));
+    if (spd == NULL) return NGX_ERROR;
+    r->upstream->peer.data = &spd->rrp;
+    if (ngx_http_upstream_init_round_robin_peer(r, us) != NGX_OK) return NGX_ERROR;
+    spd->index = NGX_CONF_UNSET_UINT;
+    r->upstream->peer.get = ngx_http_shivya_get_peer;
+    r->upstream->peer.free = ngx_http_shivya_free_peer;
+    return NGX_OK;
+}
+
+/* Sets round-robin weights from the settled routes (configured weights when there are none). */
+static void ngx_http_shivya_apply_weights(void) {
+    shivya_route routes[SHIVYA_MAX_SERVERS * SHIVYA_MAX_SERVERS / 2];
+    double net[SHIVYA_MAX_SERVERS], lo = 0, hi = 0;
+    size_t len = 0, k;
+    ngx_uint_t i;
+    ngx_http_upstream_rr_peer_t *p;
+    int have = shivya_settle(ngx_shivya_node, routes, sizeof(routes) / sizeof(routes[0]), &len) == SHIVYA_OK
+               && len > 0;
+    for (i = 0; i < ngx_shivya_n; i++) net[i] = 0;
+    for (k = 0; have && k < len; k++) {
+        if (routes[k].src < ngx_shivya_n) net[routes[k].src] -= routes[k].rate;
+        if (routes[k].dst < ngx_shivya_n) net[routes[k].dst] += routes[k].rate;
+    }
+    for (i = 0; i < ngx_shivya_n; i++) {
+        if (i == 0 || net[i] < lo) lo = net[i];
+        if (i == 0 || net[i] > hi) hi = net[i];
+    }
+    for (i = 0; i < ngx_shivya_n; i++) {
+        if (!have || hi - lo <= 1e-9) {
+            ngx_shivya_weight[i] = ngx_shivya_base_weight[i];
+        } else {
+            ngx_shivya_weight[i] = 1 + (ngx_int_t) (0.5 + (SHIVYA_MAX_WEIGHT - 1) * (net[i] - lo) / (hi - lo));
+        }
+    }
+    for (i = 0, p = ngx_shivya_rr->peer; p && i < ngx_shivya_n; p = p->next, i++) {
+        if (p->weight != ngx_shivya_weight[i]) {
+            p->weight = ngx_shivya_weight[i];
+            p->effective_weight = ngx_shivya_weight[i];
+            p->current_weight = 0;
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Event loop integration */
+
+static void ngx_http_shivya_drive(ngx_log_t *log) {
+    uint64_t wait = 1000;
+    ngx_uint_t i;
+    if (ngx_shivya_node == NULL) return;
+    for (i = 0; i < ngx_shivya_n; i++) {
+        (void) shivya_record_queue_len(ngx_shivya_node, (uint32_t) i, (double) ngx_shivya_inflight[i] + ngx_shivya_rt[i]);
+    }
+    if (shivya_step(ngx_shivya_node, ngx_current_msec) != SHIVYA_OK) {
+        char msg[256];
+        shivya_last_error_message(msg, sizeof(msg));
+        ngx_log_error(NGX_LOG_WARN, log, 0, "shivya: step failed: %s", msg);
+    }
+    ngx_http_shivya_apply_weights();
+    (void) shivya_next_timeout_ms(ngx_shivya_node, ngx_current_msec, &wait);
+    if (wait < 1) wait = 1;
+    if (wait > 1000) wait = 1000;
+    if (ngx_shivya_timer.timer_set) ngx_del_timer(&ngx_shivya_timer);
+    ngx_add_timer(&ngx_shivya_timer, (ngx_msec_t) wait);
+}
+
+static void ngx_http_shivya_read_handler(ngx_event_t *rev) {
+    ngx_http_shivya_drive(rev->log);
+    rev->ready = 0;
+    if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ALERT, rev->log, 0, "shivya: cannot re-arm the read event");
+    }
+}
+
+static void ngx_http_shivya_timer_handler(ngx_event_t *ev) {
+    ngx_http_shivya_drive(ev->log);
+}
+
+/* "127.0.0.1:7100" with the port moved by `delta` into buf. */
+static int ngx_http_shivya_shift_port(ngx_str_t *addr, ngx_uint_t delta, char *buf, size_t cap) {
+    u_char *colon = NULL, *q;
+    ngx_int_t port;
+    for (q = addr->data; q < addr->data + addr->len; q++) if (*q == ':') colon = q;
+    if (colon == NULL) return -1;
+    port = ngx_atoi(colon + 1, addr->data + addr->len - colon - 1);
+    if (port == NGX_ERROR || port + (ngx_int_t) delta > 65535) return -1;
+    if ((size_t) (colon - addr->data) + 8 > cap) return -1;
+    ngx_memcpy(buf, addr->data, colon - addr->data);
+    ngx_sprintf((u_char *) buf + (colon - addr->data), ":%i%Z", port + (ngx_int_t) delta);
+    return 0;
+}
+
+static ngx_int_t ngx_http_shivya_init_process(ngx_cycle_t *cycle) {
+    ngx_http_shivya_main_conf_t *mcf;
+    shivya_config *cfg = NULL;
+    ngx_str_t *peer;
+    ngx_uint_t i;
+    char addr[128];
+    int fd;
+    ngx_http_upstream_rr_peer_t *p;
+
+    if (ngx_process != NGX_PROCESS_WORKER && ngx_process != NGX_PROCESS_SINGLE) return NGX_OK;
+    mcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_shivya_module);
+    if (mcf == NULL || mcf->uscf == NULL || mcf->uscf->peer.data == NULL) return NGX_OK;
+    ngx_shivya_rr = mcf->uscf->peer.data;
+    ngx_shivya_n = ngx_shivya_rr->number;
+    for (i = 0, p = ngx_shivya_rr->peer; p && i < ngx_shivya_n; p = p->next, i++) {
+        ngx_shivya_base_weight[i] = p->weight;
+        ngx_shivya_inflight[i] = 0;
+        ngx_shivya_rt[i] = 0;
+    }
+    if (shivya_config_new(&cfg) != SHIVYA_OK) return NGX_ERROR;
+    if (mcf->listen.len) {
+        if (ngx_http_shivya_shift_port(&mcf->listen, ngx_worker, addr, sizeof(addr)) != 0
+            || shivya_config_set_listen(cfg, addr) != SHIVYA_OK) {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, 0, "shivya: bad shivya_listen for worker %ui", ngx_worker);
+            shivya_config_free(cfg);
+            return NGX_ERROR;
+        }
+    }
+    peer = mcf->peers->elts;
+    for (i = 0; i < mcf->peers->nelts; i++) {
+        if (ngx_http_shivya_shift_port(&peer[i], ngx_worker, addr, sizeof(addr)) != 0
+            || shivya_config_add_bootstrap(cfg, addr) != SHIVYA_OK) {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, 0, "shivya: bad shivya_peer \"%V\"", &peer[i]);
+            shivya_config_free(cfg);
+            return NGX_ERROR;
+        }
+    }
+    (void) shivya_config_set_seed(cfg, (uint64_t) ngx_crc32_short(mcf->listen.data, mcf->listen.len) + ngx_worker + 1);
+    (void) shivya_config_set_topology(cfg, (uint32_t) ngx_shivya_n, NULL, 0);
+    if (shivya_node_new(cfg, ngx_current_msec, &ngx_shivya_node) != SHIVYA_OK) {
+        char msg[256];
+        shivya_last_error_message(msg, sizeof(msg));
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0, "shivya: cannot start the mesh node: %s", msg);
+        shivya_config_free(cfg);
+        return NGX_ERROR;
+    }
+    shivya_config_free(cfg);
+
+    fd = shivya_fd(ngx_shivya_node);
+    ngx_shivya_conn = ngx_get_connection(fd, cycle->log);
+    if (ngx_shivya_conn == NULL) return NGX_ERROR;
+    ngx_shivya_conn->log = cycle->log;
+    ngx_shivya_conn->read->log = cycle->log;
+    ngx_shivya_conn->read->handler = ngx_http_shivya_read_handler;
+    if (ngx_handle_read_event(ngx_shivya_conn->read, 0) != NGX_OK) return NGX_ERROR;
+
+    ngx_shivya_timer.handler = ngx_http_shivya_timer_handler;
+    ngx_shivya_timer.log = cycle->log;
+    ngx_shivya_timer.data = ngx_shivya_conn;
+    ngx_shivya_timer.cancelable = 1;
+    ngx_add_timer(&ngx_shivya_timer, 1);
+    ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0, "shivya: worker %ui node up, %ui servers", ngx_worker, ngx_shivya_n);
+    return NGX_OK;
+}
+
+static void ngx_http_shivya_exit_process(ngx_cycle_t *cycle) {
+    if (ngx_shivya_timer.timer_set) ngx_del_timer(&ngx_shivya_timer);
+    if (ngx_shivya_conn != NULL) {
+        /* The socket belongs to the node: detach it from nginx without closing it. */
+        if (ngx_shivya_conn->read->active) ngx_del_event(ngx_shivya_conn->read, NGX_READ_EVENT, 0);
+        ngx_shivya_conn->fd = (ngx_socket_t) -1;
+        ngx_free_connection(ngx_shivya_conn);
+        ngx_shivya_conn = NULL;
+    }
+    if (ngx_shivya_node != NULL) {
+        (void) shivya_leave(ngx_shivya_node);
+        shivya_node_free(ngx_shivya_node);
+        ngx_shivya_node = NULL;
+    }
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Status handler */
+
+static ngx_int_t ngx_http_shivya_status_handler(ngx_http_request_t *r) {
+    shivya_snapshot s;
+    shivya_route routes[SHIVYA_MAX_SERVERS * SHIVYA_MAX_SERVERS / 2];
+    shivya_peer peers[64];
+    size_t nr = 0, np = 0, k;
+    ngx_buf_t *b;
+    ngx_chain_t out;
+    u_char *p, *end;
+    ngx_uint_t i;
+    size_t cap = 16384;
+
+    if (!(r->method & (NGX_HTTP_GET | NGX_HTTP_HEAD))) return NGX_HTTP_NOT_ALLOWED;
+    if (ngx_http_discard_request_body(r) != NGX_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    if (ngx_shivya_node == NULL) return NGX_HTTP_SERVICE_UNAVAILABLE;
+    if (shivya_node_snapshot(ngx_shivya_node, &s) != SHIVYA_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    if (shivya_settle(ngx_shivya_node, routes, sizeof(routes) / sizeof(routes[0]), &nr) != SHIVYA_OK) nr = 0;
+    if (shivya_peers(ngx_shivya_node, peers, 64, &np) != SHIVYA_OK) np = 0;
+
+    b = ngx_create_temp_buf(r->pool, cap);
+    if (b == NULL) return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    p = b->pos;
+    end = b->end;
+    p = ngx_slprintf(p, end, "{\"id\":\"");
+    for (k = 0; k < SHIVYA_ID_LEN; k++) p = ngx_slprintf(p, end, "%02xd", (ngx_uint_t) s.id[k]);
+    p = ngx_slprintf(p, end, "\",\"worker\":%ui,\"peer_count\":%uL,\"records\":%uL,\"peers\":[", ngx_worker,
+                     (uint64_t) s.peers, (uint64_t) s.records);
+    for (k = 0; k < np; k++) p = ngx_slprintf(p, end, "%s\"%s\"", k ? "," : "", peers[k].addr);
+    p = ngx_slprintf(p, end, "],\"routes\":[");
+    for (k = 0; k < nr; k++) {
+        char rate[40];
+        snprintf(rate, sizeof(rate), "%.17g", routes[k].rate);
+        p = ngx_slprintf(p, end, "%s{\"src\":%uD,\"dst\":%uD,\"rate\":%s}", k ? "," : "", routes[k].src,
+                         routes[k].dst, rate);
+    }
+    p = ngx_slprintf(p, end, "],\"servers\":[");
+    {
+        ngx_http_upstream_rr_peer_t *pp = ngx_shivya_rr ? ngx_shivya_rr->peer : NULL;
+        for (i = 0; i < ngx_shivya_n && pp; i++, pp = pp->next) {
+            char rt[40];
+            snprintf(rt, sizeof(rt), "%.3f", ngx_shivya_rt[i]);
+            p = ngx_slprintf(p, end, "%s{\"name\":\"%V\",\"weight\":%i,\"in_flight\":%ui,\"rt_ms\":%s}",
+                             i ? "," : "", &pp->name, pp->weight, ngx_shivya_inflight[i], rt);
+        }
+    }
+    p = ngx_slprintf(p, end, "]}\n");
+    b->last = p;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = b->last - b->pos;
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    {
+        ngx_int_t rc = ngx_http_send_header(r);
+        if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) return rc;
+    }
+    out.buf = b;
+    out.next = NULL;
+    return ngx_http_output_filter(r, &out);
+}
+
+static char *ngx_http_shivya_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) {
+    ngx_http_core_loc_conf_t *clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    ngx_http_shivya_loc_conf_t *lcf = conf;
+    lcf->status = 1;
+    clcf->handler = ngx_http_shivya_status_handler;
+    return NGX_CONF_OK;
+}
