@@ -158,8 +158,7 @@ pub fn default_config() -> ShivyaConfig {
 }
 
 fn parse_addr(s: &str) -> Result<SocketAddr, ShivyaError> {
-    s.parse()
-        .map_err(|e| invalid(format!("{s:?} is not an address like 127.0.0.1:7000: {e}")))
+    Ok(crate::parse_addr(s, "address")?)
 }
 
 impl TryFrom<&ShivyaConfig> for NodeConfig {

@@ -218,3 +218,43 @@ pub(crate) unsafe fn write_out<T>(p: *mut T, value: T, what: &str) -> Result<(),
     unsafe { p.write(value) };
     Ok(())
 }
+
+/// Releases a handle made by `Box::into_raw`; NULL is ignored.
+///
+/// # Safety
+/// `p` is NULL or came from `Box::into_raw` of a `T` and has not been freed.
+pub(crate) unsafe fn free_boxed<T>(p: *mut T) {
+    if !p.is_null() {
+        // SAFETY: per the contract, `p` owns a live boxed `T`, freed exactly once.
+        drop(unsafe { Box::from_raw(p) });
+    }
+}
+
+/// The `(buf, cap, *len)` convention: writes the item count to `*len`, then the items to
+/// `buf` if they fit; otherwise `SHIVYA_ERR_BUFFER_TOO_SHORT` and `buf` is left untouched.
+///
+/// # Safety
+/// `len` is NULL or writable; when `cap > 0`, `buf` is NULL or has room for `cap` items.
+pub(crate) unsafe fn fill_buffer<T>(
+    buf: *mut T,
+    cap: usize,
+    len: *mut usize,
+    items: &[T],
+    what: &str,
+) -> Result<(), Error>
+where
+    T: Copy,
+{
+    // SAFETY: per the contract.
+    unsafe { write_out(len, items.len(), "len")? };
+    if items.len() > cap {
+        return Err(Error {
+            status: SHIVYA_ERR_BUFFER_TOO_SHORT,
+            message: format!("{} {what} do not fit in a buffer of {cap}", items.len()),
+        });
+    }
+    // SAFETY: per the contract.
+    let out = unsafe { try_slice_mut(buf, cap, "buf")? };
+    out[..items.len()].copy_from_slice(items);
+    Ok(())
+}

@@ -125,15 +125,11 @@ pub extern "C" fn shivya_config_new(out: *mut *mut shivya_config) -> shivya_stat
 /// Releases a config. NULL is ignored.
 #[no_mangle]
 pub extern "C" fn shivya_config_free(config: *mut shivya_config) {
-    guard_value((), || {
-        if !config.is_null() {
-            // SAFETY: a non-null `config` came from `shivya_config_new` and is freed once.
-            drop(unsafe { Box::from_raw(config) });
-        }
-    })
+    // SAFETY: a non-null `config` came from `shivya_config_new` and is freed once.
+    guard_value((), || unsafe { free_boxed(config) })
 }
 
-fn parse_addr(s: &str, what: &str) -> Result<SocketAddr, Error> {
+pub(crate) fn parse_addr(s: &str, what: &str) -> Result<SocketAddr, Error> {
     s.parse::<SocketAddr>().map_err(|e| {
         Error::invalid(format!(
             "{what} {s:?} is not an address like 127.0.0.1:7000: {e}"
@@ -320,12 +316,8 @@ pub extern "C" fn shivya_node_new(
 /// first for a graceful exit). NULL is ignored.
 #[no_mangle]
 pub extern "C" fn shivya_node_free(node: *mut shivya_node) {
-    guard_value((), || {
-        if !node.is_null() {
-            // SAFETY: a non-null `node` came from `shivya_node_new` and is freed once.
-            drop(unsafe { Box::from_raw(node) });
-        }
-    })
+    // SAFETY: a non-null `node` came from `shivya_node_new` and is freed once.
+    guard_value((), || unsafe { free_boxed(node) })
 }
 
 /// Reads what has arrived, runs due timers and sends what is queued. Call it when the fd
@@ -429,27 +421,18 @@ pub extern "C" fn shivya_settle(
     guard(|| {
         // SAFETY: as above.
         let n = unsafe { try_mut(node, "node")? };
-        if len.is_null() {
-            return Err(Error::invalid("len is NULL"));
-        }
-        let routes = n.inner.settle()?;
-        // SAFETY: `len` checked non-null above.
-        unsafe { write_out(len, routes.len(), "len")? };
-        if routes.len() > cap {
-            return Err(Error {
-                status: SHIVYA_ERR_BUFFER_TOO_SHORT,
-                message: format!("{} routes do not fit in a buffer of {cap}", routes.len()),
-            });
-        }
-        // SAFETY: `cap` routes are writable at `buf` per the contract.
-        let out = unsafe { try_slice_mut(buf, cap, "buf")? };
-        for (o, r) in out.iter_mut().zip(&routes) {
-            *o = shivya_route {
+        let routes: Vec<shivya_route> = n
+            .inner
+            .settle()?
+            .into_iter()
+            .map(|r| shivya_route {
                 src: r.src,
                 dst: r.dst,
                 rate: r.rate,
-            };
-        }
+            })
+            .collect();
+        // SAFETY: `buf`, `cap` and `len` per the documented contract.
+        unsafe { fill_buffer(buf, cap, len, &routes, "routes")? };
         Ok(())
     })
 }
@@ -565,33 +548,27 @@ pub extern "C" fn shivya_peers(
     guard(|| {
         // SAFETY: as above.
         let n = unsafe { try_ref(node, "node")? };
-        if len.is_null() {
-            return Err(Error::invalid("len is NULL"));
-        }
-        let table = n.inner.state().kademlia().table();
-        let count = table.len();
-        // SAFETY: checked non-null above.
-        unsafe { write_out(len, count, "len")? };
-        if count > cap {
-            return Err(Error {
-                status: SHIVYA_ERR_BUFFER_TOO_SHORT,
-                message: format!("{count} peers do not fit in a buffer of {cap}"),
-            });
-        }
-        // SAFETY: as above.
-        let out = unsafe { try_slice_mut(buf, cap, "buf")? };
-        for (o, p) in out.iter_mut().zip(table.peers()) {
-            let mut addr = [0 as c_char; SHIVYA_ADDR_LEN];
-            let text = p.addr.to_string();
-            for (dst, b) in addr.iter_mut().zip(text.bytes().take(SHIVYA_ADDR_LEN - 1)) {
-                *dst = b as c_char;
-            }
-            *o = shivya_peer {
-                id: p.id.0,
-                addr,
-                last_seen_ms: p.last_seen_ms,
-            };
-        }
+        let peers: Vec<shivya_peer> = n
+            .inner
+            .state()
+            .kademlia()
+            .table()
+            .peers()
+            .map(|p| {
+                let mut addr = [0 as c_char; SHIVYA_ADDR_LEN];
+                let text = p.addr.to_string();
+                for (dst, b) in addr.iter_mut().zip(text.bytes().take(SHIVYA_ADDR_LEN - 1)) {
+                    *dst = b as c_char;
+                }
+                shivya_peer {
+                    id: p.id.0,
+                    addr,
+                    last_seen_ms: p.last_seen_ms,
+                }
+            })
+            .collect();
+        // SAFETY: `buf`, `cap` and `len` per the documented contract.
+        unsafe { fill_buffer(buf, cap, len, &peers, "peers")? };
         Ok(())
     })
 }
@@ -732,12 +709,8 @@ pub extern "C" fn shivya_complex_new(
 /// Releases a complex. NULL is ignored.
 #[no_mangle]
 pub extern "C" fn shivya_complex_free(complex: *mut shivya_complex) {
-    guard_value((), || {
-        if !complex.is_null() {
-            // SAFETY: a non-null pointer came from `shivya_complex_new` and is freed once.
-            drop(unsafe { Box::from_raw(complex) });
-        }
-    })
+    // SAFETY: a non-null pointer came from `shivya_complex_new` and is freed once.
+    guard_value((), || unsafe { free_boxed(complex) })
 }
 
 /// Number of edges of the complex (the length `shivya_reconcile` expects); 0 for NULL.
