@@ -77,6 +77,11 @@ typedef enum shivya_status {
    * An internal invariant broke. Please report it.
    */
   SHIVYA_ERR_INTERNAL = -7,
+  /**
+   * Another thread is inside a call on the same node; nothing was done. Retry, or give
+   * each thread its own node.
+   */
+  SHIVYA_ERR_BUSY = -8,
 } shivya_status;
 
 /**
@@ -92,7 +97,8 @@ typedef struct shivya_complex shivya_complex;
 typedef struct shivya_config shivya_config;
 
 /**
- * A mesh node on its own UDP socket. Send, not Sync: one thread at a time.
+ * A mesh node on its own UDP socket. Use it from one thread at a time: a call that finds
+ * another thread inside the same node returns `SHIVYA_ERR_BUSY` instead of racing.
  */
 typedef struct shivya_node shivya_node;
 

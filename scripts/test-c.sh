@@ -26,9 +26,21 @@ g++ -std=c++11 "${STRICT[@]}" -Iinclude tests/c/header_compiles.cpp -o "$out/hea
 "$out/header_cpp"
 
 say "C tests under valgrind (static link)"
-gcc -std=c99 -g "${STRICT[@]}" -Iinclude tests/c/test_ffi.c -o "$out/test_ffi" "$lib/libshivya.a" -lpthread -ldl -lm
+gcc -std=c99 -g -pthread "${STRICT[@]}" -Iinclude tests/c/test_ffi.c -o "$out/test_ffi" "$lib/libshivya.a" -lpthread -ldl -lm
+start=$(date +%s)
 valgrind --quiet --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect \
     --errors-for-leak-kinds=definite,indirect --track-origins=yes "$out/test_ffi"
+echo "valgrind run took $(( $(date +%s) - start )) s"
+
+say "C tests with AddressSanitizer and UndefinedBehaviorSanitizer"
+start=$(date +%s)
+gcc -std=c99 -g -pthread -fsanitize=address,undefined -fno-omit-frame-pointer "${STRICT[@]}" -Iinclude \
+    tests/c/test_ffi.c -o "$out/test_ffi_asan" "$lib/libshivya.a" -lpthread -ldl -lm
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 "$out/test_ffi_asan"
+gcc -std=c99 -g -fsanitize=address,undefined "${STRICT[@]}" -Iinclude examples/c/host.c -o "$out/host_asan" \
+    "$lib/libshivya.a" -lpthread -ldl -lm
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 "$out/host_asan" 127.0.0.1:0 "" 1200 | tail -1
+echo "sanitizer runs took $(( $(date +%s) - start )) s"
 
 say "C host example (links libshivya.so)"
 make -s -C examples/c OUT="$PWD/$out/host" ROOT="$PWD" >/dev/null

@@ -218,3 +218,38 @@ fn a_frame_claiming_our_own_id_is_dropped() {
     assert_eq!(n.status().counters.dropped.own_id, 1);
     assert_eq!(n.status().peers, 0);
 }
+
+#[test]
+fn a_forged_record_of_our_own_origin_cannot_overwrite_ours_or_crash_us() {
+    let mut n = node(WorkloadTopology::complete(2), SettleMode::CurlFree);
+    n.record_queue_len(0, 4.0).unwrap();
+    let send = |n: &mut NodeState, version: u64, q: f64| {
+        let r = shivya_core::p2p::protocol::RecordWire {
+            origin: n.id(),
+            version,
+            queue: vec![(1, q)],
+            offload: vec![],
+        };
+        let f = shivya_core::p2p::Frame::new(
+            0,
+            shivya_core::p2p::NodeId::from_seed(9),
+            shivya_core::p2p::Body::Delta(r),
+        );
+        n.handle_datagram("10.0.0.9:1".parse().unwrap(), &f.encode().unwrap(), 1);
+    };
+    // A newer version of "our" record from elsewhere: we keep our content and move past it.
+    send(&mut n, 10, 99.0);
+    assert_eq!(n.status().own_version, 11);
+    assert_eq!(
+        n.settlement().unwrap().queue,
+        vec![4.0, 0.0],
+        "our own content stays authoritative"
+    );
+    // The top version cannot be outbid; it is counted, nothing panics, nothing changes.
+    send(&mut n, u64::MAX, 99.0);
+    assert_eq!(n.status().own_version, 11);
+    assert_eq!(n.status().counters.dropped.bad_record, 1);
+    n.record_queue_len(0, 5.0).unwrap();
+    assert_eq!(n.status().own_version, 12);
+    assert_eq!(n.settlement().unwrap().queue, vec![5.0, 0.0]);
+}

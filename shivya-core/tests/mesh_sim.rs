@@ -206,3 +206,43 @@ fn same_seeds_give_the_same_run() {
     };
     assert_eq!(run(), run());
 }
+
+#[test]
+fn host_time_going_backwards_or_jumping_or_stalling_is_harmless() {
+    let (n, vertices) = (6, 3);
+    let mut sim = Sim::new(n, 41, NetConfig::default(), |i| config(i, vertices));
+    sim.run_until(2_000);
+    for i in 0..n {
+        write_load(&mut sim, i, 0, vertices);
+    }
+    sim.run_until(4_000);
+    // Backwards: node 1 is handed times far in the past; it keeps working.
+    for t in [10, 0, 3_999, 1] {
+        sim.nodes[1].handle_timeout(t);
+        let _ = sim.nodes[1].poll_timeout();
+    }
+    // A huge jump forward on node 2 (its clock leaps ~centuries); no overflow, no panic.
+    sim.nodes[2].handle_timeout(u64::MAX - 5);
+    sim.nodes[2].handle_timeout(u64::MAX);
+    assert!(sim.nodes[2].poll_timeout().is_some());
+    // Stalled: node 3 is not driven for ten virtual minutes while the others run.
+    sim.alive[3] = false;
+    sim.run_until(4_000 + 600_000);
+    sim.alive[3] = true;
+    sim.nodes[3].record_queue_len(2, 7.0).unwrap();
+    sim.run_until(4_000 + 640_000);
+    // Everyone but the node whose clock leapt to the end of time converges again.
+    let live: Vec<usize> = (0..n).filter(|&i| i != 2).collect();
+    let reference = sim.flow_bits(live[0]);
+    for &i in &live[1..] {
+        assert_eq!(
+            sim.flow_bits(i),
+            reference,
+            "node {i} diverged after the time faults"
+        );
+    }
+    assert!(
+        sim.nodes[3].status().peers >= 1,
+        "the stalled node rejoined"
+    );
+}

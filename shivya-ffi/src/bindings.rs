@@ -11,7 +11,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Errors, one variant per C status code: `InvalidArgument` = −1, `BufferTooShort` = −2,
-/// `Io` = −3, `Capacity` = −4, `Numeric` = −5, `Panic` = −6, `Internal` = −7.
+/// `Io` = −3, `Capacity` = −4, `Numeric` = −5, `Panic` = −6, `Internal` = −7, `Busy` = −8
+/// (never raised here: these objects serialise calls with a mutex).
 /// Crosses as a "flat" error: each variant carries its display text, which is what foreign
 /// code sees as the exception message (and avoids a clash with Kotlin's `message`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Error)]
@@ -60,6 +61,12 @@ pub enum ShivyaError {
         /// Details.
         message: String,
     },
+    /// `SHIVYA_ERR_BUSY`.
+    #[error("busy: {message}")]
+    Busy {
+        /// Details.
+        message: String,
+    },
 }
 
 impl From<Error> for ShivyaError {
@@ -75,6 +82,7 @@ impl From<Error> for ShivyaError {
             shivya_status::SHIVYA_ERR_CAPACITY => ShivyaError::Capacity { message },
             shivya_status::SHIVYA_ERR_NUMERIC => ShivyaError::Numeric { message },
             shivya_status::SHIVYA_ERR_PANIC => ShivyaError::Panic { message },
+            shivya_status::SHIVYA_ERR_BUSY => ShivyaError::Busy { message },
         }
     }
 }

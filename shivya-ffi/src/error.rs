@@ -27,6 +27,9 @@ pub enum shivya_status {
     SHIVYA_ERR_PANIC = -6,
     /// An internal invariant broke. Please report it.
     SHIVYA_ERR_INTERNAL = -7,
+    /// Another thread is inside a call on the same node; nothing was done. Retry, or give
+    /// each thread its own node.
+    SHIVYA_ERR_BUSY = -8,
 }
 
 pub(crate) use shivya_status::*;

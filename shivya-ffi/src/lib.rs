@@ -32,8 +32,10 @@ use error::*;
 
 use shivya_core::hodge::{HodgeWorkspace, SimplicialComplex};
 use shivya_core::mesh::{Node, NodeConfig, SettleMode, WorkloadTopology};
+use std::cell::UnsafeCell;
 use std::ffi::c_char;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The ABI version. It changes only when an existing function or type changes shape.
 pub const SHIVYA_ABI_VERSION: u32 = 1;
@@ -71,6 +73,7 @@ pub extern "C" fn shivya_status_name(status: i32) -> *const c_char {
         -5 => "SHIVYA_ERR_NUMERIC\0",
         -6 => "SHIVYA_ERR_PANIC\0",
         -7 => "SHIVYA_ERR_INTERNAL\0",
+        -8 => "SHIVYA_ERR_BUSY\0",
         _ => "unknown\0",
     };
     s.as_ptr().cast()
@@ -281,9 +284,56 @@ pub extern "C" fn shivya_config_set_gradient_only(
 // ---------------------------------------------------------------------------------------
 // Node
 
-/// A mesh node on its own UDP socket. Send, not Sync: one thread at a time.
+/// A mesh node on its own UDP socket. Use it from one thread at a time: a call that finds
+/// another thread inside the same node returns `SHIVYA_ERR_BUSY` instead of racing.
 pub struct shivya_node {
-    inner: Node,
+    busy: AtomicBool,
+    fd: i32,
+    inner: UnsafeCell<Node>,
+}
+
+/// Exclusive access to a node for the length of one call.
+struct NodeAccess<'a> {
+    node: &'a shivya_node,
+}
+
+impl shivya_node {
+    fn enter(&self) -> Result<NodeAccess<'_>, Error> {
+        if self
+            .busy
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return Err(Error {
+                status: SHIVYA_ERR_BUSY,
+                message: "the node is in use by another thread; calls on one node must not overlap"
+                    .into(),
+            });
+        }
+        Ok(NodeAccess { node: self })
+    }
+}
+
+impl std::ops::Deref for NodeAccess<'_> {
+    type Target = Node;
+    fn deref(&self) -> &Node {
+        // SAFETY: `busy` is held by this access, so no other reference to the node exists.
+        unsafe { &*self.node.inner.get() }
+    }
+}
+
+impl std::ops::DerefMut for NodeAccess<'_> {
+    fn deref_mut(&mut self) -> &mut Node {
+        // SAFETY: as for `deref`; the access is exclusive.
+        unsafe { &mut *self.node.inner.get() }
+    }
+}
+
+impl Drop for NodeAccess<'_> {
+    fn drop(&mut self) {
+        // Runs on unwinding too, so a panic inside a call does not leave the node locked.
+        self.node.busy.store(false, Ordering::Release);
+    }
 }
 
 /// Binds a node with `config` (copied; the config may be freed afterwards) and starts
@@ -306,7 +356,11 @@ pub extern "C" fn shivya_node_new(
             return Err(Error::invalid("out is NULL"));
         }
         let node = Node::bind(c.inner.clone(), now_ms)?;
-        let raw = Box::into_raw(Box::new(shivya_node { inner: node }));
+        let raw = Box::into_raw(Box::new(shivya_node {
+            busy: AtomicBool::new(false),
+            fd: node.raw_fd(),
+            inner: UnsafeCell::new(node),
+        }));
         // SAFETY: checked non-null above.
         unsafe { write_out(out, raw, "out") }
     })
@@ -327,8 +381,8 @@ pub extern "C" fn shivya_node_free(node: *mut shivya_node) {
 pub extern "C" fn shivya_step(node: *mut shivya_node, now_ms: u64) -> shivya_status {
     guard(|| {
         // SAFETY: as above.
-        let n = unsafe { try_mut(node, "node")? };
-        n.inner.step(now_ms)?;
+        let mut n = unsafe { try_ref(node, "node")? }.enter()?;
+        n.step(now_ms)?;
         Ok(())
     })
 }
@@ -339,7 +393,7 @@ pub extern "C" fn shivya_fd(node: *const shivya_node) -> i32 {
     guard_value(-1, || {
         // SAFETY: as above.
         match unsafe { try_ref(node, "node") } {
-            Ok(n) => n.inner.raw_fd(),
+            Ok(n) => n.fd,
             Err(e) => {
                 set_last_error(&e.message);
                 -1
@@ -358,9 +412,9 @@ pub extern "C" fn shivya_next_timeout_ms(
 ) -> shivya_status {
     guard(|| {
         // SAFETY: as above.
-        let n = unsafe { try_ref(node, "node")? };
+        let n = unsafe { try_ref(node, "node")? }.enter()?;
         // SAFETY: as above.
-        unsafe { write_out(out, n.inner.next_timeout_ms(now_ms), "out") }
+        unsafe { write_out(out, n.next_timeout_ms(now_ms), "out") }
     })
 }
 
@@ -373,8 +427,8 @@ pub extern "C" fn shivya_record_queue_len(
 ) -> shivya_status {
     guard(|| {
         // SAFETY: as above.
-        let n = unsafe { try_mut(node, "node")? };
-        n.inner.record_queue_len(vertex, queue_len)?;
+        let mut n = unsafe { try_ref(node, "node")? }.enter()?;
+        n.record_queue_len(vertex, queue_len)?;
         Ok(())
     })
 }
@@ -390,8 +444,8 @@ pub extern "C" fn shivya_record_offload(
 ) -> shivya_status {
     guard(|| {
         // SAFETY: as above.
-        let n = unsafe { try_mut(node, "node")? };
-        n.inner.record_offload(src, dst, rate)?;
+        let mut n = unsafe { try_ref(node, "node")? }.enter()?;
+        n.record_offload(src, dst, rate)?;
         Ok(())
     })
 }
@@ -420,9 +474,8 @@ pub extern "C" fn shivya_settle(
 ) -> shivya_status {
     guard(|| {
         // SAFETY: as above.
-        let n = unsafe { try_mut(node, "node")? };
+        let mut n = unsafe { try_ref(node, "node")? }.enter()?;
         let routes: Vec<shivya_route> = n
-            .inner
             .settle()?
             .into_iter()
             .map(|r| shivya_route {
@@ -487,8 +540,8 @@ pub extern "C" fn shivya_node_snapshot(
 ) -> shivya_status {
     guard(|| {
         // SAFETY: as above.
-        let n = unsafe { try_ref(node, "node")? };
-        let s = n.inner.status();
+        let n = unsafe { try_ref(node, "node")? }.enter()?;
+        let s = n.status();
         let d = s.counters.dropped;
         let malformed = d.too_short
             + d.oversized
@@ -547,9 +600,8 @@ pub extern "C" fn shivya_peers(
 ) -> shivya_status {
     guard(|| {
         // SAFETY: as above.
-        let n = unsafe { try_ref(node, "node")? };
+        let n = unsafe { try_ref(node, "node")? }.enter()?;
         let peers: Vec<shivya_peer> = n
-            .inner
             .state()
             .kademlia()
             .table()
@@ -585,11 +637,11 @@ pub extern "C" fn shivya_local_addr(
 ) -> shivya_status {
     guard(|| {
         // SAFETY: as above.
-        let n = unsafe { try_ref(node, "node")? };
+        let n = unsafe { try_ref(node, "node")? }.enter()?;
         if len.is_null() {
             return Err(Error::invalid("len is NULL"));
         }
-        let text = n.inner.local_addr().to_string();
+        let text = n.local_addr().to_string();
         // SAFETY: checked non-null above.
         unsafe { write_out(len, text.len(), "len")? };
         if text.len() + 1 > cap {
@@ -611,8 +663,8 @@ pub extern "C" fn shivya_local_addr(
 pub extern "C" fn shivya_block(node: *mut shivya_node, addr: *const c_char) -> shivya_status {
     guard(|| {
         // SAFETY: as above.
-        let (n, a) = unsafe { (try_mut(node, "node")?, try_str(addr, "addr")?) };
-        n.inner.block(parse_addr(a, "address")?);
+        let (n, a) = unsafe { (try_ref(node, "node")?, try_str(addr, "addr")?) };
+        n.enter()?.block(parse_addr(a, "address")?);
         Ok(())
     })
 }
@@ -622,8 +674,8 @@ pub extern "C" fn shivya_block(node: *mut shivya_node, addr: *const c_char) -> s
 pub extern "C" fn shivya_unblock(node: *mut shivya_node, addr: *const c_char) -> shivya_status {
     guard(|| {
         // SAFETY: as above.
-        let (n, a) = unsafe { (try_mut(node, "node")?, try_str(addr, "addr")?) };
-        n.inner.unblock(parse_addr(a, "address")?);
+        let (n, a) = unsafe { (try_ref(node, "node")?, try_str(addr, "addr")?) };
+        n.enter()?.unblock(parse_addr(a, "address")?);
         Ok(())
     })
 }
@@ -634,8 +686,8 @@ pub extern "C" fn shivya_unblock(node: *mut shivya_node, addr: *const c_char) ->
 pub extern "C" fn shivya_leave(node: *mut shivya_node) -> shivya_status {
     guard(|| {
         // SAFETY: as above.
-        let n = unsafe { try_mut(node, "node")? };
-        n.inner.leave()?;
+        let mut n = unsafe { try_ref(node, "node")? }.enter()?;
+        n.leave()?;
         Ok(())
     })
 }

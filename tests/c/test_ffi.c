@@ -4,6 +4,7 @@
 
 #include <math.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -283,6 +284,49 @@ static void test_version_and_names(void) {
     shivya_complex_free(NULL);
 }
 
+/* Two threads call into one node at once: every call returns OK or SHIVYA_ERR_BUSY, never
+ * anything else, and the node is intact afterwards. */
+struct hammer { shivya_node *node; int ok, busy, other; };
+
+static void *hammer_thread(void *arg) {
+    struct hammer *h = arg;
+    for (int i = 0; i < 2000; i++) {
+        shivya_status s = (i % 2) ? shivya_step(h->node, now_ms())
+                                  : shivya_record_queue_len(h->node, 1, (double)(i % 7));
+        if (s == SHIVYA_OK) h->ok++;
+        else if (s == SHIVYA_ERR_BUSY) h->busy++;
+        else h->other++;
+    }
+    return NULL;
+}
+
+static void test_concurrent_calls_on_one_node_are_refused_not_raced(void) {
+    struct hammer a = {nodes[0], 0, 0, 0}, b = {nodes[0], 0, 0, 0};
+    pthread_t ta, tb;
+    CHECK(pthread_create(&ta, NULL, hammer_thread, &a) == 0);
+    CHECK(pthread_create(&tb, NULL, hammer_thread, &b) == 0);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    CHECK(a.other == 0 && b.other == 0);
+    CHECK(a.ok + a.busy == 2000 && b.ok + b.busy == 2000);
+    printf("two threads on one node: %d calls done, %d refused as busy\n", a.ok + b.ok, a.busy + b.busy);
+    shivya_snapshot s;
+    CHECK(shivya_node_snapshot(nodes[0], &s) == SHIVYA_OK);
+    CHECK(shivya_step(nodes[0], now_ms()) == SHIVYA_OK);
+    CHECK(strcmp(shivya_status_name(SHIVYA_ERR_BUSY), "SHIVYA_ERR_BUSY") == 0);
+}
+
+static void test_host_time_faults(void) {
+    /* Backwards, a huge jump, then normal time again: every call succeeds. */
+    uint64_t t;
+    CHECK(shivya_step(nodes[1], 5) == SHIVYA_OK);
+    CHECK(shivya_next_timeout_ms(nodes[1], 0, &t) == SHIVYA_OK);
+    CHECK(shivya_step(nodes[1], UINT64_MAX - 1) == SHIVYA_OK);
+    CHECK(shivya_step(nodes[1], UINT64_MAX) == SHIVYA_OK);
+    CHECK(shivya_next_timeout_ms(nodes[1], 0, &t) == SHIVYA_OK);
+    CHECK(shivya_record_queue_len(nodes[1], 0, 1.0) == SHIVYA_OK);
+}
+
 int main(void) {
     test_version_and_names();
     test_three_nodes_settle_to_identical_routes();
@@ -290,6 +334,8 @@ int main(void) {
     test_bad_input_is_rejected_and_the_node_stays_usable();
     test_port_in_use_is_an_io_error();
     test_standalone_reconciler();
+    test_concurrent_calls_on_one_node_are_refused_not_raced();
+    test_host_time_faults();
     CHECK(shivya_leave(nodes[2]) == SHIVYA_OK);
     for (int i = 0; i < N; i++) shivya_node_free(nodes[i]);
     if (failures) {

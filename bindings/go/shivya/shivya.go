@@ -34,6 +34,7 @@ const (
 	Numeric         Status = -5
 	Panic           Status = -6
 	Internal        Status = -7
+	Busy            Status = -8
 )
 
 func (s Status) String() string { return C.GoString(C.shivya_status_name(C.int32_t(s))) }

@@ -1334,7 +1334,8 @@ class _UniffiFfiConverterTypeTriangle(_UniffiConverterRustBuffer):
 class ShivyaError(Exception):
     """
     Errors, one variant per C status code: `InvalidArgument` = −1, `BufferTooShort` = −2,
-    `Io` = −3, `Capacity` = −4, `Numeric` = −5, `Panic` = −6, `Internal` = −7.
+    `Io` = −3, `Capacity` = −4, `Numeric` = −5, `Panic` = −6, `Internal` = −7, `Busy` = −8
+    (never raised here: these objects serialise calls with a mutex).
     Crosses as a "flat" error: each variant carries its display text, which is what foreign
     code sees as the exception message (and avoids a clash with Kotlin's `message`).
 """
@@ -1345,7 +1346,8 @@ _UniffiTempShivyaError = ShivyaError
 class ShivyaError:  # type: ignore
     """
     Errors, one variant per C status code: `InvalidArgument` = −1, `BufferTooShort` = −2,
-    `Io` = −3, `Capacity` = −4, `Numeric` = −5, `Panic` = −6, `Internal` = −7.
+    `Io` = −3, `Capacity` = −4, `Numeric` = −5, `Panic` = −6, `Internal` = −7, `Busy` = −8
+    (never raised here: these objects serialise calls with a mutex).
     Crosses as a "flat" error: each variant carries its display text, which is what foreign
     code sees as the exception message (and avoids a clash with Kotlin's `message`).
 """
@@ -1400,6 +1402,13 @@ class ShivyaError:  # type: ignore
         def __repr__(self):
             return "ShivyaError.Internal({})".format(repr(str(self)))
     _UniffiTempShivyaError.Internal = Internal # type: ignore
+    class Busy(_UniffiTempShivyaError):
+        """
+        `SHIVYA_ERR_BUSY`.
+"""
+        def __repr__(self):
+            return "ShivyaError.Busy({})".format(repr(str(self)))
+    _UniffiTempShivyaError.Busy = Busy # type: ignore
 
 ShivyaError = _UniffiTempShivyaError # type: ignore
 del _UniffiTempShivyaError
@@ -1437,6 +1446,10 @@ class _UniffiFfiConverterTypeShivyaError(_UniffiConverterRustBuffer):
             return ShivyaError.Internal(
                 _UniffiFfiConverterString.read(buf),
             )
+        if variant == 8:
+            return ShivyaError.Busy(
+                _UniffiFfiConverterString.read(buf),
+            )
         raise InternalError("Raw enum value doesn't match any cases")
 
     @staticmethod
@@ -1455,6 +1468,8 @@ class _UniffiFfiConverterTypeShivyaError(_UniffiConverterRustBuffer):
             return
         if isinstance(value, ShivyaError.Internal):
             return
+        if isinstance(value, ShivyaError.Busy):
+            return
 
     @staticmethod
     def write(value, buf):
@@ -1472,6 +1487,8 @@ class _UniffiFfiConverterTypeShivyaError(_UniffiConverterRustBuffer):
             buf.write_i32(6)
         if isinstance(value, ShivyaError.Internal):
             buf.write_i32(7)
+        if isinstance(value, ShivyaError.Busy):
+            buf.write_i32(8)
 
 
 class ReconcilerProtocol(typing.Protocol):

@@ -193,7 +193,8 @@ impl BeliefState {
         if !self.peers.contains_key(&from) && self.peers.len() >= self.config.max_peer_beliefs {
             // Make room by dropping stale beliefs first.
             let ttl = self.config.belief_ttl_ms;
-            self.peers.retain(|_, p| p.received_ms + ttl > now_ms);
+            self.peers
+                .retain(|_, p| p.received_ms.saturating_add(ttl) > now_ms);
             if self.peers.len() >= self.config.max_peer_beliefs {
                 return false;
             }
@@ -227,7 +228,7 @@ impl BeliefState {
         let ttl = self.config.belief_ttl_ms;
         self.members.clear();
         for (id, p) in &self.peers {
-            if p.received_ms + ttl > now_ms {
+            if p.received_ms.saturating_add(ttl) > now_ms {
                 self.members.push((coupling(&self.me, id), *id));
             }
         }

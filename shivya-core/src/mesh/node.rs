@@ -95,7 +95,8 @@ impl Node {
         Ok(sent)
     }
 
-    /// Milliseconds until `step` has timer work (0 when it has work now).
+    /// Milliseconds until `step` has timer work (0 when it has work now). A `now_ms` earlier
+    /// than one already seen counts as the latest one seen.
     pub fn next_timeout_ms(&self, now_ms: u64) -> u64 {
         if self.more_pending {
             return 0;

@@ -278,6 +278,8 @@ pub struct NodeState {
     settle_dirty: bool,
     counters: Counters,
     left: bool,
+    /// The latest host time seen; earlier times are treated as this one.
+    clock_ms: u64,
 }
 
 impl NodeState {
@@ -308,12 +310,13 @@ impl NodeState {
             outbox: VecDeque::new(),
             events: VecDeque::new(),
             next_gossip_ms: now_ms,
-            next_layer_ms: now_ms + config.step_interval_ms,
+            next_layer_ms: now_ms.saturating_add(config.step_interval_ms),
             digest_cursor: NodeId::ZERO,
             last_settle: None,
             settle_dirty: true,
             counters: Counters::default(),
             left: false,
+            clock_ms: now_ms,
             config,
         })
     }
@@ -343,8 +346,17 @@ impl NodeState {
         &self.belief
     }
 
+    /// The node's notion of now: the host's time, but never earlier than a time already
+    /// seen. A host clock that steps back therefore delays nothing and breaks nothing; a
+    /// jump forward fires each due timer once (no catch-up loop).
+    fn clock(&mut self, now_ms: u64) -> u64 {
+        self.clock_ms = self.clock_ms.max(now_ms);
+        self.clock_ms
+    }
+
     /// Adds bootstrap addresses at run time.
     pub fn bootstrap(&mut self, addrs: &[SocketAddr], now_ms: u64) {
+        let now_ms = self.clock(now_ms);
         self.kad.bootstrap(addrs, now_ms);
         self.drain_kad();
     }
@@ -355,6 +367,7 @@ impl NodeState {
     /// Handles one datagram from `from`. Every byte string is acceptable input: what is
     /// not a valid frame is counted by reason and dropped.
     pub fn handle_datagram(&mut self, from: SocketAddr, bytes: &[u8], now_ms: u64) {
+        let now_ms = self.clock(now_ms);
         self.counters.frames_in += 1;
         self.counters.bytes_in += bytes.len() as u64;
         let frame = match Frame::decode(bytes) {
@@ -455,7 +468,13 @@ impl NodeState {
             // Someone holds a newer version of our own origin (a previous incarnation of
             // this id): move past it and republish what we hold now.
             if r.version >= self.own.version {
-                self.own.version = r.version + 1;
+                // A version at the very top cannot be outbid: a forgery (see
+                // docs/CONSISTENCY.md); count it and keep ours.
+                let Some(next) = r.version.checked_add(1) else {
+                    self.counters.dropped.bad_record += 1;
+                    return;
+                };
+                self.own.version = next;
                 self.records.put_own(self.own.clone());
                 self.own_dirty = true;
                 self.settle_dirty = true;
@@ -476,17 +495,18 @@ impl NodeState {
     /// and the layer stack. Call it when [`poll_timeout`](Self::poll_timeout) is reached
     /// (calling earlier or more often is harmless).
     pub fn handle_timeout(&mut self, now_ms: u64) {
+        let now_ms = self.clock(now_ms);
         if self.left {
             return;
         }
         self.kad.handle_timeout(now_ms);
         self.drain_kad();
         if now_ms >= self.next_gossip_ms {
-            self.next_gossip_ms = now_ms + self.config.gossip_interval_ms;
+            self.next_gossip_ms = now_ms.saturating_add(self.config.gossip_interval_ms);
             self.gossip();
         }
         if now_ms >= self.next_layer_ms {
-            self.next_layer_ms = now_ms + self.config.step_interval_ms;
+            self.next_layer_ms = now_ms.saturating_add(self.config.step_interval_ms);
             self.layer_step(now_ms);
         }
     }
@@ -648,7 +668,8 @@ impl NodeState {
     // Proxy calls
 
     fn bump_own(&mut self) {
-        self.own.version += 1;
+        // Saturating: a version pushed to the top by a forged frame must not wrap to 0.
+        self.own.version = self.own.version.saturating_add(1);
         self.records.put_own(self.own.clone());
         self.own_dirty = true;
         self.settle_dirty = true;
@@ -786,6 +807,7 @@ impl NodeState {
 
     /// Starts an iterative FIND_VALUE (result as [`KadEvent::Value`]).
     pub fn dht_get(&mut self, key: NodeId, now_ms: u64) -> u64 {
+        let now_ms = self.clock(now_ms);
         let id = self.kad.get(key, now_ms);
         self.drain_kad();
         id
@@ -793,6 +815,7 @@ impl NodeState {
 
     /// Stores a value locally and on the K closest nodes (result as [`KadEvent::Stored`]).
     pub fn dht_put(&mut self, key: NodeId, value: &[u8], now_ms: u64) -> Result<u64, MeshError> {
+        let now_ms = self.clock(now_ms);
         let id = self.kad.put(key, value, now_ms).map_err(MeshError::P2p)?;
         self.drain_kad();
         Ok(id)
@@ -800,6 +823,7 @@ impl NodeState {
 
     /// Starts an iterative FIND_NODE (result as [`KadEvent::NodesFound`]).
     pub fn find_node(&mut self, target: NodeId, now_ms: u64) -> u64 {
+        let now_ms = self.clock(now_ms);
         let id = self.kad.find_node(target, now_ms);
         self.drain_kad();
         id

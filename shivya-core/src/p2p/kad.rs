@@ -438,7 +438,7 @@ impl Kademlia {
             };
             if req.attempts <= self.config.retries {
                 req.attempts += 1;
-                req.deadline = now_ms + self.config.request_timeout_ms;
+                req.deadline = now_ms.saturating_add(self.config.request_timeout_ms);
                 self.counters.retries += 1;
                 self.outbox
                     .push_back((req.to, Frame::new(rid, self.id, req.body.clone())));
@@ -449,11 +449,11 @@ impl Kademlia {
             self.request_failed(&req, now_ms);
         }
         if now_ms >= self.next_ping_ms {
-            self.next_ping_ms = now_ms + self.config.ping_interval_ms / 2;
+            self.next_ping_ms = now_ms.saturating_add(self.config.ping_interval_ms / 2);
             self.ping_quiet_peers(now_ms);
         }
         if now_ms >= self.next_refresh_ms {
-            self.next_refresh_ms = now_ms + self.config.refresh_interval_ms;
+            self.next_refresh_ms = now_ms.saturating_add(self.config.refresh_interval_ms);
             self.refresh(now_ms);
         }
     }
@@ -493,7 +493,7 @@ impl Kademlia {
         let quiet: Vec<Contact> = self
             .table
             .peers()
-            .filter(|p| p.last_seen_ms + self.config.ping_interval_ms <= now_ms)
+            .filter(|p| p.last_seen_ms.saturating_add(self.config.ping_interval_ms) <= now_ms)
             .map(|p| p.contact())
             .collect();
         for c in quiet {
@@ -573,7 +573,7 @@ impl Kademlia {
                 peer,
                 kind,
                 body,
-                deadline: now_ms + self.config.request_timeout_ms,
+                deadline: now_ms.saturating_add(self.config.request_timeout_ms),
                 attempts: 1,
             },
         );

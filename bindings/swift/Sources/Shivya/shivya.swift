@@ -1781,7 +1781,8 @@ public func FfiConverterTypeTriangle_lower(_ value: Triangle) -> RustBuffer {
 
 /**
  * Errors, one variant per C status code: `InvalidArgument` = −1, `BufferTooShort` = −2,
- * `Io` = −3, `Capacity` = −4, `Numeric` = −5, `Panic` = −6, `Internal` = −7.
+ * `Io` = −3, `Capacity` = −4, `Numeric` = −5, `Panic` = −6, `Internal` = −7, `Busy` = −8
+ * (never raised here: these objects serialise calls with a mutex).
  * Crosses as a "flat" error: each variant carries its display text, which is what foreign
  * code sees as the exception message (and avoids a clash with Kotlin's `message`).
  */
@@ -1825,6 +1826,11 @@ enum ShivyaError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
      * `SHIVYA_ERR_INTERNAL`.
      */
     case Internal(message: String)
+    
+    /**
+     * `SHIVYA_ERR_BUSY`.
+     */
+    case Busy(message: String)
     
 
     
@@ -1883,6 +1889,10 @@ public struct FfiConverterTypeShivyaError: FfiConverterRustBuffer {
             message: try FfiConverterString.read(from: &buf)
         )
         
+        case 8: return .Busy(
+            message: try FfiConverterString.read(from: &buf)
+        )
+        
 
         default: throw UniffiInternalError.unexpectedEnumCase
         }
@@ -1908,6 +1918,8 @@ public struct FfiConverterTypeShivyaError: FfiConverterRustBuffer {
             writeInt(&buf, Int32(6))
         case .Internal(_ /* message is ignored*/):
             writeInt(&buf, Int32(7))
+        case .Busy(_ /* message is ignored*/):
+            writeInt(&buf, Int32(8))
 
         
         }

@@ -2608,7 +2608,8 @@ public object FfiConverterTypeTriangle: FfiConverterRustBuffer<Triangle> {
 
 /**
  * Errors, one variant per C status code: `InvalidArgument` = −1, `BufferTooShort` = −2,
- * `Io` = −3, `Capacity` = −4, `Numeric` = −5, `Panic` = −6, `Internal` = −7.
+ * `Io` = −3, `Capacity` = −4, `Numeric` = −5, `Panic` = −6, `Internal` = −7, `Busy` = −8
+ * (never raised here: these objects serialise calls with a mutex).
  * Crosses as a "flat" error: each variant carries its display text, which is what foreign
  * code sees as the exception message (and avoids a clash with Kotlin's `message`).
  */
@@ -2650,6 +2651,11 @@ sealed class ShivyaException(message: String): kotlin.Exception(message) {
      */
         class Internal(message: String) : ShivyaException(message)
         
+    /**
+     * `SHIVYA_ERR_BUSY`.
+     */
+        class Busy(message: String) : ShivyaException(message)
+        
 
     companion object ErrorHandler : UniffiRustCallStatusErrorHandler<ShivyaException> {
         override fun lift(error_buf: RustBuffer.ByValue): ShivyaException = FfiConverterTypeShivyaError.lift(error_buf)
@@ -2670,6 +2676,7 @@ public object FfiConverterTypeShivyaError : FfiConverterRustBuffer<ShivyaExcepti
             5 -> ShivyaException.Numeric(FfiConverterString.read(buf))
             6 -> ShivyaException.Panic(FfiConverterString.read(buf))
             7 -> ShivyaException.Internal(FfiConverterString.read(buf))
+            8 -> ShivyaException.Busy(FfiConverterString.read(buf))
             else -> throw RuntimeException("invalid error enum value, something is very wrong!!")
         }
         
@@ -2707,6 +2714,10 @@ public object FfiConverterTypeShivyaError : FfiConverterRustBuffer<ShivyaExcepti
             }
             is ShivyaException.Internal -> {
                 buf.putInt(7)
+                Unit
+            }
+            is ShivyaException.Busy -> {
+                buf.putInt(8)
                 Unit
             }
         }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
