@@ -29,3 +29,6 @@ say "shivyad dashboard in headless Chromium"
 
 say "nginx module: two instances sharing one mesh"
 ./scripts/test-nginx.sh
+
+say "Miri on the C ABI's pointer handling"
+./scripts/test-miri.sh
