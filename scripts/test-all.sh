@@ -32,3 +32,6 @@ say "nginx module: two instances sharing one mesh"
 
 say "Miri on the C ABI's pointer handling"
 ./scripts/test-miri.sh
+
+say "Fuzzing, short run (30 s per target; scripts/fuzz.sh runs 600 s each)"
+./scripts/fuzz.sh --seconds 30
