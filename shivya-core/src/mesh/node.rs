@@ -127,6 +127,12 @@ impl Node {
         self.transport.block(addr);
     }
 
+    /// Drops each outgoing datagram with probability `p` (seeded): loss on real sockets,
+    /// for tests. `p = 0` turns it off.
+    pub fn set_loss(&mut self, p: f64, seed: u64) {
+        self.transport.set_loss(p, seed);
+    }
+
     /// Lifts a [`block`](Self::block).
     pub fn unblock(&mut self, addr: SocketAddr) {
         self.transport.unblock(addr);

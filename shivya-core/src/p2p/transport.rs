@@ -2,6 +2,7 @@
 
 use super::protocol::MAX_FRAME;
 use super::P2pError;
+use crate::rng::Rng;
 use std::collections::BTreeSet;
 use std::io;
 use std::net::SocketAddr;
@@ -26,6 +27,7 @@ pub struct UdpTransport {
     socket: mio::net::UdpSocket,
     local: SocketAddr,
     blocked: BTreeSet<SocketAddr>,
+    loss: Option<(f64, Rng)>,
 }
 
 impl UdpTransport {
@@ -43,6 +45,7 @@ impl UdpTransport {
             socket,
             local,
             blocked: BTreeSet::new(),
+            loss: None,
         })
     }
 
@@ -59,6 +62,17 @@ impl UdpTransport {
     /// Lifts a [`block`](Self::block).
     pub fn unblock(&mut self, addr: SocketAddr) {
         self.blocked.remove(&addr);
+    }
+
+    /// Drops each outgoing datagram with probability `p` (seeded), to test loss on real
+    /// sockets; `p = 0` turns it off. Values outside `[0, 1]` are clamped.
+    pub fn set_loss(&mut self, p: f64, seed: u64) {
+        let p = if p.is_finite() {
+            p.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        self.loss = (p > 0.0).then(|| (p, Rng::new(seed)));
     }
 
     /// Whether `addr` is blocked.
@@ -92,9 +106,14 @@ impl UdpTransport {
 
     /// Sends one datagram. Returns `Ok(false)` when it was dropped because `to` is blocked
     /// or the socket buffer is full (UDP may lose frames; the protocol copes).
-    pub fn send(&self, to: SocketAddr, payload: &[u8]) -> io::Result<bool> {
+    pub fn send(&mut self, to: SocketAddr, payload: &[u8]) -> io::Result<bool> {
         if self.blocked.contains(&to) {
             return Ok(false);
+        }
+        if let Some((p, rng)) = &mut self.loss {
+            if rng.chance(*p) {
+                return Ok(false);
+            }
         }
         loop {
             match self.socket.send_to(payload, to) {

@@ -1,0 +1,159 @@
+//! Hostile traffic against one node: floods of fake ids, STOREs and records.
+
+use shivya_core::mesh::{NodeConfig, NodeState, WorkloadTopology};
+use shivya_core::p2p::protocol::RecordWire;
+use shivya_core::p2p::{Body, Frame, NodeId, StoreStatus};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+fn node(max_records: usize) -> NodeState {
+    NodeState::new(
+        NodeConfig {
+            seed: 77,
+            max_records,
+            topology: WorkloadTopology::complete(3),
+            ..NodeConfig::default()
+        },
+        0,
+    )
+    .unwrap()
+}
+
+/// An id in bucket 159 of `me` (top bit flipped), distinguished by `n`.
+fn far_id(me: &NodeId, n: u64) -> NodeId {
+    let mut b = me.0;
+    b[0] ^= 0x80;
+    b[12..20].copy_from_slice(&n.to_be_bytes());
+    NodeId(b)
+}
+
+fn addr(i: u64) -> SocketAddr {
+    SocketAddr::from(([10, (i >> 16) as u8, (i >> 8) as u8, i as u8], 9000))
+}
+
+fn send(n: &mut NodeState, from: SocketAddr, f: Frame, now: u64) {
+    n.handle_datagram(from, &f.encode().unwrap(), now);
+}
+
+#[test]
+fn a_ping_flood_from_fake_ids_cannot_evict_live_peers_or_grow_memory() {
+    let mut n = node(64);
+    let me = n.id();
+    // Four live peers fill bucket 159 (K = 4).
+    let live: Vec<(NodeId, SocketAddr)> = (0..4).map(|i| (far_id(&me, i), addr(i))).collect();
+    for (id, a) in &live {
+        send(&mut n, *a, Frame::new(0, *id, Body::Ping), 1);
+    }
+    while n.poll_transmit().is_some() {}
+    let live_addrs: BTreeMap<SocketAddr, NodeId> = live.iter().map(|(i, a)| (*a, *i)).collect();
+    let mut now = 10;
+    let mut max_outstanding = 0;
+    for k in 0..20_000u64 {
+        now += 1;
+        let fake = far_id(&me, 1_000_000 + k);
+        send(
+            &mut n,
+            addr(100 + k),
+            Frame::new(k + 1, fake, Body::Ping),
+            now,
+        );
+        if k % 50 == 0 {
+            n.handle_timeout(now);
+        }
+        // The live peers answer whatever is asked of them; fake addresses never answer.
+        while let Some(t) = n.poll_transmit() {
+            if let Some(id) = live_addrs.get(&t.destination) {
+                if let Ok(f) = Frame::decode(&t.payload) {
+                    let reply = match f.body {
+                        Body::Ping => Some(Body::Pong),
+                        Body::FindNode { .. } => Some(Body::FoundNodes { contacts: vec![] }),
+                        _ => None,
+                    };
+                    if let Some(body) = reply {
+                        send(
+                            &mut n,
+                            t.destination,
+                            Frame::new(f.request_id, *id, body),
+                            now,
+                        );
+                    }
+                }
+            }
+        }
+        max_outstanding = max_outstanding.max(n.kademlia().outstanding());
+    }
+    let table = n.kademlia().table();
+    for (id, _) in &live {
+        assert!(
+            table.get(id).is_some(),
+            "live peer {id:?} was evicted by the flood"
+        );
+    }
+    assert_eq!(table.bucket(159).len(), 4);
+    assert!(
+        max_outstanding <= 16,
+        "outstanding requests grew to {max_outstanding}"
+    );
+    assert!(n.belief().peer_count() <= 64);
+}
+
+#[test]
+fn a_store_flood_is_capped_by_the_store_limits() {
+    let mut n = node(64);
+    let cap = n.config().kad.store_max_entries;
+    let mut full = 0;
+    for k in 0..(cap as u64 + 500) {
+        let f = Frame::new(
+            k + 1,
+            NodeId::from_seed(1 << 50 | k),
+            Body::Store {
+                key: NodeId::from_seed(1 << 40 | k),
+                value: vec![7; 64],
+            },
+        );
+        send(&mut n, addr(k), f, 1);
+        while let Some(t) = n.poll_transmit() {
+            if let Ok(Frame {
+                body:
+                    Body::StoreAck {
+                        status: StoreStatus::StoreFull,
+                    },
+                ..
+            }) = Frame::decode(&t.payload)
+            {
+                full += 1;
+            }
+        }
+    }
+    assert_eq!(n.kademlia().store().len(), cap);
+    assert_eq!(full, 500);
+}
+
+#[test]
+fn a_record_flood_from_fake_origins_is_capped_and_counted() {
+    let mut n = node(100);
+    n.record_queue_len(0, 1.0).unwrap();
+    for k in 0..5_000u64 {
+        let r = RecordWire {
+            origin: NodeId::from_seed(10_000 + k),
+            version: 1,
+            queue: vec![(1, 1.0)],
+            offload: vec![],
+        };
+        send(
+            &mut n,
+            addr(k),
+            Frame::new(0, NodeId::from_seed(1 << 50 | k), Body::Delta(r)),
+            1,
+        );
+    }
+    assert_eq!(n.records().len(), 100, "our own record plus 99 others");
+    assert_eq!(n.status().counters.dropped.records_full, 5_000 - 99);
+    assert!(
+        n.records().get(&n.id()).is_some(),
+        "our own record is never pushed out"
+    );
+    // Our own writes still work and still count.
+    n.record_queue_len(0, 2.0).unwrap();
+    assert_eq!(n.records().get(&n.id()).unwrap().queue, vec![(0, 2.0)]);
+}
