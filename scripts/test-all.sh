@@ -35,3 +35,6 @@ say "Miri on the C ABI's pointer handling"
 
 say "Fuzzing, short run (30 s per target; scripts/fuzz.sh runs 600 s each)"
 ./scripts/fuzz.sh --seconds 30
+
+say "Jepsen-style test: partitions, isolation, SIGKILL and restart of real daemons"
+./scripts/test-jepsen.sh --seconds 20

@@ -253,3 +253,38 @@ fn a_forged_record_of_our_own_origin_cannot_overwrite_ours_or_crash_us() {
     assert_eq!(n.status().own_version, 12);
     assert_eq!(n.settlement().unwrap().queue, vec![5.0, 0.0]);
 }
+
+#[test]
+fn incarnations_and_restored_records_keep_versions_moving_forward() {
+    let t = WorkloadTopology::complete(3);
+    let cfg = |inc: u64| NodeConfig {
+        seed: 5,
+        incarnation: inc,
+        topology: t.clone(),
+        ..NodeConfig::default()
+    };
+    let mut first = NodeState::new(cfg(1), 0).unwrap();
+    first.record_queue_len(0, 2.0).unwrap();
+    first.record_queue_len(1, 3.0).unwrap();
+    let saved = first.own_record().clone();
+    assert_eq!(saved.version, (1 << 20) + 2);
+
+    // A later run of the same id, restored from the saved record: same content, and a
+    // version above everything the first run published.
+    let mut second = NodeState::new(cfg(2), 0).unwrap();
+    second.restore_own(saved.clone()).unwrap();
+    assert_eq!(second.own_record().queue, saved.queue);
+    assert!(second.own_record().version >= 2 << 20);
+    second.record_queue_len(2, 4.0).unwrap();
+    assert!(second.own_record().version > saved.version);
+
+    // Restoring someone else's record, or one outside the topology, is refused.
+    let mut other = saved.clone();
+    other.origin = shivya_core::p2p::NodeId::from_seed(999);
+    assert!(second.restore_own(other).is_err());
+    let mut outside = saved;
+    outside.origin = second.id();
+    outside.queue = vec![(7, 1.0)];
+    assert!(second.restore_own(outside).is_err());
+    assert!(NodeState::new(cfg(shivya_core::mesh::MAX_INCARNATION + 1), 0).is_err());
+}

@@ -146,6 +146,10 @@ pub struct ShivyaConfig {
     pub edges: Vec<Edge>,
     /// Keep only the gradient part when settling.
     pub gradient_only: bool,
+    /// This run's versions start at `incarnation << 20` (at most 2^44 − 1); pass something
+    /// that grows across restarts (wall-clock milliseconds) when a node may restart without
+    /// its state.
+    pub incarnation: u64,
 }
 
 /// The default settings (127.0.0.1:0, seed 1, step 100 ms, K 4, 4 vertices, complete).
@@ -162,6 +166,7 @@ pub fn default_config() -> ShivyaConfig {
         n_vertices: d.topology.n_vertices(),
         edges: Vec::new(),
         gradient_only: false,
+        incarnation: 0,
     }
 }
 
@@ -189,6 +194,7 @@ impl TryFrom<&ShivyaConfig> for NodeConfig {
             let pairs: Vec<(u32, u32)> = c.edges.iter().map(|e| (e.a, e.b)).collect();
             WorkloadTopology::new(c.n_vertices, &pairs)?
         };
+        n.incarnation = c.incarnation;
         n.settle_mode = if c.gradient_only {
             SettleMode::GradientOnly
         } else {

@@ -183,6 +183,27 @@ pub extern "C" fn shivya_config_set_seed(config: *mut shivya_config, seed: u64) 
     })
 }
 
+/// Sets the incarnation (at most 2^44 − 1): this run's record versions start at
+/// `incarnation << 20`. Pass a value that grows across restarts (wall-clock milliseconds
+/// since the Unix epoch) when a node may restart with the same seed without its state.
+#[no_mangle]
+pub extern "C" fn shivya_config_set_incarnation(
+    config: *mut shivya_config,
+    incarnation: u64,
+) -> shivya_status {
+    guard(|| {
+        // SAFETY: as above.
+        let c = unsafe { try_mut(config, "config")? };
+        if incarnation > shivya_core::mesh::MAX_INCARNATION {
+            return Err(Error::invalid(format!(
+                "incarnation {incarnation} exceeds 2^44 - 1"
+            )));
+        }
+        c.inner.incarnation = incarnation;
+        Ok(())
+    })
+}
+
 /// Sets the period of the layer stack in milliseconds (> 0).
 #[no_mangle]
 pub extern "C" fn shivya_config_set_step_interval_ms(

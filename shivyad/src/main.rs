@@ -4,6 +4,7 @@
 
 mod json;
 mod server;
+mod state_file;
 mod status;
 mod sys;
 
@@ -85,6 +86,14 @@ pub struct RunArgs {
     /// Node id seed (default: derived from the bind address and port).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Do not report the host load at this daemon's vertex (writes come only from the
+    /// status socket's `write` command).
+    #[arg(long)]
+    pub no_host_load: bool,
+    /// Keep this daemon's own record here (written before a write is acknowledged, read
+    /// at start), so a restart with the same address resumes it.
+    #[arg(long)]
+    pub state_file: Option<PathBuf>,
 }
 
 fn one_line(e: &dyn std::fmt::Display) -> String {

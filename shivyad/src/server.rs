@@ -78,6 +78,8 @@ fn bind_status_socket(path: &Path) -> Result<UnixListener, Failure> {
 
 struct Daemon {
     node: Node,
+    host_load: bool,
+    state_file: Option<PathBuf>,
     vertex: u32,
     load: Option<f64>,
     telemetry: HostTelemetry,
@@ -100,6 +102,7 @@ impl Daemon {
     fn tick(&mut self) {
         let now = self.now();
         let load = match self.load {
+            _ if !self.host_load => None,
             Some(l) => Some((l, [l, 0.0])),
             None => self
                 .telemetry
@@ -141,13 +144,10 @@ impl Daemon {
                     let _ = s.set_nonblocking(false);
                     let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
                     let _ = s.set_write_timeout(Some(Duration::from_millis(500)));
-                    let mut req = [0u8; 64];
+                    let mut req = [0u8; 256];
                     let n = s.read(&mut req).unwrap_or(0);
-                    let body = if req[..n].starts_with(b"status") {
-                        self.snapshot()
-                    } else {
-                        "{\"error\":\"unknown request; send 'status'\"}".to_string()
-                    };
+                    let line = String::from_utf8_lossy(&req[..n]).trim().to_string();
+                    let body = self.command(&line);
                     let _ = s.write_all(body.as_bytes());
                     let _ = s.write_all(b"\n");
                 }
@@ -157,6 +157,53 @@ impl Daemon {
                     return;
                 }
             }
+        }
+    }
+
+    /// One request on the local status socket: `status`, `records`, `write VERTEX QUEUE`,
+    /// `block ADDR:PORT`, `unblock ADDR:PORT`. The socket is local and trusted (its file
+    /// permissions decide who may use it).
+    fn command(&mut self, line: &str) -> String {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let err = |m: String| {
+            let mut o = String::from("{\"ok\":false,\"error\":");
+            crate::json::string(&mut o, &m);
+            o.push('}');
+            o
+        };
+        match words.as_slice() {
+            ["status"] => self.snapshot(),
+            ["records"] => crate::status::records_json(self.node.state()),
+            ["write", v, q] => {
+                let (Ok(v), Ok(q)) = (v.parse::<u32>(), q.parse::<f64>()) else {
+                    return err(format!("cannot parse {line:?}; use: write VERTEX QUEUE"));
+                };
+                if let Err(e) = self.node.record_queue_len(v, q) {
+                    return err(e.to_string());
+                }
+                let own = self.node.state().own_record().clone();
+                if let Some(p) = &self.state_file {
+                    // Durable before acknowledged.
+                    if let Err(e) = crate::state_file::save(p, &own) {
+                        return err(format!("write applied but not persisted: {e}"));
+                    }
+                }
+                format!("{{\"ok\":true,\"version\":{}}}", own.version)
+            }
+            ["block" | "unblock", a] => match a.parse::<SocketAddr>() {
+                Ok(addr) => {
+                    if words[0] == "block" {
+                        self.node.block(addr);
+                    } else {
+                        self.node.unblock(addr);
+                    }
+                    "{\"ok\":true}".to_string()
+                }
+                Err(e) => err(format!("bad address {a:?}: {e}")),
+            },
+            _ => err(format!(
+                "unknown request {line:?}; use status, records, write, block or unblock"
+            )),
         }
     }
 
@@ -256,11 +303,27 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         // The layer stack runs at the daemon's sampling rate (1 Hz by default); gossip
         // and Kademlia keep their own faster timers.
         step_interval_ms: args.interval_ms,
+        // The host may read the clock: each run of this daemon gets versions above those
+        // of every earlier run (see NodeConfig::incarnation).
+        incarnation: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
         ..NodeConfig::default()
     };
     let start = Instant::now();
-    let node = Node::bind(config, 0)
+    let restored = match &args.state_file {
+        Some(p) => crate::state_file::load(p).map_err(fail)?,
+        None => None,
+    };
+    let mut node = Node::bind(config, 0)
         .map_err(|e| fail(format!("cannot start the mesh node on udp {listen}: {e}")))?;
+    if let Some(r) = restored {
+        let version = r.version;
+        node.state_mut()
+            .restore_own(r)
+            .map_err(|e| fail(format!("cannot restore the state file: {e}")))?;
+        tracing::info!(version, "own record restored from the state file");
+    }
     let status_listener = bind_status_socket(&args.socket)?;
     let pid_file = if args.daemon {
         Some(
@@ -293,6 +356,8 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
     let mut poll = Poll::new().map_err(|e| fail(e.to_string()))?;
     let mut d = Daemon {
         node,
+        host_load: !args.no_host_load,
+        state_file: args.state_file.clone(),
         vertex,
         load: args.load,
         telemetry: HostTelemetry::new(),

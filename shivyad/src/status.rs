@@ -126,6 +126,36 @@ pub fn snapshot_json(node: &mut Node, vertex: u32, history: &[f64]) -> String {
     o
 }
 
+/// Every record the node holds, ascending by origin: `[{"origin","version","queue":[[v,q]…],
+/// "offload":[[s,d,x]…]}…]`. Numbers print exactly (shortest round-trip form).
+pub fn records_json(state: &shivya_core::mesh::NodeState) -> String {
+    let mut o = String::from("[");
+    for (i, r) in state.records().iter().enumerate() {
+        if i > 0 {
+            o.push(',');
+        }
+        let _ = write!(
+            o,
+            "{{\"origin\":\"{}\",\"version\":{},\"queue\":[",
+            r.origin, r.version
+        );
+        for (k, (v, q)) in r.queue.iter().enumerate() {
+            let _ = write!(o, "{}[{v},", if k > 0 { "," } else { "" });
+            json::number(&mut o, *q);
+            o.push(']');
+        }
+        o.push_str("],\"offload\":[");
+        for (k, (s, d, x)) in r.offload.iter().enumerate() {
+            let _ = write!(o, "{}[{s},{d},", if k > 0 { "," } else { "" });
+            json::number(&mut o, *x);
+            o.push(']');
+        }
+        o.push_str("]}");
+    }
+    o.push(']');
+    o
+}
+
 /// Pulls `"key":value` (a number or a flat array/object text) out of our own JSON, for
 /// the table view. Not a general parser: it reads only what `snapshot_json` writes.
 fn field<'a>(json: &'a str, key: &str) -> Option<&'a str> {

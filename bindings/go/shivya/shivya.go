@@ -74,6 +74,7 @@ type Config struct {
 	Vertices       uint32      // workload graph vertices (default 4)
 	Edges          [][2]uint32 // its edges; empty means every pair connected
 	GradientOnly   bool        // settle keeps only the gradient part
+	Incarnation    uint64      // versions start at Incarnation<<20; use wall-clock ms when restarting without state
 }
 
 func withCString(s string, f func(*C.char) C.enum_shivya_status) error {
@@ -132,6 +133,9 @@ func (c *Config) build() (*C.shivya_config, error) {
 		}
 	}
 	if err := check(C.shivya_config_set_gradient_only(cfg, C.bool(c.GradientOnly))); err != nil {
+		return fail(err)
+	}
+	if err := check(C.shivya_config_set_incarnation(cfg, C.uint64_t(c.Incarnation))); err != nil {
 		return fail(err)
 	}
 	return cfg, nil

@@ -1202,7 +1202,7 @@ class ShivyaConfig:
     """
     Node settings. Defaults: see [`default_config`].
 """
-    def __init__(self, *, listen:str, bootstrap:typing.List[str], seed:int, step_interval_ms:int, k:int, cg_tolerance:float, n_vertices:int, edges:typing.List[Edge], gradient_only:bool):
+    def __init__(self, *, listen:str, bootstrap:typing.List[str], seed:int, step_interval_ms:int, k:int, cg_tolerance:float, n_vertices:int, edges:typing.List[Edge], gradient_only:bool, incarnation:int):
         self.listen = listen
         self.bootstrap = bootstrap
         self.seed = seed
@@ -1212,12 +1212,13 @@ class ShivyaConfig:
         self.n_vertices = n_vertices
         self.edges = edges
         self.gradient_only = gradient_only
+        self.incarnation = incarnation
         
         
 
     
     def __str__(self):
-        return "ShivyaConfig(listen={}, bootstrap={}, seed={}, step_interval_ms={}, k={}, cg_tolerance={}, n_vertices={}, edges={}, gradient_only={})".format(self.listen, self.bootstrap, self.seed, self.step_interval_ms, self.k, self.cg_tolerance, self.n_vertices, self.edges, self.gradient_only)
+        return "ShivyaConfig(listen={}, bootstrap={}, seed={}, step_interval_ms={}, k={}, cg_tolerance={}, n_vertices={}, edges={}, gradient_only={}, incarnation={})".format(self.listen, self.bootstrap, self.seed, self.step_interval_ms, self.k, self.cg_tolerance, self.n_vertices, self.edges, self.gradient_only, self.incarnation)
     def __eq__(self, other):
         if self.listen != other.listen:
             return False
@@ -1237,6 +1238,8 @@ class ShivyaConfig:
             return False
         if self.gradient_only != other.gradient_only:
             return False
+        if self.incarnation != other.incarnation:
+            return False
         return True
 
 class _UniffiFfiConverterTypeShivyaConfig(_UniffiConverterRustBuffer):
@@ -1252,6 +1255,7 @@ class _UniffiFfiConverterTypeShivyaConfig(_UniffiConverterRustBuffer):
             n_vertices=_UniffiFfiConverterUInt32.read(buf),
             edges=_UniffiFfiConverterSequenceTypeEdge.read(buf),
             gradient_only=_UniffiFfiConverterBoolean.read(buf),
+            incarnation=_UniffiFfiConverterUInt64.read(buf),
         )
 
     @staticmethod
@@ -1265,6 +1269,7 @@ class _UniffiFfiConverterTypeShivyaConfig(_UniffiConverterRustBuffer):
         _UniffiFfiConverterUInt32.check_lower(value.n_vertices)
         _UniffiFfiConverterSequenceTypeEdge.check_lower(value.edges)
         _UniffiFfiConverterBoolean.check_lower(value.gradient_only)
+        _UniffiFfiConverterUInt64.check_lower(value.incarnation)
 
     @staticmethod
     def write(value, buf):
@@ -1277,6 +1282,7 @@ class _UniffiFfiConverterTypeShivyaConfig(_UniffiConverterRustBuffer):
         _UniffiFfiConverterUInt32.write(value.n_vertices, buf)
         _UniffiFfiConverterSequenceTypeEdge.write(value.edges, buf)
         _UniffiFfiConverterBoolean.write(value.gradient_only, buf)
+        _UniffiFfiConverterUInt64.write(value.incarnation, buf)
 
 @dataclass
 class Triangle:

@@ -13,6 +13,9 @@ use crate::rng::Rng;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 
+/// Largest [`NodeConfig::incarnation`]: versions start at `incarnation << 20` in a `u64`.
+pub const MAX_INCARNATION: u64 = (1 << 44) - 1;
+
 /// Everything a node needs to start.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeConfig {
@@ -48,6 +51,15 @@ pub struct NodeConfig {
     pub cg: CgConfig,
     /// Agent and belief exchange settings.
     pub belief: BeliefConfig,
+    /// Distinguishes this run of a node id from earlier ones: our record's versions start
+    /// at `incarnation << 20` (values up to [`MAX_INCARNATION`] = 2^44 − 1). A host that
+    /// restarts a node with the same id but without its state (see
+    /// [`NodeState::restore_own`]) should pass something that grows across restarts, such
+    /// as wall-clock milliseconds since the Unix epoch, so the new run's versions are above
+    /// every version an earlier run published (that holds while a run makes fewer than 2^20
+    /// writes per millisecond it lived). Otherwise a restarted node can reuse a version with
+    /// different content, and nodes would not converge on that origin.
+    pub incarnation: u64,
 }
 
 impl Default for NodeConfig {
@@ -69,6 +81,7 @@ impl Default for NodeConfig {
             min_rate: 1e-9,
             cg: CgConfig::default(),
             belief: BeliefConfig::default(),
+            incarnation: 0,
         }
     }
 }
@@ -96,6 +109,12 @@ impl NodeConfig {
                     why: "must be positive".into(),
                 });
             }
+        }
+        if self.incarnation > MAX_INCARNATION {
+            return Err(MeshError::Config {
+                what: "incarnation",
+                why: format!("{} exceeds 2^44 - 1", self.incarnation),
+            });
         }
         if !(self.queue_gain >= 0.0 && self.queue_gain.is_finite()) {
             return Err(MeshError::Config {
@@ -297,7 +316,7 @@ impl NodeState {
             records: RecordStore::new(config.max_records),
             own: RecordWire {
                 origin: id,
-                version: 0,
+                version: config.incarnation.min(MAX_INCARNATION) << 20,
                 queue: Vec::new(),
                 offload: Vec::new(),
             },
@@ -465,20 +484,23 @@ impl NodeState {
             return;
         }
         if r.origin == self.id {
-            // Someone holds a newer version of our own origin (a previous incarnation of
-            // this id): move past it and republish what we hold now.
+            if *r == self.own {
+                return; // an echo of what we publish
+            }
+            // The mesh holds something else under our origin: a previous run of this id, a
+            // forgery, or our version with other content. Our own record is authoritative
+            // here: move past it if needed and publish ours.
             if r.version >= self.own.version {
-                // A version at the very top cannot be outbid: a forgery (see
-                // docs/CONSISTENCY.md); count it and keep ours.
+                // A version at the very top cannot be outbid (see docs/CONSISTENCY.md).
                 let Some(next) = r.version.checked_add(1) else {
                     self.counters.dropped.bad_record += 1;
                     return;
                 };
                 self.own.version = next;
-                self.records.put_own(self.own.clone());
-                self.own_dirty = true;
-                self.settle_dirty = true;
             }
+            self.records.put_own(self.own.clone());
+            self.own_dirty = true;
+            self.settle_dirty = true;
             return;
         }
         match self.records.merge(r) {
@@ -751,6 +773,41 @@ impl NodeState {
             }
         }
         self.bump_own();
+        Ok(())
+    }
+
+    /// This node's own record (origin, version, entries), e.g. to persist it.
+    pub fn own_record(&self) -> &RecordWire {
+        &self.own
+    }
+
+    /// Restores this node's own record from durable storage after a restart, so a node
+    /// that comes back with the same id resumes its version and its writes instead of
+    /// superseding them with an empty record. Validated like a record from the network
+    /// (origin must be ours, entries sorted, finite, within the topology); on error nothing
+    /// changes.
+    pub fn restore_own(&mut self, record: RecordWire) -> Result<(), MeshError> {
+        if record.origin != self.id {
+            return Err(MeshError::Config {
+                what: "restored record",
+                why: format!("origin {} is not this node ({})", record.origin, self.id),
+            });
+        }
+        crate::p2p::protocol::validate_record(&record).map_err(|e| MeshError::Config {
+            what: "restored record",
+            why: e.to_string(),
+        })?;
+        if !self.reconciler.fits(&record) {
+            return Err(MeshError::Topology(
+                "the restored record names vertices or edges outside the topology".into(),
+            ));
+        }
+        // Keep whichever version is higher: the saved one, or this incarnation's base.
+        let version = record.version.max(self.own.version);
+        self.own = RecordWire { version, ..record };
+        self.records.put_own(self.own.clone());
+        self.own_dirty = true;
+        self.settle_dirty = true;
         Ok(())
     }
 

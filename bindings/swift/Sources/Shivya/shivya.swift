@@ -1601,6 +1601,12 @@ public struct ShivyaConfig: Equatable, Hashable {
      * Keep only the gradient part when settling.
      */
     public var gradientOnly: Bool
+    /**
+     * This run's versions start at `incarnation << 20` (at most 2^44 − 1); pass something
+     * that grows across restarts (wall-clock milliseconds) when a node may restart without
+     * its state.
+     */
+    public var incarnation: UInt64
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -1631,7 +1637,12 @@ public struct ShivyaConfig: Equatable, Hashable {
          */edges: [Edge], 
         /**
          * Keep only the gradient part when settling.
-         */gradientOnly: Bool) {
+         */gradientOnly: Bool, 
+        /**
+         * This run's versions start at `incarnation << 20` (at most 2^44 − 1); pass something
+         * that grows across restarts (wall-clock milliseconds) when a node may restart without
+         * its state.
+         */incarnation: UInt64) {
         self.listen = listen
         self.bootstrap = bootstrap
         self.seed = seed
@@ -1641,6 +1652,7 @@ public struct ShivyaConfig: Equatable, Hashable {
         self.nVertices = nVertices
         self.edges = edges
         self.gradientOnly = gradientOnly
+        self.incarnation = incarnation
     }
 
     
@@ -1667,7 +1679,8 @@ public struct FfiConverterTypeShivyaConfig: FfiConverterRustBuffer {
                 cgTolerance: FfiConverterDouble.read(from: &buf), 
                 nVertices: FfiConverterUInt32.read(from: &buf), 
                 edges: FfiConverterSequenceTypeEdge.read(from: &buf), 
-                gradientOnly: FfiConverterBool.read(from: &buf)
+                gradientOnly: FfiConverterBool.read(from: &buf), 
+                incarnation: FfiConverterUInt64.read(from: &buf)
         )
     }
 
@@ -1681,6 +1694,7 @@ public struct FfiConverterTypeShivyaConfig: FfiConverterRustBuffer {
         FfiConverterUInt32.write(value.nVertices, into: &buf)
         FfiConverterSequenceTypeEdge.write(value.edges, into: &buf)
         FfiConverterBool.write(value.gradientOnly, into: &buf)
+        FfiConverterUInt64.write(value.incarnation, into: &buf)
     }
 }
 

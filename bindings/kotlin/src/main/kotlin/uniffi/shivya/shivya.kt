@@ -2494,6 +2494,13 @@ data class ShivyaConfig (
      * Keep only the gradient part when settling.
      */
     var `gradientOnly`: kotlin.Boolean
+    , 
+    /**
+     * This run's versions start at `incarnation << 20` (at most 2^44 − 1); pass something
+     * that grows across restarts (wall-clock milliseconds) when a node may restart without
+     * its state.
+     */
+    var `incarnation`: kotlin.ULong
     
 ){
     
@@ -2519,6 +2526,7 @@ public object FfiConverterTypeShivyaConfig: FfiConverterRustBuffer<ShivyaConfig>
             FfiConverterUInt.read(buf),
             FfiConverterSequenceTypeEdge.read(buf),
             FfiConverterBoolean.read(buf),
+            FfiConverterULong.read(buf),
         )
     }
 
@@ -2531,7 +2539,8 @@ public object FfiConverterTypeShivyaConfig: FfiConverterRustBuffer<ShivyaConfig>
             FfiConverterDouble.allocationSize(value.`cgTolerance`) +
             FfiConverterUInt.allocationSize(value.`nVertices`) +
             FfiConverterSequenceTypeEdge.allocationSize(value.`edges`) +
-            FfiConverterBoolean.allocationSize(value.`gradientOnly`)
+            FfiConverterBoolean.allocationSize(value.`gradientOnly`) +
+            FfiConverterULong.allocationSize(value.`incarnation`)
     )
 
     override fun write(value: ShivyaConfig, buf: ByteBuffer) {
@@ -2544,6 +2553,7 @@ public object FfiConverterTypeShivyaConfig: FfiConverterRustBuffer<ShivyaConfig>
             FfiConverterUInt.write(value.`nVertices`, buf)
             FfiConverterSequenceTypeEdge.write(value.`edges`, buf)
             FfiConverterBoolean.write(value.`gradientOnly`, buf)
+            FfiConverterULong.write(value.`incarnation`, buf)
     }
 }
 
