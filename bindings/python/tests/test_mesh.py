@@ -186,3 +186,29 @@ def test_a_thousand_scenarios_do_not_leak():
     print(f"1000 scenarios: RSS grew {growth_rss} KiB, Python heap {growth_py} bytes")
     assert growth_rss < 8 * 1024, f"RSS grew {growth_rss} KiB"
     assert growth_py < 256 * 1024, f"Python heap grew {growth_py} bytes"
+
+
+def three_node_scenario(seed):
+    nodes = make_nodes(3, seed=seed)
+    try:
+        for i, n in enumerate(nodes):
+            n.record_queue_len(i, float(i + 1))
+        run_until(nodes, lambda: all(n.status().records == 3 and n.status().peers >= 2 for n in nodes)
+                  and same_routes(nodes))
+    finally:
+        for n in nodes:
+            n.close()
+
+
+def test_the_three_node_scenario_a_thousand_times_keeps_rss_stable():
+    for i in range(20):
+        three_node_scenario(50_000 + 3 * i)
+    base = rss_kib()
+    t0 = time.time()
+    checkpoints = []
+    for i in range(1000):
+        three_node_scenario(60_000 + 3 * i)
+        if i % 250 == 249:
+            checkpoints.append(rss_kib() - base)
+    print(f"1000 three-node scenarios in {time.time() - t0:.1f} s; RSS growth at 250/500/750/1000: {checkpoints} KiB")
+    assert checkpoints[-1] < 8 * 1024, checkpoints
