@@ -297,6 +297,15 @@ enum shivya_status shivya_config_set_incarnation(struct shivya_config *config,
                                                  uint64_t incarnation);
 
 /**
+ * Sets the mesh key (`len` ≥ 16 bytes, copied): every datagram then carries an
+ * HMAC-SHA-256 tag and datagrams without a valid one are dropped. All members of a mesh
+ * must use the same key. `key` NULL with `len` 0 turns authentication off.
+ */
+enum shivya_status shivya_config_set_auth_key(struct shivya_config *config,
+                                              const uint8_t *key,
+                                              size_t len);
+
+/**
  * Sets the period of the layer stack in milliseconds (> 0).
  */
 enum shivya_status shivya_config_set_step_interval_ms(struct shivya_config *config, uint64_t ms);

@@ -246,3 +246,66 @@ fn host_time_going_backwards_or_jumping_or_stalling_is_harmless() {
         "the stalled node rejoined"
     );
 }
+
+#[test]
+fn a_keyed_mesh_converges_and_ignores_frames_without_the_key() {
+    use shivya_core::mesh::MeshKey;
+    use shivya_core::p2p::protocol::RecordWire;
+    use shivya_core::p2p::{Body, Frame};
+    let key = MeshKey::new(b"correct horse battery staple").unwrap();
+    let (n, vertices) = (8, 3);
+    let mut sim = Sim::new(n, 51, NetConfig::default(), |i| NodeConfig {
+        auth_key: Some(key.clone()),
+        ..config(i, vertices)
+    });
+    sim.run_until(3_000);
+    for i in 0..n {
+        write_load(&mut sim, i, 0, vertices);
+    }
+    sim.run_until(6_000);
+    let reference = sim.flow_bits(0);
+    for i in 1..n {
+        assert_eq!(sim.flow_bits(i), reference, "keyed node {i} diverged");
+        assert!(sim.nodes[i].status().peers >= 1);
+    }
+    // A forger without the key claims node 1's origin at a huge version, and PINGs.
+    let victim = sim.nodes[1].id();
+    let forged = RecordWire {
+        origin: victim,
+        version: 1 << 60,
+        queue: vec![(0, 1e6)],
+        offload: vec![],
+    };
+    let mut forged_frame = Frame::new(0, victim, Body::Delta(forged)).encode().unwrap();
+    let wrong = shivya_core::p2p::auth::AuthKey::new(b"not the mesh key at all");
+    let tag = wrong.tag(&forged_frame);
+    let ping = Frame::new(9, shivya_core::p2p::NodeId::from_seed(4242), Body::Ping)
+        .encode()
+        .unwrap();
+    let now = sim.now;
+    for i in 0..n {
+        sim.nodes[i].handle_datagram(common::addr_of(200), &forged_frame, now);
+        sim.nodes[i].handle_datagram(common::addr_of(200), &ping, now);
+    }
+    forged_frame.extend_from_slice(&tag);
+    for i in 0..n {
+        sim.nodes[i].handle_datagram(common::addr_of(200), &forged_frame, now);
+    }
+    sim.run_until(8_000);
+    for i in 0..n {
+        let s = sim.nodes[i].status();
+        assert_eq!(s.counters.dropped.bad_auth, 3, "node {i}");
+        assert!(
+            sim.nodes[i].records().version(&victim) < 1 << 60,
+            "node {i} accepted the forgery"
+        );
+        assert!(sim.nodes[i]
+            .kademlia()
+            .table()
+            .find_addr(&common::addr_of(200))
+            .is_none());
+    }
+    assert_eq!(sim.flow_bits(3), reference);
+    // A node without the key cannot join.
+    assert!(MeshKey::new(b"short").is_err());
+}

@@ -150,6 +150,8 @@ pub struct ShivyaConfig {
     /// that grows across restarts (wall-clock milliseconds) when a node may restart without
     /// its state.
     pub incarnation: u64,
+    /// Shared mesh key (≥ 16 bytes) for HMAC-authenticated frames; `None` = off.
+    pub auth_key: Option<Vec<u8>>,
 }
 
 /// The default settings (127.0.0.1:0, seed 1, step 100 ms, K 4, 4 vertices, complete).
@@ -167,6 +169,7 @@ pub fn default_config() -> ShivyaConfig {
         edges: Vec::new(),
         gradient_only: false,
         incarnation: 0,
+        auth_key: None,
     }
 }
 
@@ -195,6 +198,10 @@ impl TryFrom<&ShivyaConfig> for NodeConfig {
             WorkloadTopology::new(c.n_vertices, &pairs)?
         };
         n.incarnation = c.incarnation;
+        n.auth_key = match &c.auth_key {
+            Some(k) => Some(shivya_core::mesh::MeshKey::new(k)?),
+            None => None,
+        };
         n.settle_mode = if c.gradient_only {
             SettleMode::GradientOnly
         } else {

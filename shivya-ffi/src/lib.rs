@@ -204,6 +204,27 @@ pub extern "C" fn shivya_config_set_incarnation(
     })
 }
 
+/// Sets the mesh key (`len` ≥ 16 bytes, copied): every datagram then carries an
+/// HMAC-SHA-256 tag and datagrams without a valid one are dropped. All members of a mesh
+/// must use the same key. `key` NULL with `len` 0 turns authentication off.
+#[no_mangle]
+pub extern "C" fn shivya_config_set_auth_key(
+    config: *mut shivya_config,
+    key: *const u8,
+    len: usize,
+) -> shivya_status {
+    guard(|| {
+        // SAFETY: as above; `key` holds `len` bytes.
+        let (c, k) = unsafe { (try_mut(config, "config")?, try_slice(key, len, "key")?) };
+        c.inner.auth_key = if k.is_empty() {
+            None
+        } else {
+            Some(shivya_core::mesh::MeshKey::new(k)?)
+        };
+        Ok(())
+    })
+}
+
 /// Sets the period of the layer stack in milliseconds (> 0).
 #[no_mangle]
 pub extern "C" fn shivya_config_set_step_interval_ms(

@@ -94,6 +94,10 @@ pub struct RunArgs {
     /// at start), so a restart with the same address resumes it.
     #[arg(long)]
     pub state_file: Option<PathBuf>,
+    /// File holding the shared mesh key (>= 16 bytes): frames are then authenticated with
+    /// HMAC-SHA-256 and unauthenticated ones dropped.
+    #[arg(long)]
+    pub auth_key_file: Option<PathBuf>,
 }
 
 fn one_line(e: &dyn std::fmt::Display) -> String {

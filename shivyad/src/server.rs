@@ -310,6 +310,16 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
             .map_or(0, |d| d.as_millis() as u64),
         ..NodeConfig::default()
     };
+    let mut config = config;
+    if let Some(p) = &args.auth_key_file {
+        let bytes = std::fs::read(p)
+            .map_err(|e| fail(format!("cannot read key file {}: {e}", p.display())))?;
+        let trimmed = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+        config.auth_key = Some(
+            shivya_core::mesh::MeshKey::new(trimmed)
+                .map_err(|e| fail(format!("key file {}: {e}", p.display())))?,
+        );
+    }
     let start = Instant::now();
     let restored = match &args.state_file {
         Some(p) => crate::state_file::load(p).map_err(fail)?,

@@ -213,6 +213,11 @@ static void test_bad_input_is_rejected_and_the_node_stays_usable(void) {
     const uint32_t far_edge[2] = {0, 5};
     CHECK_ERR(shivya_config_set_topology(c, 3, far_edge, 1), BAD);   /* out of range */
     CHECK_ERR(shivya_config_set_topology(c, 3, far_edge, SIZE_MAX), BAD); /* overflow */
+    CHECK_ERR(shivya_config_set_auth_key(c, (const uint8_t *)"short", 5), BAD);
+    CHECK_ERR(shivya_config_set_auth_key(c, NULL, 16), BAD);
+    CHECK_ERR(shivya_config_set_incarnation(c, UINT64_MAX), BAD);
+    CHECK(shivya_config_set_auth_key(c, (const uint8_t *)"a mesh key of 24 bytes!!", 24) == SHIVYA_OK);
+    CHECK(shivya_config_set_auth_key(c, NULL, 0) == SHIVYA_OK);
     shivya_config_free(c);
 
     /* Nothing stored was lost: the node still works and its state is unchanged. */

@@ -75,6 +75,7 @@ type Config struct {
 	Edges          [][2]uint32 // its edges; empty means every pair connected
 	GradientOnly   bool        // settle keeps only the gradient part
 	Incarnation    uint64      // versions start at Incarnation<<20; use wall-clock ms when restarting without state
+	AuthKey        []byte      // shared mesh key (>= 16 bytes) for authenticated frames; nil = off
 }
 
 func withCString(s string, f func(*C.char) C.enum_shivya_status) error {
@@ -137,6 +138,14 @@ func (c *Config) build() (*C.shivya_config, error) {
 	}
 	if err := check(C.shivya_config_set_incarnation(cfg, C.uint64_t(c.Incarnation))); err != nil {
 		return fail(err)
+	}
+	if len(c.AuthKey) > 0 {
+		k := C.CBytes(c.AuthKey)
+		err := check(C.shivya_config_set_auth_key(cfg, (*C.uint8_t)(k), C.size_t(len(c.AuthKey))))
+		C.free(k)
+		if err != nil {
+			return fail(err)
+		}
 	}
 	return cfg, nil
 }

@@ -1197,12 +1197,57 @@ class _UniffiFfiConverterBoolean:
     def write(cls, value, buf):
         buf.write_u8(value)
 
+class _UniffiFfiConverterBytes(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        size = buf.read_i32()
+        if size < 0:
+            raise InternalError("Unexpected negative byte string length")
+        return buf.read(size)
+
+    @staticmethod
+    def check_lower(value):
+        try:
+            memoryview(value)
+        except TypeError:
+            raise TypeError("a bytes-like object is required, not {!r}".format(type(value).__name__))
+
+    @staticmethod
+    def write(value, buf):
+        buf.write_i32(len(value))
+        buf.write(value)
+
+class _UniffiFfiConverterOptionalBytes(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        if value is not None:
+            _UniffiFfiConverterBytes.check_lower(value)
+
+    @classmethod
+    def write(cls, value, buf):
+        if value is None:
+            buf.write_u8(0)
+            return
+
+        buf.write_u8(1)
+        _UniffiFfiConverterBytes.write(value, buf)
+
+    @classmethod
+    def read(cls, buf):
+        flag = buf.read_u8()
+        if flag == 0:
+            return None
+        elif flag == 1:
+            return _UniffiFfiConverterBytes.read(buf)
+        else:
+            raise InternalError("Unexpected flag byte for optional type")
+
 @dataclass
 class ShivyaConfig:
     """
     Node settings. Defaults: see [`default_config`].
 """
-    def __init__(self, *, listen:str, bootstrap:typing.List[str], seed:int, step_interval_ms:int, k:int, cg_tolerance:float, n_vertices:int, edges:typing.List[Edge], gradient_only:bool, incarnation:int):
+    def __init__(self, *, listen:str, bootstrap:typing.List[str], seed:int, step_interval_ms:int, k:int, cg_tolerance:float, n_vertices:int, edges:typing.List[Edge], gradient_only:bool, incarnation:int, auth_key:typing.Optional[bytes]):
         self.listen = listen
         self.bootstrap = bootstrap
         self.seed = seed
@@ -1213,12 +1258,13 @@ class ShivyaConfig:
         self.edges = edges
         self.gradient_only = gradient_only
         self.incarnation = incarnation
+        self.auth_key = auth_key
         
         
 
     
     def __str__(self):
-        return "ShivyaConfig(listen={}, bootstrap={}, seed={}, step_interval_ms={}, k={}, cg_tolerance={}, n_vertices={}, edges={}, gradient_only={}, incarnation={})".format(self.listen, self.bootstrap, self.seed, self.step_interval_ms, self.k, self.cg_tolerance, self.n_vertices, self.edges, self.gradient_only, self.incarnation)
+        return "ShivyaConfig(listen={}, bootstrap={}, seed={}, step_interval_ms={}, k={}, cg_tolerance={}, n_vertices={}, edges={}, gradient_only={}, incarnation={}, auth_key={})".format(self.listen, self.bootstrap, self.seed, self.step_interval_ms, self.k, self.cg_tolerance, self.n_vertices, self.edges, self.gradient_only, self.incarnation, self.auth_key)
     def __eq__(self, other):
         if self.listen != other.listen:
             return False
@@ -1240,6 +1286,8 @@ class ShivyaConfig:
             return False
         if self.incarnation != other.incarnation:
             return False
+        if self.auth_key != other.auth_key:
+            return False
         return True
 
 class _UniffiFfiConverterTypeShivyaConfig(_UniffiConverterRustBuffer):
@@ -1256,6 +1304,7 @@ class _UniffiFfiConverterTypeShivyaConfig(_UniffiConverterRustBuffer):
             edges=_UniffiFfiConverterSequenceTypeEdge.read(buf),
             gradient_only=_UniffiFfiConverterBoolean.read(buf),
             incarnation=_UniffiFfiConverterUInt64.read(buf),
+            auth_key=_UniffiFfiConverterOptionalBytes.read(buf),
         )
 
     @staticmethod
@@ -1270,6 +1319,7 @@ class _UniffiFfiConverterTypeShivyaConfig(_UniffiConverterRustBuffer):
         _UniffiFfiConverterSequenceTypeEdge.check_lower(value.edges)
         _UniffiFfiConverterBoolean.check_lower(value.gradient_only)
         _UniffiFfiConverterUInt64.check_lower(value.incarnation)
+        _UniffiFfiConverterOptionalBytes.check_lower(value.auth_key)
 
     @staticmethod
     def write(value, buf):
@@ -1283,6 +1333,7 @@ class _UniffiFfiConverterTypeShivyaConfig(_UniffiConverterRustBuffer):
         _UniffiFfiConverterSequenceTypeEdge.write(value.edges, buf)
         _UniffiFfiConverterBoolean.write(value.gradient_only, buf)
         _UniffiFfiConverterUInt64.write(value.incarnation, buf)
+        _UniffiFfiConverterOptionalBytes.write(value.auth_key, buf)
 
 @dataclass
 class Triangle:

@@ -31,7 +31,9 @@ pub use belief::{coupling, BeliefConfig, BeliefReport, BeliefState, OBS_DIM};
 pub use node::{Node, StepOutcome, RECV_BUDGET};
 pub use proxy::WorkloadMeshProxy;
 pub use records::{DigestPage, MergeOutcome, RecordStore};
-pub use state::{Counters, DropCounters, NodeConfig, NodeState, Status, Transmit, MAX_INCARNATION};
+pub use state::{
+    Counters, DropCounters, MeshKey, NodeConfig, NodeState, Status, Transmit, MAX_INCARNATION,
+};
 pub use workload::{EdgeRecommendation, Reconciler, SettleMode, Settlement, WorkloadTopology};
 
 use crate::flux::SubstrateError;

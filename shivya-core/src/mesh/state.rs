@@ -7,6 +7,7 @@ use super::records::{MergeOutcome, RecordStore};
 use super::workload::{Reconciler, SettleMode, Settlement, WorkloadTopology};
 use super::MeshError;
 use crate::hodge::CgConfig;
+use crate::p2p::auth::AuthKey;
 use crate::p2p::protocol::{RecordWire, MAX_OFFLOAD_ENTRIES, MAX_QUEUE_ENTRIES};
 use crate::p2p::{Body, DecodeError, Frame, KadConfig, KadEvent, Kademlia, NodeId};
 use crate::rng::Rng;
@@ -60,6 +61,40 @@ pub struct NodeConfig {
     /// writes per millisecond it lived). Otherwise a restarted node can reuse a version with
     /// different content, and nodes would not converge on that origin.
     pub incarnation: u64,
+    /// A key shared by every member: when set, each datagram carries an HMAC-SHA-256 tag
+    /// and datagrams without a valid one are dropped (counted as `bad_auth`). See
+    /// docs/CONSISTENCY.md and PROTOCOL.md.
+    pub auth_key: Option<MeshKey>,
+}
+
+/// A shared mesh key (at least 16 bytes). Its bytes never appear in `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MeshKey(Vec<u8>);
+
+impl MeshKey {
+    /// Shortest key accepted, in bytes.
+    pub const MIN_LEN: usize = 16;
+
+    /// A key; refused when shorter than [`MeshKey::MIN_LEN`].
+    pub fn new(bytes: &[u8]) -> Result<MeshKey, MeshError> {
+        if bytes.len() < Self::MIN_LEN {
+            return Err(MeshError::Config {
+                what: "auth_key",
+                why: format!(
+                    "{} bytes is too short; use at least {}",
+                    bytes.len(),
+                    Self::MIN_LEN
+                ),
+            });
+        }
+        Ok(MeshKey(bytes.to_vec()))
+    }
+}
+
+impl std::fmt::Debug for MeshKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MeshKey({} bytes)", self.0.len())
+    }
 }
 
 impl Default for NodeConfig {
@@ -82,6 +117,7 @@ impl Default for NodeConfig {
             cg: CgConfig::default(),
             belief: BeliefConfig::default(),
             incarnation: 0,
+            auth_key: None,
         }
     }
 }
@@ -180,6 +216,8 @@ pub struct DropCounters {
     pub beliefs_full: u64,
     /// To or from a blocked address (counted by the transport driver).
     pub blocked: u64,
+    /// Without a valid authentication tag (keyed meshes only).
+    pub bad_auth: u64,
 }
 
 impl DropCounters {
@@ -199,6 +237,7 @@ impl DropCounters {
             + self.records_full
             + self.beliefs_full
             + self.blocked
+            + self.bad_auth
     }
 
     fn count_decode(&mut self, e: &DecodeError) {
@@ -287,6 +326,7 @@ pub struct NodeState {
     belief: BeliefState,
     observation: [f64; OBS_DIM],
     observation_set: bool,
+    auth: Option<AuthKey>,
     rng: Rng,
     outbox: VecDeque<(SocketAddr, Frame)>,
     events: VecDeque<KadEvent>,
@@ -325,6 +365,7 @@ impl NodeState {
             belief,
             observation: [0.0; OBS_DIM],
             observation_set: false,
+            auth: config.auth_key.as_ref().map(|k| AuthKey::new(&k.0)),
             rng: Rng::new(config.seed ^ 0x6d65_7368),
             outbox: VecDeque::new(),
             events: VecDeque::new(),
@@ -389,6 +430,17 @@ impl NodeState {
         let now_ms = self.clock(now_ms);
         self.counters.frames_in += 1;
         self.counters.bytes_in += bytes.len() as u64;
+        let bytes = match &self.auth {
+            None => bytes,
+            Some(key) => match key.verify(bytes) {
+                Some(frame) => frame,
+                None => {
+                    self.counters.dropped.bad_auth += 1;
+                    tracing::debug!(peer = %from, reason = "bad_auth", "dropped frame");
+                    return;
+                }
+            },
+        };
         let frame = match Frame::decode(bytes) {
             Ok(f) => f,
             Err(e) => {
@@ -649,7 +701,11 @@ impl NodeState {
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         while let Some((destination, frame)) = self.outbox.pop_front() {
             match frame.encode() {
-                Ok(payload) => {
+                Ok(mut payload) => {
+                    if let Some(key) = &self.auth {
+                        let tag = key.tag(&payload);
+                        payload.extend_from_slice(&tag);
+                    }
                     self.counters.frames_out += 1;
                     self.counters.bytes_out += payload.len() as u64;
                     return Some(Transmit {

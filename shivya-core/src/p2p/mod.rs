@@ -11,6 +11,7 @@
 //! * [`protocol`]: fixed-layout big-endian frames ≤ 1200 bytes; decoding is total.
 //! * [`DhtStore`]: bounded values under 160-bit keys, for STORE and FIND_VALUE.
 
+pub mod auth;
 mod id;
 mod kad;
 pub mod protocol;

@@ -596,6 +596,24 @@ fileprivate struct FfiConverterString: FfiConverter {
     }
 }
 
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterData: FfiConverterRustBuffer {
+    typealias SwiftType = Data
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Data {
+        let len: Int32 = try readInt(&buf)
+        return Data(try readBytes(&buf, count: Int(len)))
+    }
+
+    public static func write(_ value: Data, into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        writeBytes(&buf, value)
+    }
+}
+
 
 
 
@@ -1607,6 +1625,10 @@ public struct ShivyaConfig: Equatable, Hashable {
      * its state.
      */
     public var incarnation: UInt64
+    /**
+     * Shared mesh key (≥ 16 bytes) for HMAC-authenticated frames; `None` = off.
+     */
+    public var authKey: Data?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -1642,7 +1664,10 @@ public struct ShivyaConfig: Equatable, Hashable {
          * This run's versions start at `incarnation << 20` (at most 2^44 − 1); pass something
          * that grows across restarts (wall-clock milliseconds) when a node may restart without
          * its state.
-         */incarnation: UInt64) {
+         */incarnation: UInt64, 
+        /**
+         * Shared mesh key (≥ 16 bytes) for HMAC-authenticated frames; `None` = off.
+         */authKey: Data?) {
         self.listen = listen
         self.bootstrap = bootstrap
         self.seed = seed
@@ -1653,6 +1678,7 @@ public struct ShivyaConfig: Equatable, Hashable {
         self.edges = edges
         self.gradientOnly = gradientOnly
         self.incarnation = incarnation
+        self.authKey = authKey
     }
 
     
@@ -1680,7 +1706,8 @@ public struct FfiConverterTypeShivyaConfig: FfiConverterRustBuffer {
                 nVertices: FfiConverterUInt32.read(from: &buf), 
                 edges: FfiConverterSequenceTypeEdge.read(from: &buf), 
                 gradientOnly: FfiConverterBool.read(from: &buf), 
-                incarnation: FfiConverterUInt64.read(from: &buf)
+                incarnation: FfiConverterUInt64.read(from: &buf), 
+                authKey: FfiConverterOptionData.read(from: &buf)
         )
     }
 
@@ -1695,6 +1722,7 @@ public struct FfiConverterTypeShivyaConfig: FfiConverterRustBuffer {
         FfiConverterSequenceTypeEdge.write(value.edges, into: &buf)
         FfiConverterBool.write(value.gradientOnly, into: &buf)
         FfiConverterUInt64.write(value.incarnation, into: &buf)
+        FfiConverterOptionData.write(value.authKey, into: &buf)
     }
 }
 
@@ -1953,6 +1981,30 @@ public func FfiConverterTypeShivyaError_lift(_ buf: RustBuffer) throws -> Shivya
 #endif
 public func FfiConverterTypeShivyaError_lower(_ value: ShivyaError) -> RustBuffer {
     return FfiConverterTypeShivyaError.lower(value)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionData: FfiConverterRustBuffer {
+    typealias SwiftType = Data?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterData.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterData.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
 }
 
 #if swift(>=5.8)

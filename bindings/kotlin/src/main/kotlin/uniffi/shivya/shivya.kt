@@ -1277,6 +1277,25 @@ public object FfiConverterString: FfiConverter<String, RustBuffer.ByValue> {
     }
 }
 
+/**
+ * @suppress
+ */
+public object FfiConverterByteArray: FfiConverterRustBuffer<ByteArray> {
+    override fun read(buf: ByteBuffer): ByteArray {
+        val len = buf.getInt()
+        val byteArr = ByteArray(len)
+        buf.get(byteArr)
+        return byteArr
+    }
+    override fun allocationSize(value: ByteArray): ULong {
+        return 4UL + value.size.toULong()
+    }
+    override fun write(value: ByteArray, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        buf.put(value)
+    }
+}
+
 
 // This template implements a class for working with a Rust struct via a handle
 // to the live Rust struct on the other side of the FFI.
@@ -2501,6 +2520,11 @@ data class ShivyaConfig (
      * its state.
      */
     var `incarnation`: kotlin.ULong
+    , 
+    /**
+     * Shared mesh key (≥ 16 bytes) for HMAC-authenticated frames; `None` = off.
+     */
+    var `authKey`: kotlin.ByteArray?
     
 ){
     
@@ -2527,6 +2551,7 @@ public object FfiConverterTypeShivyaConfig: FfiConverterRustBuffer<ShivyaConfig>
             FfiConverterSequenceTypeEdge.read(buf),
             FfiConverterBoolean.read(buf),
             FfiConverterULong.read(buf),
+            FfiConverterOptionalByteArray.read(buf),
         )
     }
 
@@ -2540,7 +2565,8 @@ public object FfiConverterTypeShivyaConfig: FfiConverterRustBuffer<ShivyaConfig>
             FfiConverterUInt.allocationSize(value.`nVertices`) +
             FfiConverterSequenceTypeEdge.allocationSize(value.`edges`) +
             FfiConverterBoolean.allocationSize(value.`gradientOnly`) +
-            FfiConverterULong.allocationSize(value.`incarnation`)
+            FfiConverterULong.allocationSize(value.`incarnation`) +
+            FfiConverterOptionalByteArray.allocationSize(value.`authKey`)
     )
 
     override fun write(value: ShivyaConfig, buf: ByteBuffer) {
@@ -2554,6 +2580,7 @@ public object FfiConverterTypeShivyaConfig: FfiConverterRustBuffer<ShivyaConfig>
             FfiConverterSequenceTypeEdge.write(value.`edges`, buf)
             FfiConverterBoolean.write(value.`gradientOnly`, buf)
             FfiConverterULong.write(value.`incarnation`, buf)
+            FfiConverterOptionalByteArray.write(value.`authKey`, buf)
     }
 }
 
@@ -2733,6 +2760,38 @@ public object FfiConverterTypeShivyaError : FfiConverterRustBuffer<ShivyaExcepti
         }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
     }
 
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalByteArray: FfiConverterRustBuffer<kotlin.ByteArray?> {
+    override fun read(buf: ByteBuffer): kotlin.ByteArray? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterByteArray.read(buf)
+    }
+
+    override fun allocationSize(value: kotlin.ByteArray?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterByteArray.allocationSize(value)
+        }
+    }
+
+    override fun write(value: kotlin.ByteArray?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterByteArray.write(value, buf)
+        }
+    }
 }
 
 
