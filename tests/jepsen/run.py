@@ -7,7 +7,11 @@ has converged, check.py verifies: every acknowledged write is present everywhere
 latest one per node and vertex), all nodes report identical routes and queues, and no
 daemon panicked. History, nemesis log and final states are saved under target/jepsen/.
 
-    python3 tests/jepsen/run.py [--seconds 20] [--seed 1]
+    python3 tests/jepsen/run.py [--seconds 20] [--seed 1] [--netns]
+
+With --netns (root, and `ip netns` available) each daemon runs in its own network
+namespace on 10.77.0.0/24, joined by veth pairs to a bridge, and the nemesis can also take
+a node's link down: partitions happen in the kernel's network, not only in the library.
 """
 import argparse
 import json
@@ -52,10 +56,45 @@ def ask(sock_path, line, timeout=1.0):
         s.close()
 
 
+def sh(*cmd):
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+class Netns:
+    """N namespaces joined by veth pairs to one bridge in the root namespace."""
+
+    def __init__(self, tag):
+        self.tag = tag
+        self.bridge = f"shv{tag}br"
+        self.ns = [f"shv{tag}n{i}" for i in range(N)]
+        self.veth = [f"shv{tag}v{i}" for i in range(N)]
+        self.ips = [f"10.77.0.{i + 1}" for i in range(N)]
+        sh("ip", "link", "add", self.bridge, "type", "bridge")
+        sh("ip", "link", "set", self.bridge, "up")
+        for i in range(N):
+            sh("ip", "netns", "add", self.ns[i])
+            sh("ip", "link", "add", self.veth[i], "type", "veth", "peer", "name", "eth0", "netns", self.ns[i])
+            sh("ip", "link", "set", self.veth[i], "master", self.bridge)
+            sh("ip", "link", "set", self.veth[i], "up")
+            sh("ip", "netns", "exec", self.ns[i], "ip", "addr", "add", self.ips[i] + "/24", "dev", "eth0")
+            sh("ip", "netns", "exec", self.ns[i], "ip", "link", "set", "eth0", "up")
+            sh("ip", "netns", "exec", self.ns[i], "ip", "link", "set", "lo", "up")
+
+    def link(self, i, up):
+        sh("ip", "link", "set", self.veth[i], "up" if up else "down")
+
+    def close(self):
+        for i in range(N):
+            subprocess.run(["ip", "netns", "del", self.ns[i]], stderr=subprocess.DEVNULL)
+            subprocess.run(["ip", "link", "del", self.veth[i]], stderr=subprocess.DEVNULL)
+        subprocess.run(["ip", "link", "del", self.bridge], stderr=subprocess.DEVNULL)
+
+
 class Cluster:
-    def __init__(self, out):
+    def __init__(self, out, netns=None):
         self.out = out
-        self.ports = free_udp_ports(N)
+        self.netns = netns
+        self.ports = [7400 + i for i in range(N)] if netns else free_udp_ports(N)
         self.procs = [None] * N
         self.lock = threading.Lock()
         for i in range(N):
@@ -65,10 +104,13 @@ class Cluster:
         return os.path.join(self.out, f"n{i}.sock")
 
     def addr(self, i):
-        return f"127.0.0.1:{self.ports[i]}"
+        host = self.netns.ips[i] if self.netns else "127.0.0.1"
+        return f"{host}:{self.ports[i]}"
 
     def start(self, i):
-        args = [BIN, "--port", str(self.ports[i]), "--vertices", str(VERTICES), "--vertex", str(i),
+        prefix = ["ip", "netns", "exec", self.netns.ns[i]] if self.netns else []
+        bind = ["--bind", self.netns.ips[i]] if self.netns else []
+        args = prefix + [BIN, "--port", str(self.ports[i])] + bind + ["--vertices", str(VERTICES), "--vertex", str(i),
                 "--no-host-load", "--interval-ms", "200", "--log-level", "warn",
                 "--socket", self.sock(i), "--state-file", os.path.join(self.out, f"n{i}.state")]
         for j in range(N):
@@ -93,6 +135,9 @@ class Cluster:
                 pass
 
     def heal(self):
+        if self.netns:
+            for i in range(N):
+                self.netns.link(i, True)
         for a in range(N):
             for b in range(N):
                 if a != b:
@@ -132,7 +177,8 @@ def writer(cl, rng, stop, history):
 
 def nemesis(cl, rng, stop, log):
     while not stop.wait(1.0):
-        action = rng.choice(["partition", "isolate", "heal", "kill"])
+        actions = ["partition", "isolate", "heal", "kill"] + (["link-down"] if cl.netns else [])
+        action = rng.choice(actions)
         t = time.time()
         if action == "partition":
             group = set(rng.sample(range(N), rng.randrange(1, N)))
@@ -150,6 +196,11 @@ def nemesis(cl, rng, stop, log):
                     cl.block(x, b)
                     cl.block(b, x)
             log.append({"t": t, "action": "isolate", "node": x})
+        elif action == "link-down":
+            x = rng.randrange(N)
+            cl.heal()
+            cl.netns.link(x, False)
+            log.append({"t": t, "action": "link-down", "node": x})
         elif action == "heal":
             cl.heal()
             log.append({"t": t, "action": "heal"})
@@ -185,11 +236,18 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--netns", action="store_true")
     a = ap.parse_args()
     out = os.path.join(ROOT, "target", "jepsen", time.strftime("%Y%m%d-%H%M%S"))
     os.makedirs(out, exist_ok=True)
     rng = random.Random(a.seed)
-    cl = Cluster(out)
+    netns = Netns(str(os.getpid() % 10000)) if a.netns else None
+    try:
+        cl = Cluster(out, netns)
+    except Exception:
+        if netns:
+            netns.close()
+        raise
     history, log = [], []
     stop = threading.Event()
     try:
@@ -234,6 +292,8 @@ def main():
             final[i] = {"status": ask(cl.sock(i), "status"), "records": ask(cl.sock(i), "records")}
     finally:
         cl.stop()
+        if netns:
+            netns.close()
     with open(os.path.join(out, "history.jsonl"), "w") as f:
         for e in history:
             f.write(json.dumps(e) + "\n")
@@ -242,7 +302,7 @@ def main():
             f.write(json.dumps(e) + "\n")
     with open(os.path.join(out, "final.json"), "w") as f:
         json.dump(final, f, indent=1)
-    print(f"run saved in {out}: {len(history)} writes attempted, "
+    print(f"run saved in {out}{' (network namespaces)' if netns else ''}: {len(history)} writes attempted, "
           f"{sum(e['ok'] for e in history)} acknowledged, {len(log)} nemesis actions "
           f"({sum(e['action'] == 'kill' for e in log)} kills)")
     r = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "check.py"), out])
