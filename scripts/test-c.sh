@@ -30,7 +30,10 @@ gcc -std=c99 -g -pthread "${STRICT[@]}" -Iinclude tests/c/test_ffi.c -o "$out/te
 start=$(date +%s)
 valgrind --quiet --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect \
     --errors-for-leak-kinds=definite,indirect --track-origins=yes "$out/test_ffi"
-echo "valgrind run took $(( $(date +%s) - start )) s"
+gcc -std=c99 -g "${STRICT[@]}" -Iinclude examples/c/host.c -o "$out/host_static" "$lib/libshivya.a" -lpthread -ldl -lm
+valgrind --quiet --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect \
+    --errors-for-leak-kinds=definite,indirect "$out/host_static" 127.0.0.1:0 "" 1500 | tail -1
+echo "valgrind runs took $(( $(date +%s) - start )) s"
 
 say "C tests with AddressSanitizer and UndefinedBehaviorSanitizer"
 start=$(date +%s)
