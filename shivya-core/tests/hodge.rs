@@ -270,3 +270,20 @@ fn gradient_only_mode_removes_hole_circulation_too() {
         .unwrap();
     assert!(norm(&out) < 1e-12, "{out:?}");
 }
+
+#[test]
+fn enormous_finite_flows_are_refused_instead_of_overflowing() {
+    // Found by fuzzing the C ABI: values near 1e238 overflowed the CG inner products and
+    // came back as NaN. They are refused with a clear error now; 1e100 still works.
+    let c = SimplicialComplex::new(3, &[(0, 1), (0, 2), (1, 2)], &[(0, 1, 2)]).unwrap();
+    let err = c.project_curl_free(&[-3.4e238, 1.0, 2.0]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            shivya_core::hodge::HodgeError::FlowOutOfRange { index: 0, .. }
+        ),
+        "{err}"
+    );
+    let (out, _) = c.project_curl_free(&[1e100, -1e100, 1e100]).unwrap();
+    assert!(out.iter().all(|x| x.is_finite()));
+}

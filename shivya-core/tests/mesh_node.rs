@@ -42,6 +42,8 @@ fn bad_proxy_input_is_an_error_and_changes_nothing() {
         ("unknown src", n.record_offload(9, 1, 1.0)),
         ("NaN rate", n.record_offload(1, 2, f64::NAN)),
         ("negative rate", n.record_offload(1, 2, -0.5)),
+        ("absurd queue", n.record_queue_len(0, 1e16)),
+        ("absurd rate", n.record_offload(1, 2, 1e300)),
         ("observation length", n.observe(&[1.0])),
         ("observation NaN", n.observe(&[1.0, f64::NAN])),
     ];

@@ -959,6 +959,14 @@ mod tests {
             shivya_reconcile(cx, ptr::null(), out.as_mut_ptr(), 3, ptr::null_mut()),
             SHIVYA_ERR_INVALID_ARGUMENT
         );
+        // Regression (found by fuzzing): finite but enormous values overflowed the solver and
+        // came back as NaN with SHIVYA_OK; they are refused now.
+        let huge = [-3.4e238, 1.0, 2.0];
+        assert_eq!(
+            shivya_reconcile(cx, huge.as_ptr(), out.as_mut_ptr(), 3, &mut rep),
+            SHIVYA_ERR_INVALID_ARGUMENT
+        );
+        assert!(last_error().contains("refused"));
         let alias = out.as_mut_ptr();
         assert_eq!(
             shivya_reconcile(cx, alias, alias, 3, ptr::null_mut()),

@@ -292,6 +292,15 @@ impl SimplicialComplex {
                 value: flow[index],
             });
         }
+        if let Some(index) = flow
+            .iter()
+            .position(|x| x.abs() > super::MAX_FLOW_MAGNITUDE)
+        {
+            return Err(HodgeError::FlowOutOfRange {
+                index,
+                value: flow[index],
+            });
+        }
         let shape = (self.n_vertices, e, self.triangles.len());
         if ws.shape != shape {
             return Err(HodgeError::WorkspaceMismatch {

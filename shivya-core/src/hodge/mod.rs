@@ -21,6 +21,11 @@ pub use cg::{dot, norm, pcg, CgConfig, CgScratch, SolverReport};
 pub use complex::{DecompositionReport, HodgeParts, HodgeWorkspace, SimplicialComplex};
 pub use sparse::Csr;
 
+/// Largest flow magnitude the solvers accept. Inner products of flows this size on
+/// complexes of millions of edges stay far below `f64::MAX`; above it a reconcile could
+/// overflow to infinity, so it is refused with [`HodgeError::FlowOutOfRange`].
+pub const MAX_FLOW_MAGNITUDE: f64 = 1e100;
+
 use thiserror::Error;
 
 /// What can go wrong building a complex or decomposing a flow.
@@ -81,6 +86,9 @@ pub enum HodgeError {
     /// A flow entry is NaN or infinite.
     #[error("flow entry {index} is {value}; flows must be finite")]
     NonFiniteFlow { index: usize, value: f64 },
+    /// A flow entry is finite but so large that the solver's inner products would overflow.
+    #[error("flow entry {index} is {value:e}; magnitudes above {MAX_FLOW_MAGNITUDE:e} are refused (they overflow the solver)")]
+    FlowOutOfRange { index: usize, value: f64 },
     /// The workspace was made for a different complex.
     #[error("workspace shaped (V, E, T) = {workspace:?} used with a complex shaped {complex:?}")]
     WorkspaceMismatch {

@@ -77,8 +77,9 @@ pub enum MeshError {
         /// The vertex.
         vertex: u32,
     },
-    /// A NaN, infinite or negative number where a finite non-negative one is needed.
-    #[error("{what} = {value} is invalid: must be finite and non-negative")]
+    /// A NaN, infinite, negative or absurdly large number (above 1e15) where a load value
+    /// is needed.
+    #[error("{what} = {value} is invalid: must be finite, non-negative and at most 1e15")]
     BadValue {
         /// Which input.
         what: &'static str,

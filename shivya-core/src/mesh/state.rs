@@ -760,7 +760,7 @@ impl NodeState {
         if vertex >= n {
             return Err(MeshError::UnknownVertex { vertex, n });
         }
-        if !(q >= 0.0 && q.is_finite()) {
+        if !(0.0..=crate::p2p::protocol::MAX_RECORD_VALUE).contains(&q) {
             return Err(MeshError::BadValue {
                 what: "queue length",
                 value: q,
@@ -802,7 +802,7 @@ impl NodeState {
         if self.config.topology.edge_index(src, dst).is_none() {
             return Err(MeshError::UnknownEdge { src, dst });
         }
-        if !(rate >= 0.0 && rate.is_finite()) {
+        if !(0.0..=crate::p2p::protocol::MAX_RECORD_VALUE).contains(&rate) {
             return Err(MeshError::BadValue {
                 what: "offload rate",
                 value: rate,

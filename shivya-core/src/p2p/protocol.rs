@@ -35,6 +35,9 @@ pub const MAX_DIGEST_ENTRIES: usize = 36;
 pub const MAX_QUEUE_ENTRIES: usize = 48;
 /// Most offload entries in one record.
 pub const MAX_OFFLOAD_ENTRIES: usize = 32;
+/// Largest queue length or offload rate a record may carry. Sums over every record the
+/// mesh can hold stay many orders of magnitude inside what the reconciler accepts.
+pub const MAX_RECORD_VALUE: f64 = 1e15;
 /// Largest belief vector.
 pub const MAX_BELIEF_DIM: usize = 16;
 
@@ -345,7 +348,7 @@ pub fn validate_record(r: &RecordWire) -> Result<(), EncodeError> {
     check_count("queue entries", r.queue.len(), MAX_QUEUE_ENTRIES)?;
     check_count("offload entries", r.offload.len(), MAX_OFFLOAD_ENTRIES)?;
     for (k, &(v, q)) in r.queue.iter().enumerate() {
-        if !q.is_finite() || q < 0.0 {
+        if !q.is_finite() || !(0.0..=MAX_RECORD_VALUE).contains(&q) {
             return Err(EncodeError::BadValue {
                 what: "queue length",
             });
@@ -357,7 +360,7 @@ pub fn validate_record(r: &RecordWire) -> Result<(), EncodeError> {
         }
     }
     for (k, &(s, d, x)) in r.offload.iter().enumerate() {
-        if !x.is_finite() || x < 0.0 || s == d {
+        if !x.is_finite() || !(0.0..=MAX_RECORD_VALUE).contains(&x) || s == d {
             return Err(EncodeError::BadValue {
                 what: "offload entry",
             });
