@@ -15,6 +15,11 @@ fi
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 python3 fuzz/make_corpus.py
 for t in decode_frame node_datagrams ffi_reconcile; do
+    if [ -d "fuzz/regressions/$t" ]; then
+        # Inputs that once crashed a target: each must now pass.
+        say "fuzz $t: replaying fuzz/regressions/$t"
+        cargo +nightly fuzz run --fuzz-dir fuzz "$t" "fuzz/regressions/$t" -- -runs=0 2>&1 | grep -E "Executed|ERROR|SUMMARY" || true
+    fi
     say "fuzz $t for $seconds s"
     cargo +nightly fuzz run --fuzz-dir fuzz "$t" "fuzz/corpus/$t" -- \
         -max_total_time="$seconds" -max_len=4096 -print_final_stats=1 2>&1 \
