@@ -464,8 +464,10 @@ size_t shivya_complex_n_edges(const struct shivya_complex *complex);
 
 /**
  * Writes the curl-free part of the edge flow `input` (length `len`, which must equal the
- * edge count; finite values) to `output` (length `len`; may not alias `input`). `report`
- * may be NULL. Repeated calls allocate nothing.
+ * edge count; finite values of magnitude ≤ 1e100) to `output` (length `len`; may not
+ * alias `input`). `report` may be NULL. Repeated calls allocate nothing. A flow whose
+ * magnitudes floating point cannot resolve gives `SHIVYA_ERR_NUMERIC`; on any error the
+ * contents of `output` are unspecified.
  */
 enum shivya_status shivya_reconcile(struct shivya_complex *complex,
                                     const double *input,

@@ -287,3 +287,58 @@ fn enormous_finite_flows_are_refused_instead_of_overflowing() {
     let (out, _) = c.project_curl_free(&[1e100, -1e100, 1e100]).unwrap();
     assert!(out.iter().all(|x| x.is_finite()));
 }
+
+#[test]
+fn a_flow_mixing_magnitudes_gives_finite_output_or_a_breakdown_error() {
+    // Found by fuzzing the C ABI: one entry near 1e86 among entries near 4e13 on a
+    // 9-vertex complex made the CG step size overflow and returned NaN. The result is now
+    // either finite or HodgeError::Breakdown, never NaN.
+    let edges = [
+        (5, 7),
+        (6, 0),
+        (4, 5),
+        (0, 4),
+        (4, 1),
+        (5, 2),
+        (2, 0),
+        (1, 0),
+        (7, 2),
+        (1, 2),
+        (0, 5),
+        (7, 4),
+        (8, 2),
+        (0, 7),
+        (0, 3),
+        (4, 8),
+        (2, 3),
+        (8, 5),
+        (6, 7),
+        (6, 2),
+        (4, 2),
+        (3, 4),
+        (1, 7),
+    ];
+    let tris = [
+        (7, 2, 1),
+        (7, 0, 5),
+        (7, 0, 2),
+        (0, 4, 7),
+        (0, 3, 4),
+        (0, 5, 4),
+        (5, 7, 4),
+    ];
+    let c = SimplicialComplex::new(9, &edges, &tris).unwrap();
+    let mut flow = vec![-41255400998277.516; 23];
+    flow[0] = -41378420228100.984;
+    flow[16] = -1.380132927512208e86;
+    for v in flow.iter_mut().skip(17) {
+        *v = 0.0;
+    }
+    match c.project_curl_free(&flow) {
+        Ok((out, _)) => assert!(out.iter().all(|x| x.is_finite())),
+        Err(e) => assert!(
+            matches!(e, shivya_core::hodge::HodgeError::Breakdown { .. }),
+            "{e}"
+        ),
+    }
+}

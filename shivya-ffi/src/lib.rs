@@ -817,8 +817,10 @@ pub extern "C" fn shivya_complex_n_edges(complex: *const shivya_complex) -> usiz
 }
 
 /// Writes the curl-free part of the edge flow `input` (length `len`, which must equal the
-/// edge count; finite values) to `output` (length `len`; may not alias `input`). `report`
-/// may be NULL. Repeated calls allocate nothing.
+/// edge count; finite values of magnitude ≤ 1e100) to `output` (length `len`; may not
+/// alias `input`). `report` may be NULL. Repeated calls allocate nothing. A flow whose
+/// magnitudes floating point cannot resolve gives `SHIVYA_ERR_NUMERIC`; on any error the
+/// contents of `output` are unspecified.
 #[no_mangle]
 pub extern "C" fn shivya_reconcile(
     complex: *mut shivya_complex,
@@ -852,7 +854,13 @@ pub extern "C" fn shivya_reconcile(
         let r = c
             .complex
             .project_curl_free_into(inp, &mut c.ws, out)
-            .map_err(|e| Error::invalid(e.to_string()))?;
+            .map_err(|e| match e {
+                shivya_core::hodge::HodgeError::Breakdown { .. } => Error {
+                    status: SHIVYA_ERR_NUMERIC,
+                    message: e.to_string(),
+                },
+                e => Error::invalid(e.to_string()),
+            })?;
         if !report.is_null() {
             let rep = shivya_solver_report {
                 iterations: r.iterations as u64,

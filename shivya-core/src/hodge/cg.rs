@@ -131,6 +131,9 @@ where
                 break 'outer;
             }
             let alpha = rz / pap;
+            if !alpha.is_finite() {
+                break 'outer;
+            }
             for i in 0..n {
                 x[i] += alpha * p[i];
                 r[i] -= alpha * ap[i];

@@ -378,6 +378,7 @@ impl SimplicialComplex {
         for i in 0..e {
             parts.harmonic[i] = flow[i] - parts.gradient[i] - parts.curl[i];
         }
+        finite(&parts.harmonic)?;
         Ok(DecompositionReport { gradient, curl })
     }
 
@@ -403,6 +404,7 @@ impl SimplicialComplex {
         for (o, x) in out.iter_mut().zip(flow) {
             *o = x - *o;
         }
+        finite(out)?;
         Ok(report)
     }
 
@@ -426,6 +428,7 @@ impl SimplicialComplex {
         self.check(flow, ws, out.len())?;
         let report = self.solve_gradient(flow, ws);
         self.d0.mul_vec(&ws.alpha, out);
+        finite(out)?;
         Ok(report)
     }
 
@@ -433,5 +436,13 @@ impl SimplicialComplex {
     /// not enforced; only differences along edges are meaningful).
     pub fn potential<'w>(&self, ws: &'w HodgeWorkspace) -> &'w [f64] {
         &ws.alpha
+    }
+}
+
+/// `Err(Breakdown)` at the first non-finite entry.
+fn finite(v: &[f64]) -> Result<(), HodgeError> {
+    match v.iter().position(|x| !x.is_finite()) {
+        Some(index) => Err(HodgeError::Breakdown { index }),
+        None => Ok(()),
     }
 }

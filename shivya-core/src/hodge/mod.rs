@@ -89,6 +89,10 @@ pub enum HodgeError {
     /// A flow entry is finite but so large that the solver's inner products would overflow.
     #[error("flow entry {index} is {value:e}; magnitudes above {MAX_FLOW_MAGNITUDE:e} are refused (they overflow the solver)")]
     FlowOutOfRange { index: usize, value: f64 },
+    /// The solve broke down (values of very different magnitudes in one flow can exhaust
+    /// floating point); nothing usable was produced. Output buffers hold unspecified values.
+    #[error("the solver broke down: output entry {index} is not finite (the flow mixes magnitudes floating point cannot resolve)")]
+    Breakdown { index: usize },
     /// The workspace was made for a different complex.
     #[error("workspace shaped (V, E, T) = {workspace:?} used with a complex shaped {complex:?}")]
     WorkspaceMismatch {
