@@ -760,7 +760,7 @@ impl NodeState {
         if vertex >= n {
             return Err(MeshError::UnknownVertex { vertex, n });
         }
-        if !(0.0..=crate::p2p::protocol::MAX_RECORD_VALUE).contains(&q) {
+        if !crate::p2p::protocol::is_record_value(q) {
             return Err(MeshError::BadValue {
                 what: "queue length",
                 value: q,
@@ -802,7 +802,7 @@ impl NodeState {
         if self.config.topology.edge_index(src, dst).is_none() {
             return Err(MeshError::UnknownEdge { src, dst });
         }
-        if !(0.0..=crate::p2p::protocol::MAX_RECORD_VALUE).contains(&rate) {
+        if !crate::p2p::protocol::is_record_value(rate) {
             return Err(MeshError::BadValue {
                 what: "offload rate",
                 value: rate,

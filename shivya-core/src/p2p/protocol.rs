@@ -38,6 +38,13 @@ pub const MAX_OFFLOAD_ENTRIES: usize = 32;
 /// Largest queue length or offload rate a record may carry. Sums over every record the
 /// mesh can hold stay many orders of magnitude inside what the reconciler accepts.
 pub const MAX_RECORD_VALUE: f64 = 1e15;
+
+/// Whether `x` may be carried as a queue length or offload rate: `0 ≤ x ≤ MAX_RECORD_VALUE`
+/// (false for NaN and infinities). The one definition of the bound, for the wire and the
+/// proxy alike.
+pub fn is_record_value(x: f64) -> bool {
+    (0.0..=MAX_RECORD_VALUE).contains(&x)
+}
 /// Largest belief vector.
 pub const MAX_BELIEF_DIM: usize = 16;
 
@@ -348,7 +355,7 @@ pub fn validate_record(r: &RecordWire) -> Result<(), EncodeError> {
     check_count("queue entries", r.queue.len(), MAX_QUEUE_ENTRIES)?;
     check_count("offload entries", r.offload.len(), MAX_OFFLOAD_ENTRIES)?;
     for (k, &(v, q)) in r.queue.iter().enumerate() {
-        if !q.is_finite() || !(0.0..=MAX_RECORD_VALUE).contains(&q) {
+        if !is_record_value(q) {
             return Err(EncodeError::BadValue {
                 what: "queue length",
             });
@@ -360,7 +367,7 @@ pub fn validate_record(r: &RecordWire) -> Result<(), EncodeError> {
         }
     }
     for (k, &(s, d, x)) in r.offload.iter().enumerate() {
-        if !x.is_finite() || !(0.0..=MAX_RECORD_VALUE).contains(&x) || s == d {
+        if !is_record_value(x) || s == d {
             return Err(EncodeError::BadValue {
                 what: "offload entry",
             });
