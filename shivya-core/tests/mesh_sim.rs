@@ -28,7 +28,7 @@ fn table_capacity(me: &NodeId, all: &[NodeId], k: usize) -> usize {
 #[test]
 fn sixty_four_nodes_bootstrap_through_one_seed_and_fill_their_tables() {
     let n = 64;
-    let mut sim = Sim::new(n, 7, NetConfig::default(), |i| config(i, 4));
+    let mut sim = Sim::new(n, 7, NetConfig::default(), |i| config(i, 4)).unwrap();
     sim.run_until(10_000);
     let ids: Vec<NodeId> = sim.nodes.iter().map(|s| s.id()).collect();
     let k = sim.nodes[0].config().kad.k;
@@ -69,7 +69,7 @@ fn partition_then_heal_gives_identical_records_and_bit_identical_flows() {
         min_delay_ms: 1,
         max_delay_ms: 20,
     };
-    let mut sim = Sim::new(n, 11, net, |i| config(i, vertices));
+    let mut sim = Sim::new(n, 11, net, |i| config(i, vertices)).unwrap();
     sim.run_until(3_000);
     for i in 0..n {
         write_load(&mut sim, i, 0, vertices);
@@ -85,8 +85,8 @@ fn partition_then_heal_gives_identical_records_and_bit_identical_flows() {
         sim.run_until(6_000 + round * 1_000);
     }
     // While cut, the two sides really disagree (otherwise the heal proves nothing).
-    let left = sim.flow_bits(0);
-    let right = sim.flow_bits(n - 1);
+    let left = sim.flow_bits(0).unwrap();
+    let right = sim.flow_bits(n - 1).unwrap();
     assert_ne!(left, right, "halves agree while partitioned");
 
     sim.heal();
@@ -97,7 +97,7 @@ fn partition_then_heal_gives_identical_records_and_bit_identical_flows() {
         .map(|r| (r.origin, r.version))
         .collect();
     assert_eq!(reference.len(), n, "every origin's record reached node 0");
-    let flow0 = sim.flow_bits(0);
+    let flow0 = sim.flow_bits(0).unwrap();
     for i in 1..n {
         let recs: Vec<(NodeId, u64)> = sim.nodes[i]
             .records()
@@ -106,7 +106,7 @@ fn partition_then_heal_gives_identical_records_and_bit_identical_flows() {
             .collect();
         assert_eq!(recs, reference, "node {i} holds different records");
         assert_eq!(
-            sim.flow_bits(i),
+            sim.flow_bits(i).unwrap(),
             flow0,
             "node {i} settled to different bits"
         );
@@ -126,7 +126,7 @@ fn chaos_loss_isolation_and_partition_still_lower_collective_free_energy() {
         min_delay_ms: 1,
         max_delay_ms: 15,
     };
-    let mut sim = Sim::new(n, 23, net, |i| config(i, vertices));
+    let mut sim = Sim::new(n, 23, net, |i| config(i, vertices)).unwrap();
     sim.run_until(2_000);
     for i in 0..n {
         write_load(&mut sim, i, 0, vertices);
@@ -163,7 +163,7 @@ fn chaos_loss_isolation_and_partition_still_lower_collective_free_energy() {
 #[test]
 fn a_leaving_node_is_dropped_from_tables_and_its_writes_stop_counting() {
     let (n, vertices) = (6, 3);
-    let mut sim = Sim::new(n, 5, NetConfig::default(), |i| config(i, vertices));
+    let mut sim = Sim::new(n, 5, NetConfig::default(), |i| config(i, vertices)).unwrap();
     sim.run_until(2_000);
     sim.nodes[3].record_queue_len(0, 50.0).unwrap();
     sim.run_until(4_000);
@@ -194,14 +194,15 @@ fn same_seeds_give_the_same_run() {
                 ..NetConfig::default()
             },
             |i| config(i, 3),
-        );
+        )
+        .unwrap();
         sim.run_until(1_000);
         for i in 0..10 {
             write_load(&mut sim, i, 0, 3);
         }
         sim.run_until(4_000);
         (0..10)
-            .map(|i| (sim.flow_bits(i), sim.nodes[i].status()))
+            .map(|i| (sim.flow_bits(i).unwrap(), sim.nodes[i].status()))
             .collect::<Vec<_>>()
     };
     assert_eq!(run(), run());
@@ -210,7 +211,7 @@ fn same_seeds_give_the_same_run() {
 #[test]
 fn host_time_going_backwards_or_jumping_or_stalling_is_harmless() {
     let (n, vertices) = (6, 3);
-    let mut sim = Sim::new(n, 41, NetConfig::default(), |i| config(i, vertices));
+    let mut sim = Sim::new(n, 41, NetConfig::default(), |i| config(i, vertices)).unwrap();
     sim.run_until(2_000);
     for i in 0..n {
         write_load(&mut sim, i, 0, vertices);
@@ -233,10 +234,10 @@ fn host_time_going_backwards_or_jumping_or_stalling_is_harmless() {
     sim.run_until(4_000 + 640_000);
     // Everyone but the node whose clock leapt to the end of time converges again.
     let live: Vec<usize> = (0..n).filter(|&i| i != 2).collect();
-    let reference = sim.flow_bits(live[0]);
+    let reference = sim.flow_bits(live[0]).unwrap();
     for &i in &live[1..] {
         assert_eq!(
-            sim.flow_bits(i),
+            sim.flow_bits(i).unwrap(),
             reference,
             "node {i} diverged after the time faults"
         );
@@ -257,15 +258,20 @@ fn a_keyed_mesh_converges_and_ignores_frames_without_the_key() {
     let mut sim = Sim::new(n, 51, NetConfig::default(), |i| NodeConfig {
         auth_key: Some(key.clone()),
         ..config(i, vertices)
-    });
+    })
+    .unwrap();
     sim.run_until(3_000);
     for i in 0..n {
         write_load(&mut sim, i, 0, vertices);
     }
     sim.run_until(6_000);
-    let reference = sim.flow_bits(0);
+    let reference = sim.flow_bits(0).unwrap();
     for i in 1..n {
-        assert_eq!(sim.flow_bits(i), reference, "keyed node {i} diverged");
+        assert_eq!(
+            sim.flow_bits(i).unwrap(),
+            reference,
+            "keyed node {i} diverged"
+        );
         assert!(sim.nodes[i].status().peers >= 1);
     }
     // A forger without the key claims node 1's origin at a huge version, and PINGs.
@@ -305,7 +311,7 @@ fn a_keyed_mesh_converges_and_ignores_frames_without_the_key() {
             .find_addr(&common::addr_of(200))
             .is_none());
     }
-    assert_eq!(sim.flow_bits(3), reference);
+    assert_eq!(sim.flow_bits(3).unwrap(), reference);
     // A node without the key cannot join.
     assert!(MeshKey::new(b"short").is_err());
 }

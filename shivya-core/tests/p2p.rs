@@ -379,6 +379,7 @@ fn sim(n: usize) -> Sim {
         topology: WorkloadTopology::complete(2),
         ..NodeConfig::default()
     })
+    .unwrap()
 }
 
 #[test]

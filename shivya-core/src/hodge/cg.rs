@@ -92,7 +92,7 @@ pub fn norm(a: &[f64]) -> f64 {
 /// if rounding has let the two drift apart, the iteration restarts from the true one
 /// (at most three times). Never panics on non-convergence: it reports it.
 pub fn pcg<F>(
-    mut apply: F,
+    apply: F,
     b: &[f64],
     inv_diag: &[f64],
     x: &mut [f64],
@@ -101,6 +101,35 @@ pub fn pcg<F>(
 ) -> SolverReport
 where
     F: FnMut(&[f64], &mut [f64]),
+{
+    pcg_with(
+        apply,
+        |r, z| {
+            for ((zi, ri), di) in z.iter_mut().zip(r).zip(inv_diag) {
+                *zi = ri * di;
+            }
+        },
+        b,
+        x,
+        s,
+        cfg,
+    )
+}
+
+/// [`pcg`] with any symmetric positive definite preconditioner: `precond(r, z)` writes
+/// `z = M⁻¹ r` (for example an incomplete Cholesky solve, see
+/// [`IncompleteCholesky`](super::IncompleteCholesky)).
+pub fn pcg_with<F, P>(
+    mut apply: F,
+    mut precond: P,
+    b: &[f64],
+    x: &mut [f64],
+    s: &mut CgScratch,
+    cfg: &CgConfig,
+) -> SolverReport
+where
+    F: FnMut(&[f64], &mut [f64]),
+    P: FnMut(&[f64], &mut [f64]),
 {
     let n = b.len();
     debug_assert_eq!(x.len(), n);
@@ -115,9 +144,7 @@ where
         if residual <= cfg.tolerance {
             break;
         }
-        for i in 0..n {
-            z[i] = r[i] * inv_diag[i];
-        }
+        precond(r, z);
         p.copy_from_slice(z);
         let mut rz = dot(r, z);
         loop {
@@ -152,9 +179,7 @@ where
                 restarts += 1;
                 continue 'outer;
             }
-            for i in 0..n {
-                z[i] = r[i] * inv_diag[i];
-            }
+            precond(r, z);
             let rz_new = dot(r, z);
             let beta = rz_new / rz;
             rz = rz_new;

@@ -256,6 +256,48 @@ impl SimplicialComplex {
         &self.d1
     }
 
+    /// The graph Laplacian `L0 = d0ᵀ d0` (vertices × vertices), assembled.
+    pub fn laplacian(&self) -> &Csr {
+        &self.l0
+    }
+
+    /// The up-Laplacian on triangles `L2 = d1 d1ᵀ`, assembled (the default solver applies
+    /// it matrix-free as `d1 (d1ᵀ v)`; stronger preconditioners and direct solvers need
+    /// the entries). Two triangles sharing an edge give one off-diagonal `±1`; the
+    /// diagonal is 3. Its size grows with the square of how many triangles share an edge.
+    pub fn up_laplacian(&self) -> Csr {
+        let t = self.triangles.len();
+        let mut acc: Vec<f64> = vec![0.0; t];
+        let mut touched: Vec<u32> = Vec::new();
+        let mut seen = vec![false; t];
+        let rows = (0..t).map(|r| {
+            for (e, s_re) in self.d1.row(r) {
+                for (other, s_oe) in self.d1t.row(e as usize) {
+                    let o = other as usize;
+                    if !seen[o] {
+                        seen[o] = true;
+                        touched.push(other);
+                    }
+                    acc[o] += s_re * s_oe;
+                }
+            }
+            touched.sort_unstable();
+            let row: Vec<(u32, f64)> = touched
+                .iter()
+                .map(|&c| (c, acc[c as usize]))
+                .filter(|&(c, v)| v != 0.0 || c as usize == r)
+                .collect();
+            for &c in &touched {
+                acc[c as usize] = 0.0;
+                seen[c as usize] = false;
+            }
+            touched.clear();
+            row
+        });
+        let rows: Vec<Vec<(u32, f64)>> = rows.collect();
+        Csr::from_sorted_rows(t, rows)
+    }
+
     /// A workspace sized for this complex, with the default solver settings.
     pub fn workspace(&self) -> HodgeWorkspace {
         let (v, e, t) = (self.n_vertices, self.edges.len(), self.triangles.len());

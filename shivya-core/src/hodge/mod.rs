@@ -15,10 +15,12 @@
 
 mod cg;
 mod complex;
+mod factor;
 mod sparse;
 
-pub use cg::{dot, norm, pcg, CgConfig, CgScratch, SolverReport};
+pub use cg::{dot, norm, pcg, pcg_with, CgConfig, CgScratch, SolverReport};
 pub use complex::{DecompositionReport, HodgeParts, HodgeWorkspace, SimplicialComplex};
+pub use factor::{rcm, FactorError, IncompleteCholesky, Ordering, SparseCholesky};
 pub use sparse::Csr;
 
 /// Largest flow magnitude the solvers accept. Inner products of flows this size on

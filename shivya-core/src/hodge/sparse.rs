@@ -84,6 +84,22 @@ impl Csr {
         self.vals.len()
     }
 
+    /// Row start offsets into [`col_idx`](Self::col_idx) and [`values`](Self::values)
+    /// (`rows() + 1` entries).
+    pub fn row_ptr(&self) -> &[usize] {
+        &self.row_ptr
+    }
+
+    /// Column of every stored entry, ascending within a row.
+    pub fn col_idx(&self) -> &[u32] {
+        &self.col_idx
+    }
+
+    /// Value of every stored entry.
+    pub fn values(&self) -> &[f64] {
+        &self.vals
+    }
+
     /// Entries of row `r` as `(column, value)` pairs.
     pub fn row(&self, r: usize) -> impl Iterator<Item = (u32, f64)> + '_ {
         let (a, b) = (self.row_ptr[r], self.row_ptr[r + 1]);

@@ -24,6 +24,7 @@ mod belief;
 mod node;
 mod proxy;
 mod records;
+pub mod sim;
 mod state;
 mod workload;
 
