@@ -150,3 +150,26 @@ fn steady_state_ensemble_steps_allocate_nothing() {
     });
     assert_eq!(n, 0);
 }
+
+#[test]
+fn idle_node_steps_allocate_nothing() {
+    use shivya_core::mesh::{Node, NodeConfig};
+    let cfg = NodeConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..NodeConfig::default()
+    };
+    let mut node = Node::bind(cfg, 0).unwrap();
+    node.step(0).unwrap();
+    let due = node.next_timeout_ms(0);
+    assert!(due > 1, "a timer is due {due} ms after the first step");
+    // A wake-up with nothing to read and no timer due: the socket is polled, nothing runs.
+    let (n, _) = allocations(|| {
+        for _ in 0..100 {
+            node.step(due - 1).unwrap();
+        }
+    });
+    assert_eq!(n, 0);
+    // The test can fail: a step with timers due does allocate (it builds frames).
+    let (busy, _) = allocations(|| node.step(due + 1_000).unwrap());
+    assert!(busy > 0);
+}

@@ -11,7 +11,7 @@ use crate::p2p::auth::AuthKey;
 use crate::p2p::protocol::{RecordWire, MAX_OFFLOAD_ENTRIES, MAX_QUEUE_ENTRIES};
 use crate::p2p::{Body, DecodeError, Frame, KadConfig, KadEvent, Kademlia, NodeId};
 use crate::rng::Rng;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 
 /// Largest [`NodeConfig::incarnation`]: versions start at `incarnation << 20` in a `u64`.
@@ -42,6 +42,13 @@ pub struct NodeConfig {
     pub max_push_per_digest: usize,
     /// Most origins held.
     pub max_records: usize,
+    /// Rounds a newly learned record is pushed on (rumour mongering, on top of the
+    /// digest anti-entropy): each round it goes to the `fanout` gossip targets, at most
+    /// `max_push_per_digest` such records per target, freshest first. `None` picks
+    /// `⌈log₂(records held + 1)⌉`, enough that a node misses a rumour with probability
+    /// about `e^(−2·fanout·log₂N)`; `Some(0)` turns it off (anti-entropy alone then needs
+    /// a full digest cycle, `records / 36` rounds, per hop).
+    pub rumor_rounds: Option<u32>,
     /// Which part of the flow `settle` keeps.
     pub settle_mode: SettleMode,
     /// Weight of the queue-length gradient in the flow.
@@ -111,6 +118,7 @@ impl Default for NodeConfig {
             fanout: 2,
             max_push_per_digest: 16,
             max_records: 4_096,
+            rumor_rounds: None,
             settle_mode: SettleMode::CurlFree,
             queue_gain: 1.0,
             min_rate: 1e-9,
@@ -333,6 +341,8 @@ pub struct NodeState {
     next_gossip_ms: u64,
     next_layer_ms: u64,
     digest_cursor: NodeId,
+    /// Records to rumour: origin → rounds left (ordered map: deterministic choice).
+    hot: BTreeMap<NodeId, u32>,
     last_settle: Option<Settlement>,
     settle_dirty: bool,
     counters: Counters,
@@ -372,6 +382,7 @@ impl NodeState {
             next_gossip_ms: now_ms,
             next_layer_ms: now_ms.saturating_add(config.step_interval_ms),
             digest_cursor: NodeId::ZERO,
+            hot: BTreeMap::new(),
             last_settle: None,
             settle_dirty: true,
             counters: Counters::default(),
@@ -559,6 +570,13 @@ impl NodeState {
             MergeOutcome::Applied => {
                 self.counters.records_merged += 1;
                 self.settle_dirty = true;
+                let rounds = self
+                    .config
+                    .rumor_rounds
+                    .unwrap_or_else(|| (usize::BITS - self.records.len().leading_zeros()).max(1));
+                if rounds > 0 {
+                    self.hot.insert(r.origin, rounds);
+                }
             }
             MergeOutcome::Stale => {}
             MergeOutcome::Full => self.counters.dropped.records_full += 1,
@@ -628,6 +646,38 @@ impl NodeState {
                 self.outbox
                     .push_back((*addr, Frame::new(0, self.id, Body::Delta(self.own.clone()))));
                 self.counters.deltas_sent += 1;
+            }
+        }
+        self.rumor(&targets);
+    }
+
+    /// Pushes the freshest rumours (most rounds left, then origin order) to `targets`.
+    fn rumor(&mut self, targets: &[(NodeId, SocketAddr)]) {
+        if self.hot.is_empty() {
+            return;
+        }
+        let mut picked: Vec<(u32, NodeId)> = self.hot.iter().map(|(o, r)| (*r, *o)).collect();
+        picked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        picked.truncate(self.config.max_push_per_digest);
+        for (left, origin) in picked {
+            match self.records.get(&origin) {
+                Some(r) => {
+                    for (peer, addr) in targets {
+                        if *peer != origin {
+                            self.outbox
+                                .push_back((*addr, Frame::new(0, self.id, Body::Delta(r.clone()))));
+                            self.counters.deltas_sent += 1;
+                        }
+                    }
+                    if left <= 1 {
+                        self.hot.remove(&origin);
+                    } else {
+                        self.hot.insert(origin, left - 1);
+                    }
+                }
+                None => {
+                    self.hot.remove(&origin);
+                }
             }
         }
     }
