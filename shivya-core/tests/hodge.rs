@@ -2,7 +2,7 @@
 
 use proptest::prelude::*;
 use shivya_core::graph::Graph;
-use shivya_core::hodge::{dot, norm, HodgeError, SimplicialComplex};
+use shivya_core::hodge::{dot, norm, HodgeError, HodgeParts, SimplicialComplex, Solver};
 use shivya_core::rng::Rng;
 
 /// A random graph on `n` vertices with edge probability `p`, random orientations, and
@@ -92,6 +92,35 @@ proptest! {
             let ip = dot(a, b).abs();
             prop_assert!(ip <= 1e-9, "inner product {ip:e}");
         }
+    }
+
+    #[test]
+    fn direct_and_iterative_solves_agree(seed in any::<u64>(), n in 3usize..28, p in 0.1f64..0.9) {
+        // Dense random complexes hold hollow tetrahedra, so L2 is often singular there:
+        // the factor drops those pivots and must still solve the consistent system.
+        let c = random_complex(seed, n, p);
+        let x = random_flow(seed, c.n_edges());
+        let mut ws = c.workspace();
+        prop_assert_eq!(ws.solver, Solver::default());
+        let mut direct = HodgeParts::default();
+        let rep = c.decompose_into(&x, &mut ws, &mut direct).unwrap();
+        prop_assert!(rep.converged(), "{rep:?}");
+        prop_assert_eq!(rep.iterations(), 0, "the default factors this small complex");
+        let (cg, _) = c.decompose(&x).unwrap();
+        prop_assert!(max_abs_diff(&direct.curl, &cg.curl) <= 1e-8);
+        prop_assert!(max_abs_diff(&direct.gradient, &cg.gradient) <= 1e-8);
+        for (a, b) in [(&direct.gradient, &direct.curl), (&direct.gradient, &direct.harmonic), (&direct.curl, &direct.harmonic)] {
+            let ip = dot(a, b).abs();
+            prop_assert!(ip <= 1e-11, "inner product {ip:e}");
+        }
+        // A second call reuses the factor and gives the same bits.
+        let mut again = HodgeParts::default();
+        c.decompose_into(&x, &mut ws, &mut again).unwrap();
+        prop_assert_eq!(&again, &direct);
+        // Forcing CG through the workspace gives the iterative answer.
+        ws.solver = Solver::ConjugateGradient;
+        let rep = c.decompose_into(&x, &mut ws, &mut again).unwrap();
+        prop_assert!(rep.converged() && max_abs_diff(&again.curl, &cg.curl) == 0.0);
     }
 
     #[test]

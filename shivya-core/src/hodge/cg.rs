@@ -60,6 +60,23 @@ impl CgScratch {
         self.r.len()
     }
 
+    /// A scratch vector of the solve dimension (for direct solves).
+    pub(crate) fn work(&mut self) -> &mut [f64] {
+        &mut self.z
+    }
+
+    /// `‖b − A x‖₂`, in index order.
+    pub(crate) fn residual<F>(&mut self, mut apply: F, b: &[f64], x: &[f64]) -> f64
+    where
+        F: FnMut(&[f64], &mut [f64]),
+    {
+        apply(x, &mut self.ap);
+        for ((r, bi), ai) in self.r.iter_mut().zip(b).zip(&self.ap) {
+            *r = bi - ai;
+        }
+        norm(&self.r)
+    }
+
     /// Whether it serves dimension zero.
     pub fn is_empty(&self) -> bool {
         self.r.is_empty()

@@ -23,8 +23,8 @@ pub enum FactorError {
         /// Columns.
         cols: usize,
     },
-    /// A diagonal entry is missing, zero, negative or not finite.
-    #[error("diagonal entry {index} is {value}; a positive finite diagonal is required")]
+    /// A diagonal entry is negative or not finite (or, for IC(0), zero or missing).
+    #[error("diagonal entry {index} is {value}; a finite, non-negative (IC: positive) diagonal is required")]
     BadDiagonal {
         /// Row.
         index: usize,
@@ -47,7 +47,9 @@ pub enum FactorError {
     },
 }
 
-fn check_square(a: &Csr) -> Result<Vec<f64>, FactorError> {
+/// Square, with a finite diagonal that is positive (or, with `allow_zero`, zero: an
+/// empty row, such as an isolated vertex's, whose unknown the direct solve sets to 0).
+fn check_square(a: &Csr, allow_zero: bool) -> Result<Vec<f64>, FactorError> {
     if a.rows() != a.cols() {
         return Err(FactorError::NotSquare {
             rows: a.rows(),
@@ -58,7 +60,7 @@ fn check_square(a: &Csr) -> Result<Vec<f64>, FactorError> {
     if let Some((index, &value)) = d
         .iter()
         .enumerate()
-        .find(|(_, v)| !(**v > 0.0 && v.is_finite()))
+        .find(|(_, v)| !((**v > 0.0 || (allow_zero && **v == 0.0)) && v.is_finite()))
     {
         return Err(FactorError::BadDiagonal { index, value });
     }
@@ -81,7 +83,7 @@ impl IncompleteCholesky {
     /// Factors `a` (square, symmetric, positive diagonal). Tries σ = 0 first and, on a
     /// non-positive pivot, σ = 10⁻³, 2·10⁻³, … up to 16 times.
     pub fn new(a: &Csr) -> Result<IncompleteCholesky, FactorError> {
-        let diag = check_square(a)?;
+        let diag = check_square(a, false)?;
         let n = a.rows();
         let mut row_ptr = Vec::with_capacity(n + 1);
         let mut col = Vec::new();
@@ -279,7 +281,7 @@ impl SparseCholesky {
     /// Factors `a` in the given order. Fails with [`FactorError::TooMuchFill`] before any
     /// numeric work when `L` would hold more than `max_nnz` entries.
     pub fn new(a: &Csr, ordering: Ordering, max_nnz: usize) -> Result<SparseCholesky, FactorError> {
-        check_square(a)?;
+        check_square(a, true)?;
         let n = a.rows();
         let perm: Vec<u32> = match ordering {
             Ordering::Natural => (0..n as u32).collect(),
@@ -588,11 +590,18 @@ mod tests {
             IncompleteCholesky::new(&a),
             Err(FactorError::NotSquare { .. })
         ));
-        let a = Csr::from_sorted_rows(2, vec![vec![(0, 1.0)], vec![(0, 1.0)]]);
+        let a = Csr::from_sorted_rows(2, vec![vec![(0, 1.0)], vec![(1, f64::NAN)]]);
         assert!(matches!(
             SparseCholesky::new(&a, Ordering::Natural, 100),
             Err(FactorError::BadDiagonal { index: 1, .. })
         ));
+        // An empty row (an isolated vertex) is a dropped pivot, not an error.
+        let a = Csr::from_sorted_rows(2, vec![vec![(0, 2.0)], vec![]]);
+        let f = SparseCholesky::new(&a, Ordering::Natural, 100).unwrap();
+        assert_eq!(f.dropped(), 1);
+        let (mut x, mut w) = (vec![9.0; 2], vec![0.0; 2]);
+        f.solve(&[4.0, 0.0], &mut x, &mut w);
+        assert!((x[0] - 2.0).abs() < 1e-15 && x[1] == 0.0, "{x:?}");
     }
 
     #[test]

@@ -8,8 +8,9 @@
 //! * **curl** `d1ᵀ β`, where `L2 β = d1 x` (`L2 = d1 d1ᵀ`);
 //! * **harmonic**, the rest: circulation around holes no triangle fills.
 //!
-//! Both systems are solved by Jacobi-preconditioned conjugate gradient from a zero start,
-//! in a fixed order, so the same flow gives bit-identical parts on every machine that
+//! A workspace solves both systems by a sparse Cholesky factor made on first use when it
+//! fits ([`Solver`]), else by Jacobi-preconditioned conjugate gradient from a zero start;
+//! both run in a fixed order, so the same flow gives bit-identical parts on every machine that
 //! runs the same binary arithmetic (IEEE-754 doubles, no fused multiply-add reordering).
 //! Nothing here reads a clock, spawns a thread or panics on bad input.
 
@@ -19,7 +20,10 @@ mod factor;
 mod sparse;
 
 pub use cg::{dot, norm, pcg, pcg_with, CgConfig, CgScratch, SolverReport};
-pub use complex::{DecompositionReport, HodgeParts, HodgeWorkspace, SimplicialComplex};
+pub use complex::{
+    DecompositionReport, HodgeParts, HodgeWorkspace, SimplicialComplex, Solver,
+    DEFAULT_MAX_FACTOR_NNZ,
+};
 pub use factor::{rcm, FactorError, IncompleteCholesky, Ordering, SparseCholesky};
 pub use sparse::Csr;
 
