@@ -2,16 +2,18 @@
 //! on random 2-complexes of 10³…10⁶ edges, and the full L0–L4 ensemble step for 7, 64 and
 //! 1024 agents.
 //!
-//! For each complex the setup prints the CG iterations, the non-zeros one iteration
-//! touches, the measured streaming bandwidth of this machine and the bound it implies:
-//! a sparse mat-vec must read every stored value (8 B) and column index (4 B) and
-//! write its output, so `bound = iterations × bytes of the two products / bandwidth`.
+//! Each complex is measured with the default solver (a sparse Cholesky factor made on the
+//! first call) and with Jacobi CG. The setup prints the CG iterations, the non-zeros one
+//! iteration touches, the measured streaming bandwidth of this machine and the bound it
+//! implies: a sparse mat-vec must read every stored value (8 B) and column index (4 B)
+//! and write its output, so `bound = iterations × bytes of the two products / bandwidth`;
+//! for the direct solve, two sweeps over the factor.
 //! The large sizes (≥ 10⁵ edges) are built only under `cargo bench`, not when
 //! `cargo test --all-targets` runs each bench once.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use shivya_bench::complexes::{build, random_flow, Family};
-use shivya_core::hodge::SimplicialComplex;
+use shivya_core::hodge::{SimplicialComplex, Solver};
 use shivya_core::onsager::{Coupling, EnsembleConfig, OnsagerCollectiveEnsemble};
 use std::hint::black_box;
 use std::time::Instant;
@@ -75,24 +77,30 @@ fn reconcile(c: &mut Criterion) {
         group.sample_size(10);
         for &target in sizes {
             let cx = build(family, target, 7).unwrap();
-            let mut ws = cx.workspace();
             let flow = random_flow(cx.n_edges(), 1);
             let mut out = vec![0.0; cx.n_edges()];
-            let rep = cx.project_curl_free_into(&flow, &mut ws, &mut out).unwrap();
             let (e, t) = (cx.n_edges(), cx.n_triangles());
-            // Per iteration: d1ᵀ p (3T values + indices, read p, write E) and d1 (3T
-            // values + indices, read E, write T).
+            let reps = if benching() { 3 } else { 1 };
+
+            // Jacobi CG (the fallback), against the mat-vec bandwidth bound. Per
+            // iteration: d1ᵀ p (3T values + indices, read p, write E) and d1 (3T values +
+            // indices, read E, write T).
+            let mut ws_cg = cx.workspace();
+            ws_cg.solver = Solver::ConjugateGradient;
+            let rep = cx
+                .project_curl_free_into(&flow, &mut ws_cg, &mut out)
+                .unwrap();
             let nnz = 6 * t;
             let bytes = 12.0 * nnz as f64 + 16.0 * (e + t) as f64;
             let t0 = Instant::now();
-            let reps = if benching() { 3 } else { 1 };
             for _ in 0..reps {
-                cx.project_curl_free_into(&flow, &mut ws, &mut out).unwrap();
+                cx.project_curl_free_into(&flow, &mut ws_cg, &mut out)
+                    .unwrap();
             }
             let secs = t0.elapsed().as_secs_f64() / reps as f64;
             let bound = rep.iterations as f64 * bytes / bandwidth;
             eprintln!(
-                "{} E={e} T={t}: {} iterations, {:.2} ns per non-zero per iteration, \
+                "{} E={e} T={t} cg: {} iterations, {:.2} ns per non-zero per iteration, \
                  mat-vec bandwidth bound {:.3} ms, measured {:.3} ms ({:.2}x the bound)",
                 family.name(),
                 rep.iterations,
@@ -101,9 +109,36 @@ fn reconcile(c: &mut Criterion) {
                 secs * 1e3,
                 secs / bound
             );
+
+            // The default: a sparse Cholesky factor made on the first call, then two
+            // triangular sweeps per call, each reading the factor once (12 B per entry).
+            let mut ws = cx.workspace();
+            let t0 = Instant::now();
+            cx.project_curl_free_into(&flow, &mut ws, &mut out).unwrap();
+            let first = t0.elapsed().as_secs_f64();
+            if let (_, Some(lnnz)) = ws.factor_nnz() {
+                let t0 = Instant::now();
+                for _ in 0..reps {
+                    cx.project_curl_free_into(&flow, &mut ws, &mut out).unwrap();
+                }
+                let secs = t0.elapsed().as_secs_f64() / reps as f64;
+                let bound = (24.0 * lnnz as f64 + 2.0 * bytes) / bandwidth;
+                eprintln!(
+                    "{} E={e} T={t} direct: factor {lnnz} entries, first call {:.3} ms, \
+                     then {:.3} ms per call; sweep bandwidth bound {:.3} ms ({:.2}x)",
+                    family.name(),
+                    first * 1e3,
+                    secs * 1e3,
+                    bound * 1e3,
+                    secs / bound
+                );
+            }
             group.throughput(Throughput::Elements(e as u64));
-            group.bench_with_input(BenchmarkId::from_parameter(e), &flow, |b, f| {
+            group.bench_with_input(BenchmarkId::new("direct", e), &flow, |b, f| {
                 b.iter(|| cx.project_curl_free_into(f, &mut ws, &mut out).unwrap())
+            });
+            group.bench_with_input(BenchmarkId::new("cg", e), &flow, |b, f| {
+                b.iter(|| cx.project_curl_free_into(f, &mut ws_cg, &mut out).unwrap())
             });
         }
         group.finish();

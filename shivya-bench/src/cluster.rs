@@ -24,7 +24,10 @@
 //!   vertex's queue, settles (gradient mode, gain 1) and turns the settled flow into
 //!   dispatch weights: vertex `v`'s net inflow per neighbour, `n_v`, is how many ms its
 //!   neighbours' loads exceed its own, and the front end sends to `v` in proportion to
-//!   `μ_v · max(0, 1 + n_v / T)` — the share that would drain that gap in one period.
+//!   `μ_v · max(0, 1 + n_v / H)` — the share that would close that gap over the horizon
+//!   `H`, by default `⌈log₂ N⌉` periods: about the age of the records it acts on (acting
+//!   faster on older information overshoots; see the sensitivity table in
+//!   docs/PERFORMANCE.md).
 //!
 //! Topology (workload graph for `shivya`, neighbour graph for `diffusion`): complete for
 //! `N ≤ 8`, otherwise a ring lattice joining each server to the 4 next on each side
@@ -93,6 +96,9 @@ pub struct ClusterConfig {
     pub base_rate: f64,
     /// Seed of arrivals, service times and choices (identical across policies).
     pub seed: u64,
+    /// Shivya's weight horizon in gossip periods; 0 picks `⌈log₂ N⌉`, the rounds a
+    /// record takes to reach everyone (the age of the information the weights act on).
+    pub horizon_rounds: f64,
 }
 
 /// One run's measurements.
@@ -228,6 +234,29 @@ fn weighted_pick(cum: &[f64], rng: &mut Rng) -> usize {
 /// Runs one policy. Identical seeds give identical arrival streams across policies.
 pub fn run(policy: Policy, cfg: &ClusterConfig) -> Result<ClusterResult, String> {
     let n = cfg.n;
+    if n == 0 || n > u32::MAX as usize {
+        return Err(format!(
+            "{n} servers: need at least one (and fewer than 2^32)"
+        ));
+    }
+    if !(cfg.load.is_finite() && cfg.load > 0.0) {
+        return Err(format!("load {} must be finite and positive", cfg.load));
+    }
+    if !(cfg.base_rate.is_finite() && cfg.base_rate > 0.0) {
+        return Err(format!(
+            "service rate {} must be finite and positive",
+            cfg.base_rate
+        ));
+    }
+    if cfg.period_ms == 0 || cfg.duration_ms == 0 {
+        return Err("period and duration must be positive".into());
+    }
+    if !(cfg.horizon_rounds.is_finite() && cfg.horizon_rounds >= 0.0) {
+        return Err(format!(
+            "horizon {} must be finite and non-negative",
+            cfg.horizon_rounds
+        ));
+    }
     let mu: Vec<f64> = (0..n).map(|i| service_rate(cfg, i) / 1000.0).collect();
     let lambda = cfg.load * mu.iter().sum::<f64>();
     let topo = topology(n);
@@ -309,7 +338,12 @@ pub fn run(policy: Policy, cfg: &ClusterConfig) -> Result<ClusterResult, String>
                             .record_queue_len(u as u32, l)
                             .map_err(|e| e.to_string())?;
                     }
-                    let period = cfg.period_ms as f64;
+                    let rounds = if cfg.horizon_rounds > 0.0 {
+                        cfg.horizon_rounds
+                    } else {
+                        (n as f64).log2().ceil().max(1.0)
+                    };
+                    let horizon = rounds * cfg.period_ms as f64;
                     for (u, row) in view.iter_mut().enumerate() {
                         let s = sim.nodes[u].settlement().map_err(|e| e.to_string())?;
                         if policy == Policy::PowerOfTwo {
@@ -324,7 +358,7 @@ pub fn run(policy: Policy, cfg: &ClusterConfig) -> Result<ClusterResult, String>
                         let mut acc = 0.0;
                         for v in 0..n {
                             let per_nbr = net[v] / nbrs[v].len().max(1) as f64;
-                            acc += c.mu[v] * (1.0 + per_nbr / period).max(0.0);
+                            acc += c.mu[v] * (1.0 + per_nbr / horizon).max(0.0);
                             row[v] = acc;
                         }
                     }
@@ -354,6 +388,7 @@ pub fn run(policy: Policy, cfg: &ClusterConfig) -> Result<ClusterResult, String>
                             (ingress + rr[ingress]) % n
                         }
                         Policy::Random => choice_rng.below(n as u64) as usize,
+                        Policy::PowerOfTwo if n == 1 => 0,
                         Policy::PowerOfTwo => {
                             let a = choice_rng.below(n as u64) as usize;
                             let mut b = choice_rng.below(n as u64 - 1) as usize;
@@ -459,6 +494,7 @@ mod tests {
             period_ms: 50,
             base_rate: 100.0,
             seed: 3,
+            horizon_rounds: 0.0,
         }
     }
 

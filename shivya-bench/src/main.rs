@@ -33,6 +33,15 @@ struct Args {
     /// Small sizes and short runs (seconds, for CI); the published numbers use the default.
     #[arg(long)]
     quick: bool,
+    /// Cluster only: Shivya's weight horizon in gossip periods (0 = ⌈log₂ N⌉).
+    #[arg(long, default_value_t = 0.0)]
+    horizon_rounds: f64,
+    /// Cluster only: these server counts instead of 8, 64, 512.
+    #[arg(long, value_delimiter = ',')]
+    n: Vec<usize>,
+    /// Cluster only: these policies (names as in the table, comma-separated), default all.
+    #[arg(long, value_delimiter = ',')]
+    policy: Vec<String>,
     /// Where CSV and SVG files go.
     #[arg(long, default_value = "docs/bench")]
     out: PathBuf,
@@ -83,11 +92,24 @@ fn run_solvers(args: &Args) -> Result<(), String> {
 }
 
 fn run_cluster(args: &Args) -> Result<(), String> {
-    let plan: Vec<(usize, u64)> = if args.quick {
+    let mut plan: Vec<(usize, u64)> = if args.quick {
         vec![(8, 10_000)]
     } else {
         vec![(8, 120_000), (64, 30_000), (512, 10_000)]
     };
+    if !args.n.is_empty() {
+        plan = args
+            .n
+            .iter()
+            .map(|&n| (n, plan.iter().find(|p| p.0 == n).map_or(30_000, |p| p.1)))
+            .collect();
+    }
+    let policies: Vec<cluster::Policy> = cluster::Policy::ALL
+        .into_iter()
+        .filter(|p| {
+            args.policy.is_empty() || args.policy.iter().any(|q| p.name().starts_with(q.as_str()))
+        })
+        .collect();
     let mut results = Vec::new();
     for &(n, duration_ms) in &plan {
         for load in [0.7, 0.9] {
@@ -98,8 +120,9 @@ fn run_cluster(args: &Args) -> Result<(), String> {
                 period_ms: 50,
                 base_rate: 100.0,
                 seed: 42,
+                horizon_rounds: args.horizon_rounds,
             };
-            for p in cluster::Policy::ALL {
+            for &p in &policies {
                 let t0 = Instant::now();
                 let r = cluster::run(p, &cfg)?;
                 eprintln!(
@@ -207,6 +230,11 @@ fn run_membership(args: &Args) -> Result<(), String> {
 
 fn main() {
     let args = Args::parse();
+    // Fail before measuring, not after, when the results cannot be written.
+    if let Err(e) = std::fs::create_dir_all(&args.out) {
+        eprintln!("shivya-bench: {}: {e}", args.out.display());
+        std::process::exit(1);
+    }
     let r = match args.what {
         What::Solvers => run_solvers(&args),
         What::Cluster => run_cluster(&args),

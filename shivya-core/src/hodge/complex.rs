@@ -109,6 +109,18 @@ pub struct DecompositionReport {
     pub curl: SolverReport,
 }
 
+impl HodgeWorkspace {
+    /// Entries of the direct factors made so far: `(vertex system, triangle system)`;
+    /// `None` where none was made (not solved yet, CG chosen, or too much fill).
+    pub fn factor_nnz(&self) -> (Option<usize>, Option<usize>) {
+        let nnz = |f: &Factor| match f {
+            Factor::Ready(f) => Some(f.nnz()),
+            _ => None,
+        };
+        (nnz(&self.factor_v), nnz(&self.factor_t))
+    }
+}
+
 impl DecompositionReport {
     /// Iterations of both solves together.
     pub fn iterations(&self) -> usize {

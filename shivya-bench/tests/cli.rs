@@ -1,0 +1,68 @@
+//! The `shivya-bench` command: a quick run writes its table and files; bad arguments and
+//! an unwritable output directory are clear errors with a non-zero exit.
+
+use std::process::Command;
+
+fn bench() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_shivya-bench"))
+}
+
+#[test]
+fn quick_solver_run_prints_a_table_and_writes_csv() {
+    let dir = std::env::temp_dir().join(format!("shivya-bench-cli-{}", std::process::id()));
+    let out = bench()
+        .args(["solvers", "--quick", "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("| lattice | 998 |"), "{stdout}");
+    let csv = std::fs::read_to_string(dir.join("solvers.csv")).unwrap();
+    // Header plus 2 families × 2 sizes × 4 methods.
+    assert_eq!(csv.lines().count(), 1 + 16, "{csv}");
+    assert!(csv.lines().skip(1).all(|l| !l.contains("NaN")), "{csv}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_arguments_are_refused() {
+    let out = bench().arg("everything").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid value"));
+    let out = bench().args(["cluster", "--n", "eight"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    // Parsed but meaningless: an error message, not a panic.
+    for bad in [["--n", "0"], ["--horizon-rounds", "NaN"]] {
+        let out = bench().arg("cluster").args(bad).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{bad:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("shivya-bench:") && !err.contains("panicked"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn an_unwritable_output_directory_is_an_error_not_a_panic() {
+    let file = std::env::temp_dir().join(format!("shivya-bench-file-{}", std::process::id()));
+    std::fs::write(&file, b"not a directory").unwrap();
+    let out = bench()
+        .args(["membership", "--quick", "--out"])
+        .arg(file.join("sub"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("shivya-bench:") || err.contains("\nshivya-bench:"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    std::fs::remove_file(&file).unwrap();
+}
