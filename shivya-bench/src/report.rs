@@ -127,7 +127,15 @@ impl Axis {
             if hi <= lo {
                 hi = lo + 1.0;
             }
-            hi *= 1.05;
+            // Five ticks on a 1-2-5 step.
+            let raw = (hi - lo) / 5.0;
+            let mag = 10f64.powf(raw.log10().floor());
+            let step = [1.0, 2.0, 5.0, 10.0]
+                .iter()
+                .map(|m| m * mag)
+                .find(|s| *s >= raw)
+                .unwrap_or(10.0 * mag);
+            hi = lo + (((hi - lo) / step).ceil()).max(1.0) * step;
         }
         Axis { lo, hi, log }
     }
@@ -151,9 +159,15 @@ impl Axis {
             }
             t
         } else {
-            (0..=5)
-                .map(|i| self.lo + (self.hi - self.lo) * i as f64 / 5.0)
-                .collect()
+            let raw = (self.hi - self.lo) / 5.0;
+            let mag = 10f64.powf(raw.log10().floor());
+            let step = [1.0, 2.0, 5.0, 10.0]
+                .iter()
+                .map(|m| m * mag)
+                .find(|s| *s >= raw * 0.999)
+                .unwrap_or(10.0 * mag);
+            let n = ((self.hi - self.lo) / step).round() as usize;
+            (0..=n).map(|i| self.lo + step * i as f64).collect()
         }
     }
 }
