@@ -5,8 +5,8 @@ mod vectors;
 use proptest::prelude::*;
 use shivya_core::mesh::{NodeConfig, NodeState};
 use shivya_core::p2p::protocol::{
-    FoundValue, RecordWire, MAX_CONTACTS, MAX_DIGEST_ENTRIES, MAX_FRAME, MAX_OFFLOAD_ENTRIES,
-    MAX_QUEUE_ENTRIES, MAX_VALUE_LEN,
+    FoundValue, RecordWire, MAX_CONTACTS, MAX_DELTAS, MAX_DIGEST_ENTRIES, MAX_FRAME,
+    MAX_OFFLOAD_ENTRIES, MAX_QUEUE_ENTRIES, MAX_VALUE_LEN,
 };
 use shivya_core::p2p::{Body, Contact, DecodeError, Frame, NodeId, StoreStatus};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -144,6 +144,75 @@ fn encoding_refuses_bodies_over_the_limits() {
         offload: vec![],
     });
     assert!(Frame::new(1, id(9), negative).encode().is_err());
+    let small = |k: u8| RecordWire {
+        origin: id(k),
+        version: 1,
+        queue: vec![],
+        offload: vec![],
+    };
+    assert!(Frame::new(0, id(9), Body::Deltas(vec![])).encode().is_err());
+    let most: Vec<RecordWire> = (0..MAX_DELTAS as u8).map(small).collect();
+    let bytes = Frame::new(0, id(9), Body::Deltas(most.clone()))
+        .encode()
+        .unwrap();
+    assert!(bytes.len() <= MAX_FRAME);
+    let mut over = most;
+    over.push(small(200));
+    assert!(Frame::new(0, id(9), Body::Deltas(over)).encode().is_err());
+    // Two records that each fit in a frame but not together.
+    let big = |k: u8| RecordWire {
+        queue: (0..MAX_QUEUE_ENTRIES as u32).map(|v| (v, 1.0)).collect(),
+        ..small(k)
+    };
+    assert!(Frame::new(0, id(9), Body::Deltas(vec![big(1)]))
+        .encode()
+        .is_ok());
+    assert!(Frame::new(0, id(9), Body::Deltas(vec![big(1), big(2)]))
+        .encode()
+        .is_err());
+}
+
+#[test]
+fn malformed_deltas_are_refused_whole_and_bad_records_only_skip_themselves() {
+    let good = valid("deltas");
+    // Count byte (offset 32): zero, over the limit, and more records than bytes.
+    for (n, what) in [(0u8, "empty deltas"), (MAX_DELTAS as u8 + 1, "deltas")] {
+        let mut b = good.clone();
+        b[32] = n;
+        assert_eq!(
+            Frame::decode(&b),
+            Err(DecodeError::BadValue { what }),
+            "n = {n}"
+        );
+    }
+    let mut b = good.clone();
+    b[32] = 3;
+    assert!(matches!(
+        Frame::decode(&b),
+        Err(DecodeError::Truncated { .. })
+    ));
+    // Cut inside the second record.
+    assert!(matches!(
+        Frame::decode(&good[..good.len() - 3]),
+        Err(DecodeError::Truncated { .. })
+    ));
+    // A node merges the records that fit its topology and counts the one that does not.
+    let mut node = NodeState::new(NodeConfig::default(), 0).unwrap();
+    let rec = |k: u8, vertex: u32| RecordWire {
+        origin: id(k),
+        version: 5,
+        queue: vec![(vertex, 2.0)],
+        offload: vec![],
+    };
+    let f = Frame::new(
+        0,
+        id(0x77),
+        Body::Deltas(vec![rec(1, 0), rec(2, 99), rec(3, 3)]),
+    );
+    node.handle_datagram("10.0.0.7:7000".parse().unwrap(), &f.encode().unwrap(), 1);
+    assert_eq!(node.records().len(), 2);
+    assert_eq!(node.status().counters.dropped.bad_record, 1);
+    assert_eq!(node.status().counters.records_merged, 2);
 }
 
 fn valid(name: &str) -> Vec<u8> {
@@ -264,15 +333,15 @@ fn finite() -> impl Strategy<Value = f64> + Clone {
 }
 
 fn arb_record() -> impl Strategy<Value = RecordWire> {
+    arb_record_up_to(MAX_QUEUE_ENTRIES, MAX_OFFLOAD_ENTRIES)
+}
+
+fn arb_record_up_to(nq: usize, no: usize) -> impl Strategy<Value = RecordWire> {
     (
         arb_id(),
         any::<u64>(),
-        proptest::collection::btree_map(any::<u32>(), finite(), 0..=MAX_QUEUE_ENTRIES),
-        proptest::collection::btree_map(
-            (any::<u32>(), any::<u32>()),
-            finite(),
-            0..=MAX_OFFLOAD_ENTRIES,
-        ),
+        proptest::collection::btree_map(any::<u32>(), finite(), 0..=nq),
+        proptest::collection::btree_map((any::<u32>(), any::<u32>()), finite(), 0..=no),
     )
         .prop_map(|(origin, version, q, o)| RecordWire {
             origin,
@@ -321,6 +390,8 @@ fn arb_body() -> impl Strategy<Value = Body> {
                 entries: m.into_iter().collect()
             }),
         arb_record().prop_map(Body::Delta),
+        // At most 10 records of at most 110 bytes: always within one frame.
+        proptest::collection::vec(arb_record_up_to(4, 2), 1..=10).prop_map(Body::Deltas),
         (
             any::<u64>(),
             -1e9f64..1e9,

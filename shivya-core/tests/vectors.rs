@@ -99,6 +99,27 @@ pub fn vectors() -> Vec<(&'static str, Frame)> {
             ),
         ),
         (
+            "deltas",
+            Frame::new(
+                0,
+                id(0x22),
+                Body::Deltas(vec![
+                    RecordWire {
+                        origin: id(0x11),
+                        version: 3,
+                        queue: vec![(1, 4.0)],
+                        offload: vec![],
+                    },
+                    RecordWire {
+                        origin: id(0x33),
+                        version: 8,
+                        queue: vec![],
+                        offload: vec![],
+                    },
+                ]),
+            ),
+        ),
+        (
             "belief",
             Frame::new(
                 0,

@@ -34,6 +34,7 @@ pub use proxy::WorkloadMeshProxy;
 pub use records::{DigestPage, MergeOutcome, RecordStore};
 pub use state::{
     Counters, DropCounters, MeshKey, NodeConfig, NodeState, Status, Transmit, MAX_INCARNATION,
+    RUMOR_RECORDS,
 };
 pub use workload::{EdgeRecommendation, Reconciler, SettleMode, Settlement, WorkloadTopology};
 

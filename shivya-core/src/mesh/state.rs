@@ -8,7 +8,11 @@ use super::workload::{Reconciler, SettleMode, Settlement, WorkloadTopology};
 use super::MeshError;
 use crate::hodge::CgConfig;
 use crate::p2p::auth::AuthKey;
-use crate::p2p::protocol::{RecordWire, MAX_OFFLOAD_ENTRIES, MAX_QUEUE_ENTRIES};
+use crate::p2p::auth::TAG_LEN;
+use crate::p2p::protocol::{
+    record_wire_len, RecordWire, HEADER_LEN, MAX_DELTAS, MAX_FRAME, MAX_OFFLOAD_ENTRIES,
+    MAX_QUEUE_ENTRIES,
+};
 use crate::p2p::{Body, DecodeError, Frame, KadConfig, KadEvent, Kademlia, NodeId};
 use crate::rng::Rng;
 use std::collections::{BTreeMap, VecDeque};
@@ -16,6 +20,9 @@ use std::net::SocketAddr;
 
 /// Largest [`NodeConfig::incarnation`]: versions start at `incarnation << 20` in a `u64`.
 pub const MAX_INCARNATION: u64 = (1 << 44) - 1;
+
+/// Most records a node rumours per gossip round (two frames of the smallest records).
+pub const RUMOR_RECORDS: usize = 2 * MAX_DELTAS;
 
 /// Everything a node needs to start.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,13 +45,14 @@ pub struct NodeConfig {
     pub gossip_interval_ms: u64,
     /// Peers contacted per anti-entropy round.
     pub fanout: usize,
-    /// Most DELTA frames pushed in answer to one DIGEST.
+    /// Most DELTA/DELTAS frames pushed in answer to one DIGEST (each DELTAS packs as many
+    /// records as fit in a frame).
     pub max_push_per_digest: usize,
     /// Most origins held.
     pub max_records: usize,
     /// Rounds a newly learned record is pushed on (rumour mongering, on top of the
     /// digest anti-entropy): each round it goes to the `fanout` gossip targets, at most
-    /// `max_push_per_digest` such records per target, freshest first. `None` picks
+    /// [`RUMOR_RECORDS`] such records per round, freshest first, packed into DELTAS frames. `None` picks
     /// `⌈log₂(records held + 1)⌉`, enough that a node misses a rumour with probability
     /// about `e^(−2·fanout·log₂N)`; `Some(0)` turns it off (anti-entropy alone then needs
     /// a full digest cycle, `records / 36` rounds, per hop).
@@ -482,6 +490,11 @@ impl NodeState {
                 entries,
             } => self.on_digest(from, *reply, *lo, *hi, entries),
             Body::Delta(r) => self.on_delta(r),
+            Body::Deltas(rs) => {
+                for r in rs {
+                    self.on_delta(r);
+                }
+            }
             Body::Belief {
                 free_energy, mean, ..
             } => {
@@ -510,17 +523,16 @@ impl NodeState {
         hi: NodeId,
         theirs: &[(NodeId, u64)],
     ) {
-        // Push what they lack in the range they covered.
+        // Push what they lack in the range they covered, several records per frame.
+        let limit = self.config.max_push_per_digest;
         let push = self
             .records
-            .newer_than(lo, hi, theirs, self.config.max_push_per_digest);
-        for origin in push {
-            if let Some(r) = self.records.get(&origin) {
-                let frame = Frame::new(0, self.id, Body::Delta(r.clone()));
-                self.outbox.push_back((from, frame));
-                self.counters.deltas_sent += 1;
-            }
-        }
+            .newer_than(lo, hi, theirs, limit.saturating_mul(MAX_DELTAS));
+        let records: Vec<RecordWire> = push
+            .iter()
+            .filter_map(|o| self.records.get(o).cloned())
+            .collect();
+        self.send_records(from, &records, limit);
         // Pull what we lack: answer with our own digest of the range, once.
         if !reply && self.records.lacks_any(theirs) {
             let page = self.records.digest_range(lo, hi);
@@ -622,9 +634,11 @@ impl NodeState {
         if targets.is_empty() {
             return;
         }
-        let (page, next) = self.records.digest_page(self.digest_cursor);
-        self.digest_cursor = next.unwrap_or(NodeId::ZERO);
         for (_, addr) in &targets {
+            // Each target gets the next page: the sweep over all origins goes `fanout`
+            // times faster than with one page per round.
+            let (page, next) = self.records.digest_page(self.digest_cursor);
+            self.digest_cursor = next.unwrap_or(NodeId::ZERO);
             self.outbox.push_back((
                 *addr,
                 Frame::new(
@@ -634,7 +648,7 @@ impl NodeState {
                         reply: false,
                         lo: page.lo,
                         hi: page.hi,
-                        entries: page.entries.clone(),
+                        entries: page.entries,
                     },
                 ),
             ));
@@ -651,35 +665,71 @@ impl NodeState {
         self.rumor(&targets);
     }
 
-    /// Pushes the freshest rumours (most rounds left, then origin order) to `targets`.
+    /// Pushes the freshest rumours (most rounds left, then origin order) to `targets`: at
+    /// most two frames' worth ([`RUMOR_RECORDS`]) per round.
     fn rumor(&mut self, targets: &[(NodeId, SocketAddr)]) {
         if self.hot.is_empty() {
             return;
         }
         let mut picked: Vec<(u32, NodeId)> = self.hot.iter().map(|(o, r)| (*r, *o)).collect();
         picked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-        picked.truncate(self.config.max_push_per_digest);
+        picked.truncate(RUMOR_RECORDS);
+        let mut records = Vec::with_capacity(picked.len());
         for (left, origin) in picked {
             match self.records.get(&origin) {
+                Some(r) if left > 1 => {
+                    records.push(r.clone());
+                    self.hot.insert(origin, left - 1);
+                }
                 Some(r) => {
-                    for (peer, addr) in targets {
-                        if *peer != origin {
-                            self.outbox
-                                .push_back((*addr, Frame::new(0, self.id, Body::Delta(r.clone()))));
-                            self.counters.deltas_sent += 1;
-                        }
-                    }
-                    if left <= 1 {
-                        self.hot.remove(&origin);
-                    } else {
-                        self.hot.insert(origin, left - 1);
-                    }
+                    records.push(r.clone());
+                    self.hot.remove(&origin);
                 }
                 None => {
                     self.hot.remove(&origin);
                 }
             }
         }
+        for (peer, addr) in targets {
+            let for_peer: Vec<RecordWire> = records
+                .iter()
+                .filter(|r| r.origin != *peer)
+                .cloned()
+                .collect();
+            self.send_records(*addr, &for_peer, usize::MAX);
+        }
+    }
+
+    /// Queues `records` for `to`, packed into as few frames as fit (a DELTA for a lone
+    /// record, DELTAS otherwise), at most `max_frames` frames; returns the frames queued.
+    fn send_records(&mut self, to: SocketAddr, records: &[RecordWire], max_frames: usize) -> usize {
+        let budget = MAX_FRAME - HEADER_LEN - 1 - if self.auth.is_some() { TAG_LEN } else { 0 };
+        let mut frames = 0;
+        let mut start = 0;
+        while start < records.len() && frames < max_frames {
+            let mut end = start;
+            let mut bytes = 0;
+            while end < records.len() && end - start < MAX_DELTAS {
+                let len = record_wire_len(&records[end]);
+                if bytes + len > budget {
+                    break;
+                }
+                bytes += len;
+                end += 1;
+            }
+            // Every valid record fits in a frame on its own; guard against looping anyway.
+            let end = end.max(start + 1);
+            let body = if end - start == 1 {
+                Body::Delta(records[start].clone())
+            } else {
+                Body::Deltas(records[start..end].to_vec())
+            };
+            self.outbox.push_back((to, Frame::new(0, self.id, body)));
+            self.counters.deltas_sent += 1;
+            frames += 1;
+            start = end;
+        }
+        frames
     }
 
     fn layer_step(&mut self, now_ms: u64) {

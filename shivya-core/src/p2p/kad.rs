@@ -361,7 +361,11 @@ impl Kademlia {
             Body::Pong | Body::FoundNodes { .. } | Body::FoundValue(_) | Body::StoreAck { .. } => {
                 return self.handle_reply(from, frame, now_ms);
             }
-            Body::Digest { .. } | Body::Delta(_) | Body::Belief { .. } | Body::Leave => {}
+            Body::Digest { .. }
+            | Body::Delta(_)
+            | Body::Deltas(_)
+            | Body::Belief { .. }
+            | Body::Leave => {}
         }
         true
     }

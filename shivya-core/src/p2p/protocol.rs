@@ -47,6 +47,15 @@ pub fn is_record_value(x: f64) -> bool {
 }
 /// Largest belief vector.
 pub const MAX_BELIEF_DIM: usize = 16;
+/// Bytes of a record with no entries (origin, version, two counts).
+pub const RECORD_BASE_LEN: usize = ID_LEN + 8 + 2;
+/// Most records in one DELTAS frame: as many empty records as fit in a frame.
+pub const MAX_DELTAS: usize = (MAX_FRAME - HEADER_LEN - 1) / RECORD_BASE_LEN;
+
+/// Encoded size of a record in a DELTA or DELTAS body.
+pub fn record_wire_len(r: &RecordWire) -> usize {
+    RECORD_BASE_LEN + 12 * r.queue.len() + 16 * r.offload.len()
+}
 
 /// Message type byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -76,6 +85,8 @@ pub enum MessageType {
     Belief = 0x12,
     /// Mesh: the sender is leaving.
     Leave = 0x13,
+    /// Mesh: several origins' records in one frame.
+    Deltas = 0x14,
 }
 
 impl MessageType {
@@ -93,6 +104,7 @@ impl MessageType {
             0x11 => MessageType::Delta,
             0x12 => MessageType::Belief,
             0x13 => MessageType::Leave,
+            0x14 => MessageType::Deltas,
             _ => return None,
         })
     }
@@ -190,6 +202,8 @@ pub enum Body {
     },
     /// DELTA.
     Delta(RecordWire),
+    /// DELTAS: 1 to [`MAX_DELTAS`] records whose encoding fits in one frame.
+    Deltas(Vec<RecordWire>),
     /// BELIEF.
     Belief {
         /// The sender's step counter.
@@ -217,6 +231,7 @@ impl Body {
             Body::FoundValue(_) => MessageType::FoundValue,
             Body::Digest { .. } => MessageType::Digest,
             Body::Delta(_) => MessageType::Delta,
+            Body::Deltas(_) => MessageType::Deltas,
             Body::Belief { .. } => MessageType::Belief,
             Body::Leave => MessageType::Leave,
         }
@@ -341,6 +356,24 @@ fn check_count(what: &'static str, got: usize, max: usize) -> Result<(), EncodeE
     }
 }
 
+fn put_record(out: &mut Vec<u8>, r: &RecordWire) -> Result<(), EncodeError> {
+    validate_record(r)?;
+    out.extend_from_slice(&r.origin.0);
+    out.extend_from_slice(&r.version.to_be_bytes());
+    out.push(r.queue.len() as u8);
+    out.push(r.offload.len() as u8);
+    for (v, q) in &r.queue {
+        out.extend_from_slice(&v.to_be_bytes());
+        out.extend_from_slice(&q.to_bits().to_be_bytes());
+    }
+    for (s, d, x) in &r.offload {
+        out.extend_from_slice(&s.to_be_bytes());
+        out.extend_from_slice(&d.to_be_bytes());
+        out.extend_from_slice(&x.to_bits().to_be_bytes());
+    }
+    Ok(())
+}
+
 fn put_contacts(out: &mut Vec<u8>, cs: &[Contact]) -> Result<(), EncodeError> {
     check_count("contacts", cs.len(), MAX_CONTACTS)?;
     out.push(cs.len() as u8);
@@ -456,20 +489,19 @@ impl Frame {
                     out.extend_from_slice(&v.to_be_bytes());
                 }
             }
-            Body::Delta(r) => {
-                validate_record(r)?;
-                out.extend_from_slice(&r.origin.0);
-                out.extend_from_slice(&r.version.to_be_bytes());
-                out.push(r.queue.len() as u8);
-                out.push(r.offload.len() as u8);
-                for (v, q) in &r.queue {
-                    out.extend_from_slice(&v.to_be_bytes());
-                    out.extend_from_slice(&q.to_bits().to_be_bytes());
+            Body::Delta(r) => put_record(out, r)?,
+            Body::Deltas(rs) => {
+                if rs.is_empty() {
+                    return Err(EncodeError::BadValue {
+                        what: "empty deltas",
+                    });
                 }
-                for (s, d, x) in &r.offload {
-                    out.extend_from_slice(&s.to_be_bytes());
-                    out.extend_from_slice(&d.to_be_bytes());
-                    out.extend_from_slice(&x.to_bits().to_be_bytes());
+                check_count("deltas", rs.len(), MAX_DELTAS)?;
+                let bytes: usize = rs.iter().map(record_wire_len).sum();
+                check_count("deltas bytes", HEADER_LEN + 1 + bytes, MAX_FRAME)?;
+                out.push(rs.len() as u8);
+                for r in rs {
+                    put_record(out, r)?;
                 }
             }
             Body::Belief {
@@ -590,40 +622,19 @@ impl Frame {
                     entries,
                 }
             }
-            MessageType::Delta => {
-                let origin = r.id("origin")?;
-                let version = r.u64("version")?;
-                let nq = r.u8("queue count")? as usize;
-                let no = r.u8("offload count")? as usize;
-                if nq > MAX_QUEUE_ENTRIES || no > MAX_OFFLOAD_ENTRIES {
+            MessageType::Delta => Body::Delta(r.record()?),
+            MessageType::Deltas => {
+                let n = r.count("deltas", MAX_DELTAS, RECORD_BASE_LEN)?;
+                if n == 0 {
                     return Err(DecodeError::BadValue {
-                        what: "record entry count",
+                        what: "empty deltas",
                     });
                 }
-                r.need("record entries", nq * 12 + no * 16)?;
-                let mut rec = RecordWire {
-                    origin,
-                    version,
-                    queue: Vec::with_capacity(nq),
-                    offload: Vec::with_capacity(no),
-                };
-                for _ in 0..nq {
-                    let v = r.u32("vertex")?;
-                    let q = r.f64("queue length")?;
-                    rec.queue.push((v, q));
+                let mut rs = Vec::with_capacity(n);
+                for _ in 0..n {
+                    rs.push(r.record()?);
                 }
-                for _ in 0..no {
-                    let s = r.u32("src")?;
-                    let d = r.u32("dst")?;
-                    let x = r.f64("rate")?;
-                    rec.offload.push((s, d, x));
-                }
-                validate_record(&rec).map_err(|e| match e {
-                    EncodeError::TooMany { what, .. } | EncodeError::BadValue { what } => {
-                        DecodeError::BadValue { what }
-                    }
-                })?;
-                Body::Delta(rec)
+                Body::Deltas(rs)
             }
             MessageType::Belief => {
                 let step = r.u64("belief step")?;
@@ -708,6 +719,42 @@ impl Reader<'_> {
     }
 
     /// Reads a one-byte count, checks it against `max` and against the bytes present.
+    fn record(&mut self) -> Result<RecordWire, DecodeError> {
+        let origin = self.id("origin")?;
+        let version = self.u64("version")?;
+        let nq = self.u8("queue count")? as usize;
+        let no = self.u8("offload count")? as usize;
+        if nq > MAX_QUEUE_ENTRIES || no > MAX_OFFLOAD_ENTRIES {
+            return Err(DecodeError::BadValue {
+                what: "record entry count",
+            });
+        }
+        self.need("record entries", nq * 12 + no * 16)?;
+        let mut rec = RecordWire {
+            origin,
+            version,
+            queue: Vec::with_capacity(nq),
+            offload: Vec::with_capacity(no),
+        };
+        for _ in 0..nq {
+            let v = self.u32("vertex")?;
+            let q = self.f64("queue length")?;
+            rec.queue.push((v, q));
+        }
+        for _ in 0..no {
+            let s = self.u32("src")?;
+            let d = self.u32("dst")?;
+            let x = self.f64("rate")?;
+            rec.offload.push((s, d, x));
+        }
+        validate_record(&rec).map_err(|e| match e {
+            EncodeError::TooMany { what, .. } | EncodeError::BadValue { what } => {
+                DecodeError::BadValue { what }
+            }
+        })?;
+        Ok(rec)
+    }
+
     fn count(&mut self, what: &'static str, max: usize, each: usize) -> Result<usize, DecodeError> {
         let n = self.u8(what)? as usize;
         if n > max {
