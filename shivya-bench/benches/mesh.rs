@@ -5,7 +5,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use shivya_core::mesh::{Node, NodeConfig};
-use shivya_core::p2p::protocol::{RecordWire, MAX_DIGEST_ENTRIES, MAX_QUEUE_ENTRIES};
+use shivya_core::p2p::protocol::{RecordWire, MAX_DELTAS, MAX_DIGEST_ENTRIES, MAX_QUEUE_ENTRIES};
 use shivya_core::p2p::{Body, Frame, NodeId};
 use std::hint::black_box;
 
@@ -40,6 +40,23 @@ fn frames() -> Vec<(&'static str, Frame)> {
             ),
         ),
         ("delta48", Frame::new(0, me, Body::Delta(record))),
+        (
+            "deltas38",
+            Frame::new(
+                0,
+                me,
+                Body::Deltas(
+                    (0..MAX_DELTAS as u64)
+                        .map(|i| RecordWire {
+                            origin: NodeId::from_seed(500 + i),
+                            version: i,
+                            queue: Vec::new(),
+                            offload: Vec::new(),
+                        })
+                        .collect(),
+                ),
+            ),
+        ),
         (
             "belief2",
             Frame::new(
