@@ -417,15 +417,11 @@ impl SimplicialComplex {
         Ok(())
     }
 
-    /// Whether a workspace of this complex uses a direct factor for the triangle system
-    /// (`true`) or for the vertex system (`false`), factoring on first use.
-    fn direct<'w>(
-        &self,
-        ws: &'w mut HodgeWorkspace,
-        triangles: bool,
-    ) -> Option<&'w SparseCholesky> {
+    /// Makes the factor of the triangle (`true`) or vertex (`false`) system on first use
+    /// when the workspace's [`Solver`] allows it; whether a factor is ready.
+    fn ensure_factor(&self, ws: &mut HodgeWorkspace, triangles: bool) -> bool {
         let Solver::Auto { max_factor_nnz } = ws.solver else {
-            return None;
+            return false;
         };
         let slot = if triangles {
             &mut ws.factor_t
@@ -438,10 +434,7 @@ impl SimplicialComplex {
                 None => Factor::Unavailable,
             };
         }
-        match slot {
-            Factor::Ready(f) => Some(f),
-            _ => None,
-        }
+        matches!(slot, Factor::Ready(_))
     }
 
     fn factor(&self, triangles: bool, max_nnz: usize) -> Option<SparseCholesky> {
@@ -470,7 +463,7 @@ impl SimplicialComplex {
     fn solve_curl(&self, flow: &[f64], ws: &mut HodgeWorkspace) -> SolverReport {
         self.d1.mul_vec(flow, &mut ws.rhs_t);
         let (d1, d1t) = (&self.d1, &self.d1t);
-        if self.direct(ws, true).is_some() {
+        if self.ensure_factor(ws, true) {
             let HodgeWorkspace {
                 cg,
                 beta,
@@ -519,7 +512,7 @@ impl SimplicialComplex {
     fn solve_gradient(&self, flow: &[f64], ws: &mut HodgeWorkspace) -> SolverReport {
         self.d0t.mul_vec(flow, &mut ws.rhs_v);
         let l0 = &self.l0;
-        if self.direct(ws, false).is_some() {
+        if self.ensure_factor(ws, false) {
             let HodgeWorkspace {
                 cg,
                 alpha,
