@@ -1,6 +1,7 @@
 //! Hostile traffic against one node: floods of fake ids, STOREs and records.
 
 use shivya_core::mesh::{NodeConfig, NodeState, WorkloadTopology};
+use shivya_core::p2p::auth::AuthKey;
 use shivya_core::p2p::protocol::RecordWire;
 use shivya_core::p2p::{Body, Frame, NodeId, StoreStatus};
 use std::collections::BTreeMap;
@@ -156,4 +157,73 @@ fn a_record_flood_from_fake_origins_is_capped_and_counted() {
     // Our own writes still work and still count.
     n.record_queue_len(0, 2.0).unwrap();
     assert_eq!(n.records().get(&n.id()).unwrap().queue, vec![(0, 2.0)]);
+}
+
+/// Bytes a node sends to `victim` in answer to one forged, empty, full-range digest.
+fn answer_to_forged_digest(mut n: NodeState, key: Option<&AuthKey>) -> (usize, usize) {
+    // 100 records from distinct origins, each with one queue entry.
+    for k in 0..100u64 {
+        let r = RecordWire {
+            origin: NodeId::from_seed(1 << 40 | k),
+            version: 1,
+            queue: vec![(0, 1.0 + k as f64)],
+            offload: vec![],
+        };
+        let mut b = Frame::new(0, NodeId::from_seed(1 << 41 | k), Body::Delta(r))
+            .encode()
+            .unwrap();
+        if let Some(key) = key {
+            b.extend_from_slice(&key.tag(&b));
+        }
+        n.handle_datagram(addr(k), &b, 1);
+    }
+    assert_eq!(n.records().len(), 100);
+    while n.poll_transmit().is_some() {}
+    let digest = Frame::new(
+        0,
+        NodeId::from_seed(999),
+        Body::Digest {
+            reply: false,
+            lo: NodeId::ZERO,
+            hi: NodeId([0xff; 20]),
+            entries: vec![],
+        },
+    );
+    let mut b = digest.encode().unwrap();
+    if let Some(key) = key {
+        b.extend_from_slice(&key.tag(&b));
+    }
+    let victim = addr(50_000);
+    n.handle_datagram(victim, &b, 2);
+    let (mut frames, mut bytes) = (0, 0);
+    while let Some(t) = n.poll_transmit() {
+        if t.destination == victim {
+            frames += 1;
+            bytes += t.payload.len();
+        }
+    }
+    (frames, bytes)
+}
+
+#[test]
+fn a_forged_digest_gets_at_most_one_frame_back_without_a_key() {
+    let (frames, bytes) = answer_to_forged_digest(node(4_096), None);
+    // The digest is 73 bytes; the answer is one packed frame, not 16.
+    assert_eq!(frames, 1);
+    assert!(bytes <= shivya_core::p2p::protocol::MAX_FRAME, "{bytes}");
+    // With a key the sender is authenticated, and the full push budget applies: all 100
+    // records, 42 bytes each, 27 to a frame (1200 − 32 header − 1 count − 16 tag).
+    let key = shivya_core::mesh::MeshKey::new(&[7u8; 32]).unwrap();
+    let keyed = NodeState::new(
+        NodeConfig {
+            seed: 77,
+            topology: WorkloadTopology::complete(3),
+            auth_key: Some(key.clone()),
+            ..NodeConfig::default()
+        },
+        0,
+    )
+    .unwrap();
+    let (frames, _) = answer_to_forged_digest(keyed, Some(&AuthKey::new(&[7u8; 32])));
+    assert_eq!(frames, 4);
 }

@@ -21,6 +21,10 @@ use std::net::SocketAddr;
 /// Largest [`NodeConfig::incarnation`]: versions start at `incarnation << 20` in a `u64`.
 pub const MAX_INCARNATION: u64 = (1 << 44) - 1;
 
+/// Without a mesh key, the bytes pushed in answer to a DIGEST are held to this multiple of
+/// its size (at least one frame).
+pub const AMPLIFICATION: usize = 3;
+
 /// Most records a node rumours per gossip round (two frames of the smallest records).
 pub const RUMOR_RECORDS: usize = 2 * MAX_DELTAS;
 
@@ -488,7 +492,7 @@ impl NodeState {
                 lo,
                 hi,
                 entries,
-            } => self.on_digest(from, *reply, *lo, *hi, entries),
+            } => self.on_digest(from, bytes.len(), *reply, *lo, *hi, entries),
             Body::Delta(r) => self.on_delta(r),
             Body::Deltas(rs) => {
                 for r in rs {
@@ -518,13 +522,22 @@ impl NodeState {
     fn on_digest(
         &mut self,
         from: SocketAddr,
+        request_len: usize,
         reply: bool,
         lo: NodeId,
         hi: NodeId,
         theirs: &[(NodeId, u64)],
     ) {
         // Push what they lack in the range they covered, several records per frame.
-        let limit = self.config.max_push_per_digest;
+        // Without a mesh key the source address is unverified (it may be a spoofed
+        // victim's), so the answer is held to three times the digest's size, and at least
+        // one frame: a forged digest cannot turn this node into an amplifier.
+        let limit = if self.auth.is_some() {
+            self.config.max_push_per_digest
+        } else {
+            let frames = (AMPLIFICATION * request_len / MAX_FRAME).max(1);
+            self.config.max_push_per_digest.min(frames)
+        };
         let push = self
             .records
             .newer_than(lo, hi, theirs, limit.saturating_mul(MAX_DELTAS));
