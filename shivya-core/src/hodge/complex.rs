@@ -47,6 +47,16 @@ enum Factor {
     Unavailable,
 }
 
+impl Factor {
+    /// The factor, when one is made and `use_it` (the workspace's solver allows it).
+    fn ready(&self, use_it: bool) -> Option<&SparseCholesky> {
+        match self {
+            Factor::Ready(f) if use_it => Some(f),
+            _ => None,
+        }
+    }
+}
+
 /// Vertices `0..n`, oriented edges and oriented triangles, with the boundary operators
 /// `d0` (edges × vertices) and `d1` (triangles × edges).
 ///
@@ -113,10 +123,7 @@ impl HodgeWorkspace {
     /// Entries of the direct factors made so far: `(vertex system, triangle system)`;
     /// `None` where none was made (not solved yet, CG chosen, or too much fill).
     pub fn factor_nnz(&self) -> (Option<usize>, Option<usize>) {
-        let nnz = |f: &Factor| match f {
-            Factor::Ready(f) => Some(f.nnz()),
-            _ => None,
-        };
+        let nnz = |f: &Factor| f.ready(true).map(SparseCholesky::nnz);
         (nnz(&self.factor_v), nnz(&self.factor_t))
     }
 }
@@ -462,40 +469,19 @@ impl SimplicialComplex {
     /// Solves `L2 β = d1 x` into `ws.beta`.
     fn solve_curl(&self, flow: &[f64], ws: &mut HodgeWorkspace) -> SolverReport {
         self.d1.mul_vec(flow, &mut ws.rhs_t);
-        let (d1, d1t) = (&self.d1, &self.d1t);
-        if self.ensure_factor(ws, true) {
-            let HodgeWorkspace {
-                cg,
-                beta,
-                rhs_t,
-                tmp_e,
-                scratch_t,
-                factor_t,
-                ..
-            } = ws;
-            if let Factor::Ready(f) = factor_t {
-                f.solve(rhs_t, beta, scratch_t.work());
-                return direct_report(
-                    |p, out| {
-                        d1t.mul_vec(p, tmp_e);
-                        d1.mul_vec(tmp_e, out);
-                    },
-                    rhs_t,
-                    beta,
-                    scratch_t,
-                    cg,
-                );
-            }
-        }
+        let direct = self.ensure_factor(ws, true);
         let HodgeWorkspace {
             cg,
             beta,
             rhs_t,
             tmp_e,
             scratch_t,
+            factor_t,
             ..
         } = ws;
-        pcg(
+        let (d1, d1t) = (&self.d1, &self.d1t);
+        solve_system(
+            factor_t.ready(direct),
             |p, out| {
                 d1t.mul_vec(p, tmp_e);
                 d1.mul_vec(tmp_e, out);
@@ -511,29 +497,18 @@ impl SimplicialComplex {
     /// Solves `L0 α = d0ᵀ x` into `ws.alpha`.
     fn solve_gradient(&self, flow: &[f64], ws: &mut HodgeWorkspace) -> SolverReport {
         self.d0t.mul_vec(flow, &mut ws.rhs_v);
-        let l0 = &self.l0;
-        if self.ensure_factor(ws, false) {
-            let HodgeWorkspace {
-                cg,
-                alpha,
-                rhs_v,
-                scratch_v,
-                factor_v,
-                ..
-            } = ws;
-            if let Factor::Ready(f) = factor_v {
-                f.solve(rhs_v, alpha, scratch_v.work());
-                return direct_report(|p, out| l0.mul_vec(p, out), rhs_v, alpha, scratch_v, cg);
-            }
-        }
+        let direct = self.ensure_factor(ws, false);
         let HodgeWorkspace {
             cg,
             alpha,
             rhs_v,
             scratch_v,
+            factor_v,
             ..
         } = ws;
-        pcg(
+        let l0 = &self.l0;
+        solve_system(
+            factor_v.ready(direct),
             |p, out| l0.mul_vec(p, out),
             rhs_v,
             &self.inv_diag_l0,
@@ -629,17 +604,24 @@ impl SimplicialComplex {
     }
 }
 
-/// The report of a direct solve: its true residual, no iterations.
-fn direct_report<F>(
+/// Solves `A x = b` (`apply` computes `A v`) with `factor` when given, reporting the true
+/// residual and no iterations; otherwise by Jacobi CG with `inv_diag`.
+fn solve_system<F>(
+    factor: Option<&SparseCholesky>,
     apply: F,
     b: &[f64],
-    x: &[f64],
+    inv_diag: &[f64],
+    x: &mut [f64],
     s: &mut CgScratch,
     cfg: &CgConfig,
 ) -> SolverReport
 where
     F: FnMut(&[f64], &mut [f64]),
 {
+    let Some(f) = factor else {
+        return pcg(apply, b, inv_diag, x, s, cfg);
+    };
+    f.solve(b, x, s.work());
     let residual = s.residual(apply, b, x);
     SolverReport {
         iterations: 0,
