@@ -99,6 +99,16 @@ fn identical(states: &[&NodeState]) -> bool {
     first.len() == states.len() && states.iter().all(|s| view(s) == first)
 }
 
+/// An error when the halves agree at the end of a cut: the partition did not hold, and a
+/// heal time measured from it would mean nothing.
+fn still_cut(states: &[&NodeState]) -> Result<(), String> {
+    if identical(states) {
+        Err("the halves agree while cut: the partition did not hold".into())
+    } else {
+        Ok(())
+    }
+}
+
 fn write(state: &mut NodeState, i: usize, round: u32) -> Result<(), String> {
     state
         .record_queue_len(i as u32 % 4, 1.0 + ((i as u32 * 5 + round * 3) % 9) as f64)
@@ -140,12 +150,7 @@ pub fn simulate(n: usize) -> Result<MembershipRow, String> {
     }
     let cut = sim.now + 1_000;
     sim.run_until(cut);
-    {
-        let states: Vec<&NodeState> = sim.nodes.iter().collect();
-        if identical(&states) {
-            return Err("the halves agree while cut: the partition did not hold".into());
-        }
-    }
+    still_cut(&sim.nodes.iter().collect::<Vec<_>>())?;
     sim.heal();
     let before = frames(&sim);
     loop {
@@ -257,12 +262,7 @@ pub fn real_udp(n: usize) -> Result<MembershipRow, String> {
         while now(start) < cut {
             turn(&mut nodes)?;
         }
-        {
-            let states: Vec<&NodeState> = nodes.iter().map(|x| x.state()).collect();
-            if identical(&states) {
-                return Err("the halves agree while cut: the partition did not hold".into());
-            }
-        }
+        still_cut(&nodes.iter().map(|x| x.state()).collect::<Vec<_>>())?;
         for x in nodes.iter_mut() {
             for a in &addrs {
                 x.unblock(*a);

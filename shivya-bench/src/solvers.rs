@@ -39,9 +39,21 @@ pub struct SolverRow {
     pub skipped: Option<String>,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+/// Runs `solve` `repeats` times (at least once): the median time in ms and what the last
+/// run returned (its CG iterations).
+fn timed(
+    repeats: usize,
+    mut solve: impl FnMut() -> Result<usize, String>,
+) -> Result<(f64, usize), String> {
+    let mut times = Vec::new();
+    let mut last = 0;
+    for _ in 0..repeats.max(1) {
+        let t0 = Instant::now();
+        last = solve()?;
+        times.push(ms(t0));
+    }
+    times.sort_by(f64::total_cmp);
+    Ok((times[times.len() / 2], last))
 }
 
 fn ms(t: Instant) -> f64 {
@@ -95,16 +107,11 @@ pub fn compare(
     ws.cg = cfg;
     ws.solver = Solver::ConjugateGradient;
     let mut out = vec![0.0; e];
-    let mut times = Vec::new();
-    let mut iters = 0;
-    for _ in 0..repeats {
-        let t0 = Instant::now();
-        let rep = cx
-            .project_curl_free_into(&x, &mut ws, &mut out)
-            .map_err(|e| e.to_string())?;
-        times.push(ms(t0));
-        iters = rep.iterations;
-    }
+    let (solve_ms, iters) = timed(repeats, || {
+        cx.project_curl_free_into(&x, &mut ws, &mut out)
+            .map(|rep| rep.iterations)
+            .map_err(|e| e.to_string())
+    })?;
     let d1t = cx.d1().transpose();
     let mut tmp = vec![0.0; e];
     let inv3 = vec![1.0 / 3.0; t];
@@ -123,7 +130,7 @@ pub fn compare(
     rows.push(row(
         "cg-jacobi (matrix-free; fallback)",
         0.0,
-        median(times),
+        solve_ms,
         iters,
         rel_residual(&cx, &beta, &b),
         0,
@@ -133,10 +140,7 @@ pub fn compare(
     let t0 = Instant::now();
     let l2 = cx.up_laplacian();
     let assemble_ms = ms(t0);
-    let mut times = Vec::new();
-    let mut iters = 0;
-    for _ in 0..repeats {
-        let t0 = Instant::now();
+    let (solve_ms, iters) = timed(repeats, || {
         let rep = pcg(
             |p, o| l2.mul_vec(p, o),
             &b,
@@ -145,13 +149,12 @@ pub fn compare(
             &mut scratch,
             &cfg,
         );
-        times.push(ms(t0));
-        iters = rep.iterations;
-    }
+        Ok(rep.iterations)
+    })?;
     rows.push(row(
         "cg-jacobi (assembled L2)",
         assemble_ms,
-        median(times),
+        solve_ms,
         iters,
         rel_residual(&cx, &beta, &b),
         0,
@@ -162,10 +165,7 @@ pub fn compare(
     match IncompleteCholesky::new(&l2) {
         Ok(ic) => {
             let setup = assemble_ms + ms(t0);
-            let mut times = Vec::new();
-            let mut iters = 0;
-            for _ in 0..repeats {
-                let t0 = Instant::now();
+            let (solve_ms, iters) = timed(repeats, || {
                 let rep = pcg_with(
                     |p, o| l2.mul_vec(p, o),
                     |r, z| ic.apply(r, z),
@@ -174,13 +174,12 @@ pub fn compare(
                     &mut scratch,
                     &cfg,
                 );
-                times.push(ms(t0));
-                iters = rep.iterations;
-            }
+                Ok(rep.iterations)
+            })?;
             rows.push(row(
                 "cg-ic0 (assembled L2)",
                 setup,
-                median(times),
+                solve_ms,
                 iters,
                 rel_residual(&cx, &beta, &b),
                 ic.nnz(),
@@ -199,16 +198,14 @@ pub fn compare(
         Ok(f) => {
             let setup = assemble_ms + ms(t0);
             let mut work = vec![0.0; t];
-            let mut times = Vec::new();
-            for _ in 0..repeats {
-                let t0 = Instant::now();
+            let (solve_ms, _) = timed(repeats, || {
                 f.solve(&b, &mut beta, &mut work);
-                times.push(ms(t0));
-            }
+                Ok(0)
+            })?;
             let mut r = row(
                 "direct cholesky (RCM; default)",
                 setup,
-                median(times),
+                solve_ms,
                 0,
                 rel_residual(&cx, &beta, &b),
                 f.nnz(),
