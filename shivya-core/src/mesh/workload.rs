@@ -103,7 +103,8 @@ pub struct Settlement {
     pub flow: Vec<f64>,
     /// Merged queue length per vertex.
     pub queue: Vec<f64>,
-    /// The CG solve.
+    /// The solve (0 iterations when the exact sparse factor solved it, CG iterations
+    /// otherwise).
     pub report: SolverReport,
 }
 

@@ -21,12 +21,7 @@ impl NodeId {
         let mut state = seed;
         let mut out = [0u8; ID_LEN];
         for chunk in out.chunks_mut(8) {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
-            let bytes = z.to_be_bytes();
+            let bytes = crate::rng::splitmix64(&mut state).to_be_bytes();
             chunk.copy_from_slice(&bytes[..chunk.len()]);
         }
         NodeId(out)

@@ -815,7 +815,8 @@ impl Kademlia {
         t
     }
 
-    /// True once a bootstrap peer has answered (or no bootstrap was needed).
+    /// True once a bootstrap peer has answered our ping and the join lookup has started.
+    /// A node started without bootstrap peers never joins this way and stays false.
     pub fn joined(&self) -> bool {
         self.joined
     }

@@ -718,7 +718,7 @@ impl Reader<'_> {
         Ok(NodeId(self.array(what)?))
     }
 
-    /// Reads a one-byte count, checks it against `max` and against the bytes present.
+    /// Reads one record (origin, version, both entry lists) and validates it.
     fn record(&mut self) -> Result<RecordWire, DecodeError> {
         let origin = self.id("origin")?;
         let version = self.u64("version")?;
@@ -755,6 +755,7 @@ impl Reader<'_> {
         Ok(rec)
     }
 
+    /// Reads a one-byte count, checks it against `max` and against the bytes present.
     fn count(&mut self, what: &'static str, max: usize, each: usize) -> Result<usize, DecodeError> {
         let n = self.u8(what)? as usize;
         if n > max {
