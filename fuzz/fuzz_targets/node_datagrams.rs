@@ -17,6 +17,7 @@ fuzz_target!(|data: &[u8]| {
     let mut now = 0u64;
     let mut rest = data;
     let mut fed = 0u64;
+    let mut out = Vec::new();
     while rest.len() >= 3 {
         let len = u16::from_be_bytes([rest[0], rest[1]]) as usize;
         now += u64::from(rest[2]) * 7;
@@ -29,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
         if node.poll_timeout().is_some_and(|t| t <= now) {
             node.handle_timeout(now);
         }
-        while node.poll_transmit().is_some() {}
+        while node.poll_transmit(&mut out).is_some() {}
     }
     let s = node.status();
     assert_eq!(s.counters.frames_in, fed);

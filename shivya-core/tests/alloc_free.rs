@@ -37,7 +37,7 @@ fn allocations<R>(f: impl FnOnce() -> R) -> (usize, R) {
 use shivya_core::flux::{FluxConfig, GaussianModel, GibbsFluxAgent};
 use shivya_core::hodge::{HodgeParts, SimplicialComplex};
 use shivya_core::morphic::{BinOp, Expr, MorphicConfig, Program, UnOp};
-use shivya_core::onsager::{Coupling, EnsembleConfig, OnsagerCollectiveEnsemble};
+use shivya_core::onsager::{AgentConfig, Coupling, EnsembleConfig, OnsagerCollectiveEnsemble};
 
 #[test]
 fn the_counter_sees_allocations() {
@@ -133,9 +133,12 @@ fn steady_state_ensemble_steps_allocate_nothing() {
         (3, 5, 0.4),
     ];
     let cfg = EnsembleConfig {
-        morphic: MorphicConfig {
-            novelty_threshold: 1e12,
-            ..MorphicConfig::default()
+        agent: AgentConfig {
+            morphic: MorphicConfig {
+                novelty_threshold: 1e12,
+                ..MorphicConfig::default()
+            },
+            ..AgentConfig::default()
         },
         ..EnsembleConfig::default()
     };
@@ -172,4 +175,48 @@ fn idle_node_steps_allocate_nothing() {
     // The test can fail: a step with timers due does allocate (it builds frames).
     let (busy, _) = allocations(|| node.step(due + 1_000).unwrap());
     assert!(busy > 0);
+}
+
+#[test]
+fn sending_what_a_gossiping_node_queued_allocates_nothing() {
+    use shivya_core::mesh::sim::{NetConfig, Sim};
+    use shivya_core::mesh::{NodeConfig, WorkloadTopology};
+    // Eight nodes that know each other and hold each other's records, so every round
+    // queues digests, deltas, rumours and beliefs.
+    let mut sim = Sim::new(8, 3, NetConfig::default(), |i| NodeConfig {
+        seed: 70 + i as u64,
+        topology: WorkloadTopology::complete(4),
+        ..NodeConfig::default()
+    })
+    .unwrap();
+    sim.run_until(2_000);
+    for i in 0..8 {
+        sim.nodes[i]
+            .record_queue_len(i as u32 % 4, 0.1 * (i + 1) as f64)
+            .unwrap();
+    }
+    sim.run_until(3_000);
+    let node = &mut sim.nodes[0];
+    let mut buf = Vec::with_capacity(2048);
+    let (mut now, mut sent, mut drains) = (3_000, 0, 0);
+    for k in 0..40 {
+        node.record_queue_len(1, 0.1 + 1e-3 * k as f64).unwrap();
+        now += 50;
+        node.handle_timeout(now);
+        let (n, count) = allocations(|| {
+            let mut count = 0;
+            while node.poll_transmit(&mut buf).is_some() {
+                count += 1;
+            }
+            count
+        });
+        drains += n;
+        sent += count;
+    }
+    assert_eq!(
+        drains, 0,
+        "draining {sent} datagrams allocated {drains} times"
+    );
+    // The test can fail: the rounds really queued frames to send.
+    assert!(sent > 40, "only {sent} datagrams were queued");
 }

@@ -45,7 +45,7 @@ fn a_ping_flood_from_fake_ids_cannot_evict_live_peers_or_grow_memory() {
     for (id, a) in &live {
         send(&mut n, *a, Frame::new(0, *id, Body::Ping), 1);
     }
-    while n.poll_transmit().is_some() {}
+    while n.poll_transmit(&mut Vec::new()).is_some() {}
     let live_addrs: BTreeMap<SocketAddr, NodeId> = live.iter().map(|(i, a)| (*a, *i)).collect();
     let mut now = 10;
     let mut max_outstanding = 0;
@@ -62,9 +62,10 @@ fn a_ping_flood_from_fake_ids_cannot_evict_live_peers_or_grow_memory() {
             n.handle_timeout(now);
         }
         // The live peers answer whatever is asked of them; fake addresses never answer.
-        while let Some(t) = n.poll_transmit() {
-            if let Some(id) = live_addrs.get(&t.destination) {
-                if let Ok(f) = Frame::decode(&t.payload) {
+        let mut payload = Vec::new();
+        while let Some(destination) = n.poll_transmit(&mut payload) {
+            if let Some(id) = live_addrs.get(&destination) {
+                if let Ok(f) = Frame::decode(&payload) {
                     let reply = match f.body {
                         Body::Ping => Some(Body::Pong),
                         Body::FindNode { .. } => Some(Body::FoundNodes { contacts: vec![] }),
@@ -73,7 +74,7 @@ fn a_ping_flood_from_fake_ids_cannot_evict_live_peers_or_grow_memory() {
                     if let Some(body) = reply {
                         send(
                             &mut n,
-                            t.destination,
+                            destination,
                             Frame::new(f.request_id, *id, body),
                             now,
                         );
@@ -113,14 +114,15 @@ fn a_store_flood_is_capped_by_the_store_limits() {
             },
         );
         send(&mut n, addr(k), f, 1);
-        while let Some(t) = n.poll_transmit() {
+        let mut payload = Vec::new();
+        while n.poll_transmit(&mut payload).is_some() {
             if let Ok(Frame {
                 body:
                     Body::StoreAck {
                         status: StoreStatus::StoreFull,
                     },
                 ..
-            }) = Frame::decode(&t.payload)
+            }) = Frame::decode(&payload)
             {
                 full += 1;
             }
@@ -178,7 +180,7 @@ fn answer_to_forged_digest(mut n: NodeState, key: Option<&AuthKey>) -> (usize, u
         n.handle_datagram(addr(k), &b, 1);
     }
     assert_eq!(n.records().len(), 100);
-    while n.poll_transmit().is_some() {}
+    while n.poll_transmit(&mut Vec::new()).is_some() {}
     let digest = Frame::new(
         0,
         NodeId::from_seed(999),
@@ -196,10 +198,11 @@ fn answer_to_forged_digest(mut n: NodeState, key: Option<&AuthKey>) -> (usize, u
     let victim = addr(50_000);
     n.handle_datagram(victim, &b, 2);
     let (mut frames, mut bytes) = (0, 0);
-    while let Some(t) = n.poll_transmit() {
-        if t.destination == victim {
+    let mut payload = Vec::new();
+    while let Some(destination) = n.poll_transmit(&mut payload) {
+        if destination == victim {
             frames += 1;
-            bytes += t.payload.len();
+            bytes += payload.len();
         }
     }
     (frames, bytes)

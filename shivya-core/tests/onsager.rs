@@ -148,7 +148,10 @@ fn diffusion_pulls_disagreeing_beliefs_together() {
     // belief gap is smaller than for uncoupled twins.
     let gap = |rate: f64| {
         let cfg = EnsembleConfig {
-            diffusion_rate: rate,
+            agent: AgentConfig {
+                diffusion_rate: rate,
+                ..AgentConfig::default()
+            },
             ..EnsembleConfig::default()
         };
         let mut e =

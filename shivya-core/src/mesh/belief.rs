@@ -6,9 +6,9 @@
 //! costs accuracy, never correctness: nothing in the routes depends on them.
 
 use super::MeshError;
-use crate::flux::{FluxConfig, GaussianModel, GibbsFluxAgent};
+use crate::flux::{GaussianModel, GibbsFluxAgent};
 use crate::morphic::{MorphicConfig, MorphicController};
-use crate::onsager::{coalition_share, MAX_PLAYERS};
+use crate::onsager::{add_diffusion, coalition_share, diffusion_rate, AgentConfig, MAX_PLAYERS};
 use crate::p2p::protocol::MAX_BELIEF_DIM;
 use crate::p2p::NodeId;
 use std::collections::BTreeMap;
@@ -16,20 +16,8 @@ use std::collections::BTreeMap;
 /// Settings of the node's agent and of belief exchange.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BeliefConfig {
-    /// Prior variance of the starting model.
-    pub prior_var: f64,
-    /// Sensory noise variance.
-    pub sensory_var: f64,
-    /// L1 descent settings.
-    pub flux: FluxConfig,
-    /// L2 settings (the seed is mixed with the node id).
-    pub morphic: MorphicConfig,
-    /// L3 diffusion rate.
-    pub diffusion_rate: f64,
-    /// L3 synergy temperature.
-    pub synergy_temperature: f64,
-    /// Process noise when the posterior becomes the next prior.
-    pub process_noise: f64,
+    /// The agent, as in an ensemble (the L2 seed is mixed with the node id).
+    pub agent: AgentConfig,
     /// A peer belief older than this is ignored.
     pub belief_ttl_ms: u64,
     /// Most peer beliefs held.
@@ -39,16 +27,34 @@ pub struct BeliefConfig {
 impl Default for BeliefConfig {
     fn default() -> Self {
         BeliefConfig {
-            prior_var: 4.0,
-            sensory_var: 0.5,
-            flux: FluxConfig::default(),
-            morphic: MorphicConfig::default(),
-            diffusion_rate: 0.1,
-            synergy_temperature: 1.0,
-            process_noise: 0.01,
+            agent: AgentConfig::default(),
             belief_ttl_ms: 1_000,
             max_peer_beliefs: 64,
         }
+    }
+}
+
+impl BeliefConfig {
+    /// Checks the agent's settings and that its latent dimension can never outgrow a
+    /// BELIEF frame.
+    pub fn validate(&self) -> Result<(), MeshError> {
+        self.agent.validate().map_err(|e| match e {
+            crate::onsager::OnsagerError::Config { what, value, why } => MeshError::Config {
+                what,
+                why: format!("{value} {why}"),
+            },
+            other => MeshError::Config {
+                what: "belief.agent",
+                why: other.to_string(),
+            },
+        })?;
+        if self.agent.morphic.max_dim > MAX_BELIEF_DIM {
+            return Err(MeshError::Config {
+                what: "morphic.max_dim",
+                why: format!("must be at most {MAX_BELIEF_DIM} (the BELIEF frame limit)"),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -99,6 +105,7 @@ pub struct BeliefState {
     means: Vec<Vec<f64>>,
     table: Vec<f64>,
     centroid: Vec<f64>,
+    delta: Vec<f64>,
     last: BeliefReport,
     steps: u64,
 }
@@ -106,38 +113,10 @@ pub struct BeliefState {
 impl BeliefState {
     /// A fresh agent for node `me`.
     pub fn new(me: NodeId, config: BeliefConfig) -> Result<BeliefState, MeshError> {
-        let bad = |what: &'static str| MeshError::Config {
-            what,
-            why: "must be finite and positive".into(),
-        };
-        for (what, v) in [
-            ("prior_var", config.prior_var),
-            ("sensory_var", config.sensory_var),
-            ("synergy_temperature", config.synergy_temperature),
-        ] {
-            if !(v > 0.0 && v.is_finite()) {
-                return Err(bad(what));
-            }
-        }
-        for (what, v) in [
-            ("diffusion_rate", config.diffusion_rate),
-            ("process_noise", config.process_noise),
-        ] {
-            if !(v >= 0.0 && v.is_finite()) {
-                return Err(MeshError::Config {
-                    what,
-                    why: "must be finite and non-negative".into(),
-                });
-            }
-        }
-        if config.morphic.max_dim > MAX_BELIEF_DIM {
-            return Err(MeshError::Config {
-                what: "morphic.max_dim",
-                why: format!("must be at most {MAX_BELIEF_DIM} (the BELIEF frame limit)"),
-            });
-        }
-        let model = GaussianModel::isotropic(2, OBS_DIM, config.prior_var, config.sensory_var);
-        let agent = GibbsFluxAgent::new(model, config.flux).map_err(MeshError::Agent)?;
+        config.validate()?;
+        let a = config.agent;
+        let model = GaussianModel::isotropic(2, OBS_DIM, a.prior_var, a.sensory_var);
+        let agent = GibbsFluxAgent::new(model, a.flux).map_err(MeshError::Agent)?;
         let mut seed = 0u64;
         for chunk in me.0.chunks(8) {
             let mut b = [0u8; 8];
@@ -145,8 +124,8 @@ impl BeliefState {
             seed ^= u64::from_be_bytes(b);
         }
         let morphic = MorphicConfig {
-            seed: config.morphic.seed ^ seed,
-            ..config.morphic
+            seed: a.morphic.seed ^ seed,
+            ..a.morphic
         };
         let controller = MorphicController::new(morphic, OBS_DIM).map_err(MeshError::Agent)?;
         Ok(BeliefState {
@@ -159,6 +138,7 @@ impl BeliefState {
             means: vec![Vec::new(); MAX_PLAYERS],
             table: vec![0.0; 1 << MAX_PLAYERS],
             centroid: vec![0.0; MAX_BELIEF_DIM],
+            delta: vec![0.0; MAX_BELIEF_DIM],
             last: BeliefReport::default(),
             steps: 0,
         })
@@ -236,23 +216,28 @@ impl BeliefState {
             .sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         self.members.truncate(MAX_PLAYERS - 1);
 
-        // Diffusion: Δμ = r Σ_j L_ij (μ_j − μ_i), with r·Σ L ≤ ½.
+        // Diffusion, the ensemble's step: Δμ = r Σ_j L_ij (μ_j − μ_i). A node knows only
+        // its own coupling row, so r is bounded by that row's sum.
         let total: f64 = self.members.iter().map(|m| m.0).sum();
-        let rate = if total > 0.0 {
-            self.config.diffusion_rate.min(0.5 / total)
-        } else {
-            0.0
-        };
+        let rate = diffusion_rate(self.config.agent.diffusion_rate, total);
         let dim = self.agent.dim();
-        let mut new_mean = self.agent.mean().to_vec();
-        for &(w, id) in &self.members {
-            if let Some(p) = self.peers.get(&id) {
-                for k in 0..dim.min(p.mean.len()) {
-                    new_mean[k] += rate * w * (p.mean[k] - self.agent.mean()[k]);
-                }
-            }
+        let delta = self.delta.get_mut(..dim).ok_or(MeshError::Internal(
+            "latent dimension above the BELIEF limit",
+        ))?;
+        delta.fill(0.0);
+        let peers = &self.peers;
+        add_diffusion(
+            rate,
+            self.agent.mean(),
+            self.members
+                .iter()
+                .filter_map(|&(w, id)| peers.get(&id).map(|p| (w, p.mean.as_slice()))),
+            delta,
+        );
+        for (d, m) in delta.iter_mut().zip(self.agent.mean()) {
+            *d += m;
         }
-        self.agent.set_mean(&new_mean).map_err(MeshError::Agent)?;
+        self.agent.set_mean(delta).map_err(MeshError::Agent)?;
         let free_energy = self.agent.free_energy();
 
         // Dividends of the local coalition game; player 0 is this node.
@@ -275,12 +260,12 @@ impl BeliefState {
             dim,
             |a| means[a].as_slice(),
             |a, b| coupling(&ids[a], &ids[b]),
-            self.config.synergy_temperature,
+            self.config.agent.synergy_temperature,
             &mut self.table,
             &mut self.centroid,
         );
         self.agent
-            .absorb(self.config.process_noise)
+            .absorb(self.config.agent.process_noise)
             .map_err(MeshError::Agent)?;
         self.steps += 1;
         self.last = BeliefReport {

@@ -14,14 +14,20 @@
 //! version per origin (a state-based CRDT), and anti-entropy (digest pages of
 //! `(origin, version)` pairs, answered with the records the other side lacks) makes every
 //! connected node hold the same records. The flow is summed in ascending origin order and
-//! projected by CG from a zero start, so equal records give bit-identical routes.
+//! projected by the workspace's solver, deterministic either way (an exact sparse Cholesky
+//! factor made once per topology by default, Jacobi CG from a zero start when the factor
+//! would be too large), so equal records give bit-identical routes.
 //! Belief exchange (L1–L3) rides on the same links and affects only the agents' free
 //! energies, never the routes. A node that disappears without LEAVE keeps its last record
 //! in the mesh (records carry no expiry: expiring by local clock would make nodes
 //! disagree); a node that leaves publishes an empty record first.
 
 mod belief;
+mod config;
+mod counters;
 mod node;
+mod outbox;
+mod own;
 mod proxy;
 mod records;
 pub mod sim;
@@ -29,13 +35,12 @@ mod state;
 mod workload;
 
 pub use belief::{coupling, BeliefConfig, BeliefReport, BeliefState, OBS_DIM};
+pub use config::{MeshKey, NodeConfig, MAX_INCARNATION};
+pub use counters::{Counters, DropCounters, Status};
 pub use node::{Node, StepOutcome, RECV_BUDGET};
 pub use proxy::WorkloadMeshProxy;
 pub use records::{DigestPage, MergeOutcome, RecordStore};
-pub use state::{
-    Counters, DropCounters, MeshKey, NodeConfig, NodeState, Status, Transmit, MAX_INCARNATION,
-    RUMOR_RECORDS,
-};
+pub use state::{NodeState, AMPLIFICATION, RUMOR_RECORDS};
 pub use workload::{EdgeRecommendation, Reconciler, SettleMode, Settlement, WorkloadTopology};
 
 use crate::flux::SubstrateError;

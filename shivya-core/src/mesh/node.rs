@@ -2,7 +2,9 @@
 //! sleeps, no clock: the host calls [`Node::step`] with the time and waits on
 //! [`Node::raw_fd`] for at most [`Node::next_timeout_ms`].
 
-use super::state::{NodeConfig, NodeState, Status};
+use super::config::NodeConfig;
+use super::counters::Status;
+use super::state::NodeState;
 use super::workload::EdgeRecommendation;
 use super::MeshError;
 use crate::p2p::protocol::MAX_FRAME;
@@ -29,6 +31,8 @@ pub struct Node {
     transport: UdpTransport,
     state: NodeState,
     buf: Vec<u8>,
+    /// Reused for every datagram sent.
+    send_buf: Vec<u8>,
     more_pending: bool,
 }
 
@@ -41,6 +45,7 @@ impl Node {
             transport,
             state,
             buf: vec![0u8; MAX_FRAME + 1],
+            send_buf: Vec::with_capacity(MAX_FRAME),
             more_pending: false,
         };
         node.flush()?;
@@ -81,14 +86,14 @@ impl Node {
 
     fn flush(&mut self) -> Result<usize, MeshError> {
         let mut sent = 0;
-        while let Some(t) = self.state.poll_transmit() {
+        while let Some(destination) = self.state.poll_transmit(&mut self.send_buf) {
             if self
                 .transport
-                .send(t.destination, &t.payload)
+                .send(destination, &self.send_buf)
                 .map_err(MeshError::io)?
             {
                 sent += 1;
-            } else if self.transport.is_blocked(&t.destination) {
+            } else if self.transport.is_blocked(&destination) {
                 self.state.count_blocked();
             }
         }

@@ -1,7 +1,8 @@
 //! `WorkloadMeshProxy`: the three calls most users need, over a [`Node`].
 
+use super::config::NodeConfig;
+use super::counters::Status;
 use super::node::{Node, StepOutcome};
-use super::state::{NodeConfig, Status};
 use super::workload::EdgeRecommendation;
 use super::MeshError;
 use std::net::SocketAddr;

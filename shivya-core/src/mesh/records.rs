@@ -36,6 +36,7 @@ pub struct DigestPage {
 pub struct RecordStore {
     max_records: usize,
     records: BTreeMap<NodeId, RecordWire>,
+    generation: u64,
 }
 
 const MAX_ID: NodeId = NodeId([0xff; crate::p2p::ID_LEN]);
@@ -59,6 +60,7 @@ impl RecordStore {
         RecordStore {
             max_records: max_records.max(1),
             records: BTreeMap::new(),
+            generation: 0,
         }
     }
 
@@ -87,6 +89,12 @@ impl RecordStore {
         self.records.get(origin).map_or(0, |r| r.version)
     }
 
+    /// Moves whenever a record is stored: equal generations mean equal contents, so a
+    /// result computed from the records stays valid while it stands still.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// Highest-version-wins merge.
     pub fn merge(&mut self, record: &RecordWire) -> MergeOutcome {
         let full = self.records.len() >= self.max_records;
@@ -94,11 +102,13 @@ impl RecordStore {
             Some(held) if held.version >= record.version => MergeOutcome::Stale,
             Some(held) => {
                 held.clone_from(record);
+                self.generation += 1;
                 MergeOutcome::Applied
             }
             None if full => MergeOutcome::Full,
             None => {
                 self.records.insert(record.origin, record.clone());
+                self.generation += 1;
                 MergeOutcome::Applied
             }
         }
@@ -107,6 +117,7 @@ impl RecordStore {
     /// Replaces our own record unconditionally (the caller bumps the version).
     pub(crate) fn put_own(&mut self, record: RecordWire) {
         self.records.insert(record.origin, record);
+        self.generation += 1;
     }
 
     /// The digest page starting at `from`: up to [`MAX_DIGEST_ENTRIES`] origins. Returns the

@@ -62,6 +62,7 @@ pub struct Sim {
     index: BTreeMap<SocketAddr, usize>,
     queue: BinaryHeap<Reverse<InFlight>>,
     seq: u64,
+    buf: Vec<u8>,
     /// Datagrams delivered so far.
     pub delivered: u64,
     /// Datagrams lost (by chance, partition or isolation).
@@ -99,6 +100,7 @@ impl Sim {
             index,
             queue: BinaryHeap::new(),
             seq: 0,
+            buf: Vec::new(),
             delivered: 0,
             lost: 0,
         })
@@ -114,8 +116,8 @@ impl Sim {
 
     fn collect(&mut self) {
         for i in 0..self.nodes.len() {
-            while let Some(t) = self.nodes[i].poll_transmit() {
-                let Some(&j) = self.index.get(&t.destination) else {
+            while let Some(destination) = self.nodes[i].poll_transmit(&mut self.buf) {
+                let Some(&j) = self.index.get(&destination) else {
                     continue;
                 };
                 if !self.can_talk(i, j) || self.rng.chance(self.net.loss) {
@@ -132,7 +134,7 @@ impl Sim {
                     let at = self.now + self.net.min_delay_ms + self.rng.below(span + 1);
                     self.seq += 1;
                     self.queue
-                        .push(Reverse((at, self.seq, i, j, t.payload.clone())));
+                        .push(Reverse((at, self.seq, i, j, self.buf.clone())));
                 }
             }
         }

@@ -22,11 +22,14 @@
 //! when `adapt_topology` is on. (L3 composes L4 here as the issue asks; L4 itself depends on
 //! no other layer, so there is no cycle.)
 
+mod agent;
 mod harsanyi;
+
+pub use agent::{add_diffusion, diffusion_rate, AgentConfig};
 
 pub use harsanyi::{coalition_share, dividends_in_place, shapley_from_dividends, MAX_PLAYERS};
 
-use crate::flux::{FluxConfig, GaussianModel, GibbsFluxAgent, SubstrateError};
+use crate::flux::{GaussianModel, GibbsFluxAgent, SubstrateError};
 use crate::graph::{Graph, GraphError};
 use crate::hodge::{CgConfig, HodgeError, HodgeWorkspace, SimplicialComplex};
 use crate::morphic::{MorphicConfig, MorphicController};
@@ -193,20 +196,8 @@ pub struct EnsembleConfig {
     pub state_dim: usize,
     /// Observation dimension.
     pub obs_dim: usize,
-    /// Prior variance of each agent's starting model.
-    pub prior_var: f64,
-    /// Sensory noise variance.
-    pub sensory_var: f64,
-    /// L1 descent settings.
-    pub flux: FluxConfig,
-    /// L2 settings (the seed is offset by the agent index).
-    pub morphic: MorphicConfig,
-    /// L3 diffusion rate `r`.
-    pub diffusion_rate: f64,
-    /// L3 synergy temperature `T`.
-    pub synergy_temperature: f64,
-    /// Process noise added when the posterior becomes the next prior.
-    pub process_noise: f64,
+    /// Every agent's settings (the L2 seed is offset by the agent index).
+    pub agent: AgentConfig,
     /// L0 solver settings.
     pub cg: CgConfig,
     /// L4 settings.
@@ -222,13 +213,7 @@ impl Default for EnsembleConfig {
         EnsembleConfig {
             state_dim: 2,
             obs_dim: 2,
-            prior_var: 4.0,
-            sensory_var: 0.5,
-            flux: FluxConfig::default(),
-            morphic: MorphicConfig::default(),
-            diffusion_rate: 0.1,
-            synergy_temperature: 1.0,
-            process_noise: 0.01,
+            agent: AgentConfig::default(),
             cg: CgConfig::default(),
             turing: TuringConfig::default(),
             pool_capacity: 0,
@@ -299,26 +284,7 @@ impl OnsagerCollectiveEnsemble {
     pub fn new(coupling: Coupling, config: EnsembleConfig) -> Result<Self, OnsagerError> {
         let n = coupling.n;
         let cap = config.pool_capacity.max(n);
-        for (what, value) in [
-            ("diffusion_rate", config.diffusion_rate),
-            ("synergy_temperature", config.synergy_temperature),
-            ("process_noise", config.process_noise),
-        ] {
-            if !(value >= 0.0 && value.is_finite()) {
-                return Err(OnsagerError::Config {
-                    what,
-                    value,
-                    why: "must be finite and non-negative",
-                });
-            }
-        }
-        if config.synergy_temperature <= 0.0 {
-            return Err(OnsagerError::Config {
-                what: "synergy_temperature",
-                value: config.synergy_temperature,
-                why: "must be positive",
-            });
-        }
+        config.agent.validate()?;
         if n == 0 || config.state_dim == 0 || config.obs_dim == 0 {
             return Err(OnsagerError::Config {
                 what: "agents/dimensions",
@@ -329,16 +295,16 @@ impl OnsagerCollectiveEnsemble {
         let model = GaussianModel::isotropic(
             config.state_dim,
             config.obs_dim,
-            config.prior_var,
-            config.sensory_var,
+            config.agent.prior_var,
+            config.agent.sensory_var,
         );
-        let proto = GibbsFluxAgent::new(model, config.flux).map_err(agent_err(0))?;
+        let proto = GibbsFluxAgent::new(model, config.agent.flux).map_err(agent_err(0))?;
         let agents = vec![proto; cap];
         let controllers = (0..cap)
             .map(|i| {
                 let m = MorphicConfig {
-                    seed: config.morphic.seed.wrapping_add(i as u64),
-                    ..config.morphic
+                    seed: config.agent.morphic.seed.wrapping_add(i as u64),
+                    ..config.agent.morphic
                 };
                 MorphicController::new(m, config.obs_dim).map_err(agent_err(i))
             })
@@ -559,7 +525,7 @@ impl OnsagerCollectiveEnsemble {
         for i in 0..cap {
             if self.is_active(i) {
                 self.agents[i]
-                    .absorb(self.config.process_noise)
+                    .absorb(self.config.agent.process_noise)
                     .map_err(agent_err(i))?;
             }
         }
@@ -620,11 +586,9 @@ impl OnsagerCollectiveEnsemble {
         for i in 0..cap {
             deg_max = deg_max.max(self.graph.neighbours(i).1.iter().sum());
         }
-        let rate = if deg_max > 0.0 {
-            self.config.diffusion_rate.min(0.5 / deg_max)
-        } else {
-            0.0
-        };
+        // Every agent knows every row here, so one rate bounded by the largest row sum
+        // serves all: the flux stays exactly antisymmetric (Onsager reciprocity).
+        let rate = diffusion_rate(self.config.agent.diffusion_rate, deg_max);
         for i in 0..cap {
             let active = self.turing.pool().is_active(i);
             let row = &mut self.delta[i * maxd..(i + 1) * maxd];
@@ -632,14 +596,16 @@ impl OnsagerCollectiveEnsemble {
             if !active {
                 continue;
             }
-            let mi = self.agents[i].mean();
+            let agents = &self.agents;
             let (ns, ws) = self.graph.neighbours(i);
-            for (&j, &w) in ns.iter().zip(ws) {
-                let mj = self.agents[j as usize].mean();
-                for k in 0..mi.len().min(mj.len()) {
-                    row[k] += rate * w * (mj[k] - mi[k]);
-                }
-            }
+            add_diffusion(
+                rate,
+                agents[i].mean(),
+                ns.iter()
+                    .zip(ws)
+                    .map(|(&j, &w)| (w, agents[j as usize].mean())),
+                row,
+            );
         }
         for i in 0..cap {
             if !self.is_active(i) {
@@ -658,7 +624,7 @@ impl OnsagerCollectiveEnsemble {
 
     fn compute_shares(&mut self) {
         let cap = self.agents.len();
-        let temp = self.config.synergy_temperature;
+        let temp = self.config.agent.synergy_temperature;
         for i in 0..cap {
             self.shares[i] = 0.0;
             if !self.is_active(i) {

@@ -1,0 +1,187 @@
+//! `NodeConfig`: everything a node needs to start, and its one validation, which every
+//! surface (Rust, the C ABI, the bindings, shivyad) calls.
+
+use super::belief::BeliefConfig;
+use super::workload::{SettleMode, WorkloadTopology};
+use super::MeshError;
+use crate::hodge::CgConfig;
+use crate::p2p::{KadConfig, NodeId};
+use std::net::SocketAddr;
+
+/// Largest [`NodeConfig::incarnation`]: versions start at `incarnation << 20` in a `u64`.
+pub const MAX_INCARNATION: u64 = (1 << 44) - 1;
+
+/// Everything a node needs to start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeConfig {
+    /// Address to bind (used by [`super::Node`]; `NodeState` ignores it).
+    pub listen: SocketAddr,
+    /// Our id; derived from `seed` when `None`.
+    pub id: Option<NodeId>,
+    /// Seed of every random choice this node makes.
+    pub seed: u64,
+    /// Addresses to join through.
+    pub bootstrap: Vec<SocketAddr>,
+    /// Kademlia settings.
+    pub kad: KadConfig,
+    /// The workload graph (identical on every node of a mesh).
+    pub topology: WorkloadTopology,
+    /// Period of the layer stack (agent, diffusion, dividends, reconciliation).
+    pub step_interval_ms: u64,
+    /// Period of anti-entropy rounds.
+    pub gossip_interval_ms: u64,
+    /// Peers contacted per anti-entropy round.
+    pub fanout: usize,
+    /// Most DELTA/DELTAS frames pushed in answer to one DIGEST (each DELTAS packs as many
+    /// records as fit in a frame).
+    pub max_push_per_digest: usize,
+    /// Most origins held.
+    pub max_records: usize,
+    /// Rounds a newly learned record is pushed on (rumour mongering, on top of the
+    /// digest anti-entropy): each round it goes to the `fanout` gossip targets, at most
+    /// [`RUMOR_RECORDS`](super::RUMOR_RECORDS) such records per round, freshest first, packed into DELTAS frames. `None` picks
+    /// `⌈log₂(records held + 1)⌉`, enough that a node misses a rumour with probability
+    /// about `e^(−2·fanout·log₂N)`; `Some(0)` turns it off (anti-entropy alone then needs
+    /// a full digest cycle, `records / 36` rounds, per hop).
+    pub rumor_rounds: Option<u32>,
+    /// Which part of the flow `settle` keeps.
+    pub settle_mode: SettleMode,
+    /// Weight of the queue-length gradient in the flow.
+    pub queue_gain: f64,
+    /// Routes at or below this rate are not reported.
+    pub min_rate: f64,
+    /// Reconciliation solver settings.
+    pub cg: CgConfig,
+    /// Agent and belief exchange settings.
+    pub belief: BeliefConfig,
+    /// Distinguishes this run of a node id from earlier ones: our record's versions start
+    /// at `incarnation << 20` (values up to [`MAX_INCARNATION`] = 2^44 − 1). A host that
+    /// restarts a node with the same id but without its state (see
+    /// [`super::NodeState::restore_own`]) should pass something that grows across restarts, such
+    /// as wall-clock milliseconds since the Unix epoch, so the new run's versions are above
+    /// every version an earlier run published (that holds while a run makes fewer than 2^20
+    /// writes per millisecond it lived). Otherwise a restarted node can reuse a version with
+    /// different content, and nodes would not converge on that origin.
+    pub incarnation: u64,
+    /// A key shared by every member: when set, each datagram carries an HMAC-SHA-256 tag
+    /// and datagrams without a valid one are dropped (counted as `bad_auth`). See
+    /// docs/CONSISTENCY.md and PROTOCOL.md.
+    pub auth_key: Option<MeshKey>,
+}
+
+/// A shared mesh key (at least 16 bytes). Its bytes never appear in `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MeshKey(Vec<u8>);
+
+impl MeshKey {
+    /// Shortest key accepted, in bytes.
+    pub const MIN_LEN: usize = 16;
+
+    /// A key; refused when shorter than [`MeshKey::MIN_LEN`].
+    pub fn new(bytes: &[u8]) -> Result<MeshKey, MeshError> {
+        if bytes.len() < Self::MIN_LEN {
+            return Err(MeshError::Config {
+                what: "auth_key",
+                why: format!(
+                    "{} bytes is too short; use at least {}",
+                    bytes.len(),
+                    Self::MIN_LEN
+                ),
+            });
+        }
+        Ok(MeshKey(bytes.to_vec()))
+    }
+
+    /// The key's bytes.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for MeshKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MeshKey({} bytes)", self.0.len())
+    }
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            id: None,
+            seed: 1,
+            bootstrap: Vec::new(),
+            kad: KadConfig::default(),
+            topology: WorkloadTopology::complete(4),
+            step_interval_ms: 100,
+            gossip_interval_ms: 50,
+            fanout: 2,
+            max_push_per_digest: 16,
+            max_records: 4_096,
+            rumor_rounds: None,
+            settle_mode: SettleMode::CurlFree,
+            queue_gain: 1.0,
+            min_rate: 1e-9,
+            cg: CgConfig::default(),
+            belief: BeliefConfig::default(),
+            incarnation: 0,
+            auth_key: None,
+        }
+    }
+}
+
+impl NodeConfig {
+    /// The id this configuration gives the node.
+    pub fn node_id(&self) -> NodeId {
+        self.id.unwrap_or_else(|| NodeId::from_seed(self.seed))
+    }
+
+    /// Checks every setting. The one validation of a node's configuration: `NodeState::new`
+    /// calls it, and so does every surface before it accepts a change.
+    pub fn validate(&self) -> Result<(), MeshError> {
+        self.kad.validate().map_err(MeshError::P2p)?;
+        self.belief.validate()?;
+        let positive = [
+            ("step_interval_ms", self.step_interval_ms),
+            ("gossip_interval_ms", self.gossip_interval_ms),
+            ("fanout", self.fanout as u64),
+            ("max_push_per_digest", self.max_push_per_digest as u64),
+            ("max_records", self.max_records as u64),
+        ];
+        for (what, v) in positive {
+            if v == 0 {
+                return Err(MeshError::Config {
+                    what,
+                    why: "must be positive".into(),
+                });
+            }
+        }
+        if self.incarnation > MAX_INCARNATION {
+            return Err(MeshError::Config {
+                what: "incarnation",
+                why: format!("{} exceeds 2^44 - 1", self.incarnation),
+            });
+        }
+        if !(self.queue_gain >= 0.0 && self.queue_gain.is_finite()) {
+            return Err(MeshError::Config {
+                what: "queue_gain",
+                why: format!("{} must be finite and non-negative", self.queue_gain),
+            });
+        }
+        if !(self.min_rate >= 0.0 && self.min_rate.is_finite()) {
+            return Err(MeshError::Config {
+                what: "min_rate",
+                why: format!("{} must be finite and non-negative", self.min_rate),
+            });
+        }
+        if !(self.cg.tolerance > 0.0 && self.cg.tolerance.is_finite())
+            || self.cg.max_iterations == 0
+        {
+            return Err(MeshError::Config {
+                what: "cg",
+                why: "tolerance must be finite and positive, max_iterations positive".into(),
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,201 @@
+//! The node's own record: the one piece of replicated state this node writes.
+//!
+//! The invariant "the record store holds exactly this record under our origin, and a
+//! changed record is published at the next gossip round and re-settled" is kept by
+//! [`OwnRecord::commit`], the only place the record changes. (Re-settling follows from the
+//! store: every write moves its generation.)
+
+use super::config::MAX_INCARNATION;
+use super::records::RecordStore;
+use super::MeshError;
+use crate::p2p::protocol::{RecordWire, MAX_OFFLOAD_ENTRIES, MAX_QUEUE_ENTRIES};
+use crate::p2p::NodeId;
+
+/// This node's record and whether peers still have to be sent its latest version.
+#[derive(Debug, Clone)]
+pub(crate) struct OwnRecord {
+    wire: RecordWire,
+    unpublished: bool,
+}
+
+/// An entry of a record list, kept sorted by its key.
+trait Entry {
+    type Key: Ord + Copy;
+    fn key(&self) -> Self::Key;
+    fn value_mut(&mut self) -> &mut f64;
+    fn make(key: Self::Key, value: f64) -> Self;
+}
+
+impl Entry for (u32, f64) {
+    type Key = u32;
+    fn key(&self) -> u32 {
+        self.0
+    }
+    fn value_mut(&mut self) -> &mut f64 {
+        &mut self.1
+    }
+    fn make(vertex: u32, value: f64) -> Self {
+        (vertex, value)
+    }
+}
+
+impl Entry for (u32, u32, f64) {
+    type Key = (u32, u32);
+    fn key(&self) -> (u32, u32) {
+        (self.0, self.1)
+    }
+    fn value_mut(&mut self) -> &mut f64 {
+        &mut self.2
+    }
+    fn make((src, dst): (u32, u32), value: f64) -> Self {
+        (src, dst, value)
+    }
+}
+
+/// Sets the entry `key` of a sorted list to `value`; 0 removes it. A new entry beyond
+/// `max` is refused and nothing changes. Returns whether the list was written.
+fn upsert<E: Entry>(
+    list: &mut Vec<E>,
+    key: E::Key,
+    value: f64,
+    max: usize,
+    what: &'static str,
+) -> Result<bool, MeshError> {
+    match list.binary_search_by_key(&key, E::key) {
+        Ok(k) if value == 0.0 => {
+            list.remove(k);
+        }
+        Ok(k) => *list[k].value_mut() = value,
+        Err(_) if value == 0.0 => return Ok(false),
+        Err(k) => {
+            if list.len() >= max {
+                return Err(MeshError::RecordFull { what, max });
+            }
+            list.insert(k, E::make(key, value));
+        }
+    }
+    Ok(true)
+}
+
+impl OwnRecord {
+    /// An empty record whose versions start at `incarnation << 20`.
+    pub fn new(id: NodeId, incarnation: u64) -> OwnRecord {
+        OwnRecord {
+            wire: RecordWire {
+                origin: id,
+                version: incarnation.min(MAX_INCARNATION) << 20,
+                queue: Vec::new(),
+                offload: Vec::new(),
+            },
+            unpublished: false,
+        }
+    }
+
+    /// The record as published.
+    pub fn wire(&self) -> &RecordWire {
+        &self.wire
+    }
+
+    /// Its version.
+    pub fn version(&self) -> u64 {
+        self.wire.version
+    }
+
+    /// True once after each change (once a version has been written): the caller then
+    /// publishes the record.
+    pub fn take_unpublished(&mut self) -> bool {
+        let due = self.unpublished && self.wire.version > 0;
+        if due {
+            self.unpublished = false;
+        }
+        due
+    }
+
+    /// The one write: stores the record at `version` and marks it for publication.
+    fn commit(&mut self, records: &mut RecordStore, version: u64) {
+        self.wire.version = version;
+        records.put_own(self.wire.clone());
+        self.unpublished = true;
+    }
+
+    /// The version after ours. Saturating: a version pushed to the top by a forged frame
+    /// must not wrap to 0.
+    fn next_version(&self) -> u64 {
+        self.wire.version.saturating_add(1)
+    }
+
+    /// Sets our queue length at `vertex` (0 removes it); the caller has validated both.
+    pub fn set_queue(
+        &mut self,
+        records: &mut RecordStore,
+        vertex: u32,
+        q: f64,
+    ) -> Result<(), MeshError> {
+        if upsert(
+            &mut self.wire.queue,
+            vertex,
+            q,
+            MAX_QUEUE_ENTRIES,
+            "queue entries",
+        )? {
+            self.commit(records, self.next_version());
+        }
+        Ok(())
+    }
+
+    /// Sets our offload rate on `src → dst` (0 removes it); the caller has validated it.
+    pub fn set_offload(
+        &mut self,
+        records: &mut RecordStore,
+        src: u32,
+        dst: u32,
+        rate: f64,
+    ) -> Result<(), MeshError> {
+        if upsert(
+            &mut self.wire.offload,
+            (src, dst),
+            rate,
+            MAX_OFFLOAD_ENTRIES,
+            "offload entries",
+        )? {
+            self.commit(records, self.next_version());
+        }
+        Ok(())
+    }
+
+    /// Withdraws every entry (a leaving node's last record).
+    pub fn clear(&mut self, records: &mut RecordStore) {
+        self.wire.queue.clear();
+        self.wire.offload.clear();
+        self.commit(records, self.next_version());
+    }
+
+    /// The mesh holds `seen` under our origin, and it is not what we publish (an earlier
+    /// run of this id, a forgery, or our version with other content). Ours is
+    /// authoritative: it moves past `seen` if needed and is republished. Returns false,
+    /// changing nothing, when `seen` sits at the very top of the version range and cannot
+    /// be outbid (see docs/CONSISTENCY.md); true for an echo of our own record too.
+    pub fn outbid(&mut self, records: &mut RecordStore, seen: &RecordWire) -> bool {
+        if *seen == self.wire {
+            return true;
+        }
+        let version = if seen.version >= self.wire.version {
+            match seen.version.checked_add(1) {
+                Some(v) => v,
+                None => return false,
+            }
+        } else {
+            self.wire.version
+        };
+        self.commit(records, version);
+        true
+    }
+
+    /// Resumes a saved record (already validated by the caller), at the higher of its
+    /// version and ours.
+    pub fn restore(&mut self, records: &mut RecordStore, saved: RecordWire) {
+        let version = saved.version.max(self.wire.version);
+        self.wire = saved;
+        self.commit(records, version);
+    }
+}

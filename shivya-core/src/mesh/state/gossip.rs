@@ -1,0 +1,215 @@
+//! Anti-entropy and rumours: how records spread. Each gossip round sends every target the
+//! next digest page (origin → version) and our own record when it changed, and pushes
+//! freshly merged records for a few rounds; a digest is answered with the records its
+//! sender lacks, and with our own digest of the range when we lack some of theirs.
+
+use super::NodeState;
+use crate::mesh::records::MergeOutcome;
+use crate::p2p::auth::TAG_LEN;
+use crate::p2p::protocol::{record_wire_len, RecordWire, HEADER_LEN, MAX_DELTAS, MAX_FRAME};
+use crate::p2p::{Body, Frame, NodeId};
+use std::net::SocketAddr;
+
+/// Without a mesh key, the bytes pushed in answer to a DIGEST are held to this multiple of
+/// its size (at least one frame).
+pub const AMPLIFICATION: usize = 3;
+
+/// Most records a node rumours per gossip round (two frames of the smallest records).
+pub const RUMOR_RECORDS: usize = 2 * MAX_DELTAS;
+
+impl NodeState {
+    pub(super) fn on_digest(
+        &mut self,
+        from: SocketAddr,
+        request_len: usize,
+        reply: bool,
+        lo: NodeId,
+        hi: NodeId,
+        theirs: &[(NodeId, u64)],
+    ) {
+        // Push what they lack in the range they covered, several records per frame.
+        // Without a mesh key the source address is unverified (it may be a spoofed
+        // victim's), so the answer is held to three times the digest's size, and at least
+        // one frame: a forged digest cannot turn this node into an amplifier.
+        let limit = if self.auth.is_some() {
+            self.config.max_push_per_digest
+        } else {
+            let frames = (AMPLIFICATION * request_len / MAX_FRAME).max(1);
+            self.config.max_push_per_digest.min(frames)
+        };
+        let push = self
+            .records
+            .newer_than(lo, hi, theirs, limit.saturating_mul(MAX_DELTAS));
+        let records: Vec<RecordWire> = push
+            .iter()
+            .filter_map(|o| self.records.get(o).cloned())
+            .collect();
+        self.send_records(from, &records, limit);
+        // Pull what we lack: answer with our own digest of the range, once.
+        if !reply && self.records.lacks_any(theirs) {
+            let page = self.records.digest_range(lo, hi);
+            self.outbox.push(
+                from,
+                Frame::new(
+                    0,
+                    self.id,
+                    Body::Digest {
+                        reply: true,
+                        lo: page.lo,
+                        hi: page.hi,
+                        entries: page.entries,
+                    },
+                ),
+            );
+            self.counters.digests_sent += 1;
+        }
+    }
+
+    pub(super) fn on_delta(&mut self, r: &RecordWire) {
+        if !self.reconciler.fits(r) {
+            self.counters.dropped.bad_record += 1;
+            return;
+        }
+        if r.origin == self.id {
+            if !self.own.outbid(&mut self.records, r) {
+                self.counters.dropped.bad_record += 1;
+            }
+            return;
+        }
+        match self.records.merge(r) {
+            MergeOutcome::Applied => {
+                self.counters.records_merged += 1;
+                let rounds = self
+                    .config
+                    .rumor_rounds
+                    .unwrap_or_else(|| (usize::BITS - self.records.len().leading_zeros()).max(1));
+                if rounds > 0 {
+                    self.hot.insert(r.origin, rounds);
+                }
+            }
+            MergeOutcome::Stale => {}
+            MergeOutcome::Full => self.counters.dropped.records_full += 1,
+        }
+    }
+
+    fn random_peers(&mut self, n: usize) -> Vec<(NodeId, SocketAddr)> {
+        let mut all: Vec<(NodeId, SocketAddr)> =
+            self.kad.table().peers().map(|p| (p.id, p.addr)).collect();
+        all.sort_by_key(|a| a.0);
+        // Partial Fisher–Yates with our seeded generator.
+        let n = n.min(all.len());
+        for i in 0..n {
+            let j = i + self.rng.below((all.len() - i) as u64) as usize;
+            all.swap(i, j);
+        }
+        all.truncate(n);
+        all
+    }
+
+    /// One anti-entropy round to `fanout` random peers.
+    pub(super) fn gossip(&mut self) {
+        let targets = self.random_peers(self.config.fanout);
+        if targets.is_empty() {
+            return;
+        }
+        for (_, addr) in &targets {
+            // Each target gets the next page: the sweep over all origins goes `fanout`
+            // times faster than with one page per round.
+            let (page, next) = self.records.digest_page(self.digest_cursor);
+            self.digest_cursor = next.unwrap_or(NodeId::ZERO);
+            self.outbox.push(
+                *addr,
+                Frame::new(
+                    0,
+                    self.id,
+                    Body::Digest {
+                        reply: false,
+                        lo: page.lo,
+                        hi: page.hi,
+                        entries: page.entries,
+                    },
+                ),
+            );
+            self.counters.digests_sent += 1;
+        }
+        if self.own.take_unpublished() {
+            let body = Body::Delta(self.own.wire().clone());
+            self.outbox
+                .push_to(targets.iter().map(|t| t.1), Frame::new(0, self.id, body));
+            self.counters.deltas_sent += targets.len() as u64;
+        }
+        self.rumor(&targets);
+    }
+
+    /// Pushes the freshest rumours (most rounds left, then origin order) to `targets`: at
+    /// most two frames' worth ([`RUMOR_RECORDS`]) per round.
+    fn rumor(&mut self, targets: &[(NodeId, SocketAddr)]) {
+        if self.hot.is_empty() {
+            return;
+        }
+        let mut picked: Vec<(u32, NodeId)> = self.hot.iter().map(|(o, r)| (*r, *o)).collect();
+        picked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        picked.truncate(RUMOR_RECORDS);
+        let mut records = Vec::with_capacity(picked.len());
+        for (left, origin) in picked {
+            match self.records.get(&origin) {
+                Some(r) if left > 1 => {
+                    records.push(r.clone());
+                    self.hot.insert(origin, left - 1);
+                }
+                Some(r) => {
+                    records.push(r.clone());
+                    self.hot.remove(&origin);
+                }
+                None => {
+                    self.hot.remove(&origin);
+                }
+            }
+        }
+        for (peer, addr) in targets {
+            let for_peer: Vec<RecordWire> = records
+                .iter()
+                .filter(|r| r.origin != *peer)
+                .cloned()
+                .collect();
+            self.send_records(*addr, &for_peer, usize::MAX);
+        }
+    }
+
+    /// Queues `records` for `to`, packed into as few frames as fit (a DELTA for a lone
+    /// record, DELTAS otherwise), at most `max_frames` frames; returns the frames queued.
+    pub(super) fn send_records(
+        &mut self,
+        to: SocketAddr,
+        records: &[RecordWire],
+        max_frames: usize,
+    ) -> usize {
+        let budget = MAX_FRAME - HEADER_LEN - 1 - if self.auth.is_some() { TAG_LEN } else { 0 };
+        let mut frames = 0;
+        let mut start = 0;
+        while start < records.len() && frames < max_frames {
+            let mut end = start;
+            let mut bytes = 0;
+            while end < records.len() && end - start < MAX_DELTAS {
+                let len = record_wire_len(&records[end]);
+                if bytes + len > budget {
+                    break;
+                }
+                bytes += len;
+                end += 1;
+            }
+            // Every valid record fits in a frame on its own; guard against looping anyway.
+            let end = end.max(start + 1);
+            let body = if end - start == 1 {
+                Body::Delta(records[start].clone())
+            } else {
+                Body::Deltas(records[start..end].to_vec())
+            };
+            self.outbox.push(to, Frame::new(0, self.id, body));
+            self.counters.deltas_sent += 1;
+            frames += 1;
+            start = end;
+        }
+        frames
+    }
+}

@@ -1,0 +1,332 @@
+//! `NodeState`: the whole node as a deterministic state machine, with no sockets and no
+//! clock. The host (or [`super::Node`]) feeds it datagrams and time and drains what it
+//! wants sent. This file is the dispatch; each concern lives beside it:
+//! [`gossip`] (anti-entropy and rumours), [`layers`] (the layer stack), [`writes`] (the
+//! proxy calls into our own record) and [`dht`] (DHT calls and leaving).
+
+mod dht;
+mod gossip;
+mod layers;
+mod writes;
+
+pub use gossip::{AMPLIFICATION, RUMOR_RECORDS};
+
+use super::belief::{BeliefReport, BeliefState, OBS_DIM};
+use super::config::NodeConfig;
+use super::counters::{Counters, Status};
+use super::outbox::Outbox;
+use super::own::OwnRecord;
+use super::records::RecordStore;
+use super::workload::{Reconciler, Settlement};
+use super::MeshError;
+use crate::p2p::auth::AuthKey;
+use crate::p2p::{Body, Frame, KadEvent, Kademlia, NodeId};
+use crate::rng::Rng;
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+
+/// The node as a pure state machine.
+#[derive(Debug, Clone)]
+pub struct NodeState {
+    id: NodeId,
+    config: NodeConfig,
+    kad: Kademlia,
+    records: RecordStore,
+    own: OwnRecord,
+    reconciler: Reconciler,
+    belief: BeliefState,
+    observation: [f64; OBS_DIM],
+    observation_set: bool,
+    auth: Option<AuthKey>,
+    rng: Rng,
+    outbox: Outbox,
+    events: VecDeque<KadEvent>,
+    next_gossip_ms: u64,
+    next_layer_ms: u64,
+    digest_cursor: NodeId,
+    /// Records to rumour: origin → rounds left (ordered map: deterministic choice).
+    hot: BTreeMap<NodeId, u32>,
+    /// The last settlement and the record generation it was computed from.
+    last_settle: Option<(u64, Settlement)>,
+    counters: Counters,
+    left: bool,
+    /// The latest host time seen; earlier times are treated as this one.
+    clock_ms: u64,
+}
+
+impl NodeState {
+    /// A node that will join through `config.bootstrap` at `now_ms`.
+    pub fn new(config: NodeConfig, now_ms: u64) -> Result<NodeState, MeshError> {
+        config.validate()?;
+        let id = config.node_id();
+        let mut kad = Kademlia::new(id, config.kad, config.seed).map_err(MeshError::P2p)?;
+        kad.bootstrap(&config.bootstrap, now_ms);
+        let reconciler = Reconciler::new(config.topology.clone(), config.cg)?;
+        let belief = BeliefState::new(id, config.belief)?;
+        Ok(NodeState {
+            id,
+            kad,
+            records: RecordStore::new(config.max_records),
+            own: OwnRecord::new(id, config.incarnation),
+            reconciler,
+            belief,
+            observation: [0.0; OBS_DIM],
+            observation_set: false,
+            auth: config.auth_key.as_ref().map(|k| AuthKey::new(k.bytes())),
+            rng: Rng::new(config.seed ^ 0x6d65_7368),
+            outbox: Outbox::default(),
+            events: VecDeque::new(),
+            next_gossip_ms: now_ms,
+            next_layer_ms: now_ms.saturating_add(config.step_interval_ms),
+            digest_cursor: NodeId::ZERO,
+            hot: BTreeMap::new(),
+            last_settle: None,
+            counters: Counters::default(),
+            left: false,
+            clock_ms: now_ms,
+            config,
+        })
+    }
+
+    /// Our id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    /// The Kademlia engine (routing table, DHT store).
+    pub fn kademlia(&self) -> &Kademlia {
+        &self.kad
+    }
+
+    /// The replicated records.
+    pub fn records(&self) -> &RecordStore {
+        &self.records
+    }
+
+    /// The agent side.
+    pub fn belief(&self) -> &BeliefState {
+        &self.belief
+    }
+
+    /// The node's notion of now: the host's time, but never earlier than a time already
+    /// seen. A host clock that steps back therefore delays nothing and breaks nothing; a
+    /// jump forward fires each due timer once (no catch-up loop).
+    fn clock(&mut self, now_ms: u64) -> u64 {
+        self.clock_ms = self.clock_ms.max(now_ms);
+        self.clock_ms
+    }
+
+    // -------------------------------------------------------------------------------
+    // Input
+
+    /// Handles one datagram from `from`. Every byte string is acceptable input: what is
+    /// not a valid frame is counted by reason and dropped.
+    pub fn handle_datagram(&mut self, from: SocketAddr, bytes: &[u8], now_ms: u64) {
+        let now_ms = self.clock(now_ms);
+        self.counters.frames_in += 1;
+        self.counters.bytes_in += bytes.len() as u64;
+        let bytes = match &self.auth {
+            None => bytes,
+            Some(key) => match key.verify(bytes) {
+                Some(frame) => frame,
+                None => {
+                    self.counters.dropped.bad_auth += 1;
+                    tracing::debug!(peer = %from, reason = "bad_auth", "dropped frame");
+                    return;
+                }
+            },
+        };
+        let frame = match Frame::decode(bytes) {
+            Ok(f) => f,
+            Err(e) => {
+                self.counters.dropped.count_decode(&e);
+                tracing::debug!(peer = %from, reason = e.reason(), "dropped frame");
+                return;
+            }
+        };
+        if frame.sender == self.id {
+            self.counters.dropped.own_id += 1;
+            return;
+        }
+        if self.left {
+            return;
+        }
+        if matches!(frame.body, Body::Leave) {
+            self.kad.peer_left(&frame.sender, now_ms);
+            self.belief.forget(&frame.sender);
+            self.drain_kad();
+            return;
+        }
+        self.kad.observe(frame.sender, from, now_ms);
+        match &frame.body {
+            Body::Digest {
+                reply,
+                lo,
+                hi,
+                entries,
+            } => self.on_digest(from, bytes.len(), *reply, *lo, *hi, entries),
+            Body::Delta(r) => self.on_delta(r),
+            Body::Deltas(rs) => {
+                for r in rs {
+                    self.on_delta(r);
+                }
+            }
+            Body::Belief {
+                free_energy, mean, ..
+            } => self.on_belief(frame.sender, *free_energy, mean, now_ms),
+            _ => {
+                if !self.kad.handle(from, &frame, now_ms) {
+                    self.counters.dropped.unmatched_reply += 1;
+                }
+            }
+        }
+        self.drain_kad();
+    }
+
+    /// Runs every timer due at `now_ms`: request timeouts, pings, refreshes, anti-entropy
+    /// and the layer stack. Call it when [`poll_timeout`](Self::poll_timeout) is reached
+    /// (calling earlier or more often is harmless).
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        let now_ms = self.clock(now_ms);
+        if self.left {
+            return;
+        }
+        self.kad.handle_timeout(now_ms);
+        self.drain_kad();
+        if now_ms >= self.next_gossip_ms {
+            self.next_gossip_ms = now_ms.saturating_add(self.config.gossip_interval_ms);
+            self.gossip();
+        }
+        if now_ms >= self.next_layer_ms {
+            self.next_layer_ms = now_ms.saturating_add(self.config.step_interval_ms);
+            self.layer_step(now_ms);
+        }
+    }
+
+    /// Moves what Kademlia wants sent into our outbox and its events into our queue.
+    fn drain_kad(&mut self) {
+        while let Some((to, frame)) = self.kad.poll_transmit() {
+            self.outbox.push(to, frame);
+        }
+        while let Some(ev) = self.kad.poll_event() {
+            if let KadEvent::PeerRemoved { id, .. } = &ev {
+                self.belief.forget(id);
+            }
+            self.events.push_back(ev);
+        }
+    }
+
+    // -------------------------------------------------------------------------------
+    // Output
+
+    /// Encodes the next datagram into `buf` (cleared first) and returns where it goes;
+    /// `None` when nothing is queued. Call until it returns `None` after every input.
+    /// Reuse one buffer: once it has grown to a frame's size, sending allocates nothing.
+    #[must_use]
+    pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+        while let Some((destination, frame)) = self.outbox.pop() {
+            match frame.encode_into(buf) {
+                Ok(()) => {
+                    if let Some(key) = &self.auth {
+                        let tag = key.tag(buf);
+                        buf.extend_from_slice(&tag);
+                    }
+                    self.counters.frames_out += 1;
+                    self.counters.bytes_out += buf.len() as u64;
+                    return Some(destination);
+                }
+                Err(e) => {
+                    self.counters.encode_errors += 1;
+                    tracing::error!(error = %e, "frame could not be encoded; dropped");
+                }
+            }
+        }
+        buf.clear();
+        None
+    }
+
+    /// When to call [`handle_timeout`](Self::handle_timeout) next (host milliseconds).
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<u64> {
+        if self.left {
+            return None;
+        }
+        Some(
+            self.kad
+                .poll_timeout()
+                .min(self.next_gossip_ms)
+                .min(self.next_layer_ms),
+        )
+    }
+
+    /// The next routing-table or DHT event.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<KadEvent> {
+        self.events.pop_front()
+    }
+
+    // -------------------------------------------------------------------------------
+    // Results
+
+    /// Settles again when the records changed since the last settlement.
+    fn settle_now(&mut self) -> Result<&Settlement, MeshError> {
+        let generation = self.records.generation();
+        if self.last_settle.as_ref().map(|s| s.0) != Some(generation) {
+            let s = self.reconciler.settle(
+                self.records.iter(),
+                self.config.settle_mode,
+                self.config.queue_gain,
+                self.config.min_rate,
+            )?;
+            self.last_settle = Some((generation, s));
+        }
+        self.last_settle
+            .as_ref()
+            .map(|s| &s.1)
+            .ok_or(MeshError::Internal("settlement missing"))
+    }
+
+    /// The reconciled state over every record this node holds: routes, flow, queues.
+    /// Nodes holding the same records return bit-identical results.
+    pub fn settlement(&mut self) -> Result<&Settlement, MeshError> {
+        self.settle_now()
+    }
+
+    /// The routes of [`settlement`](Self::settlement).
+    pub fn settle(&mut self) -> Result<Vec<super::EdgeRecommendation>, MeshError> {
+        Ok(self.settle_now()?.routes.clone())
+    }
+
+    /// Counts a frame the transport dropped for a blocked address.
+    pub fn count_blocked(&mut self) {
+        self.counters.dropped.blocked += 1;
+    }
+
+    /// A snapshot.
+    pub fn status(&self) -> Status {
+        let b: BeliefReport = self.belief.last();
+        let (residual, iterations) = self
+            .last_settle
+            .as_ref()
+            .map_or((0.0, 0), |s| (s.1.report.residual, s.1.report.iterations));
+        Status {
+            id: self.id,
+            peers: self.kad.table().len(),
+            records: self.records.len(),
+            own_version: self.own.version(),
+            last_residual: residual,
+            last_iterations: iterations,
+            f_collective: b.f_collective,
+            free_energy: b.free_energy,
+            dividend: b.dividend,
+            latent_dim: self.belief.agent().dim(),
+            dht_values: self.kad.store().len(),
+            counters: self.counters,
+        }
+    }
+}
