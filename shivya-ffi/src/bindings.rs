@@ -4,9 +4,10 @@
 //! [`ShivyaError`] maps one-to-one onto the C `shivya_status` codes, each carrying the
 //! same message `shivya_last_error_message` would give.
 
-use crate::error::{shivya_status, Error};
+use crate::config::{settle_mode, topology};
+use crate::status::{shivya_status, Error};
 use shivya_core::hodge::{HodgeWorkspace, SimplicialComplex};
-use shivya_core::mesh::{Node, NodeConfig, SettleMode, WorkloadTopology};
+use shivya_core::mesh::{Node, NodeConfig};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -174,7 +175,7 @@ pub fn default_config() -> ShivyaConfig {
 }
 
 fn parse_addr(s: &str) -> Result<SocketAddr, ShivyaError> {
-    Ok(crate::parse_addr(s, "address")?)
+    Ok(crate::config::parse_addr(s, "address")?)
 }
 
 impl TryFrom<&ShivyaConfig> for NodeConfig {
@@ -191,22 +192,14 @@ impl TryFrom<&ShivyaConfig> for NodeConfig {
         }
         n.kad.k = c.k as usize;
         n.cg.tolerance = c.cg_tolerance;
-        n.topology = if c.edges.is_empty() {
-            WorkloadTopology::complete(c.n_vertices)
-        } else {
-            let pairs: Vec<(u32, u32)> = c.edges.iter().map(|e| (e.a, e.b)).collect();
-            WorkloadTopology::new(c.n_vertices, &pairs)?
-        };
+        let pairs: Vec<(u32, u32)> = c.edges.iter().map(|e| (e.a, e.b)).collect();
+        n.topology = topology(c.n_vertices, &pairs)?;
         n.incarnation = c.incarnation;
         n.auth_key = match &c.auth_key {
             Some(k) => Some(shivya_core::mesh::MeshKey::new(k)?),
             None => None,
         };
-        n.settle_mode = if c.gradient_only {
-            SettleMode::GradientOnly
-        } else {
-            SettleMode::CurlFree
-        };
+        n.settle_mode = settle_mode(c.gradient_only);
         n.validate()?;
         Ok(n)
     }
@@ -439,8 +432,7 @@ impl Reconciler {
     ) -> Result<Arc<Reconciler>, ShivyaError> {
         let e: Vec<(u32, u32)> = edges.iter().map(|e| (e.a, e.b)).collect();
         let t: Vec<(u32, u32, u32)> = triangles.iter().map(|t| (t.a, t.b, t.c)).collect();
-        let complex = SimplicialComplex::new(n_vertices as usize, &e, &t)
-            .map_err(|e| invalid(e.to_string()))?;
+        let complex = SimplicialComplex::new(n_vertices as usize, &e, &t).map_err(Error::from)?;
         let ws = complex.workspace();
         Ok(Arc::new(Reconciler {
             inner: Mutex::new((complex, ws)),
@@ -465,7 +457,7 @@ impl Reconciler {
         let mut out = vec![0.0; complex.n_edges()];
         let r = complex
             .project_curl_free_into(&flow, ws, &mut out)
-            .map_err(|e| invalid(e.to_string()))?;
+            .map_err(Error::from)?;
         Ok(Reconciled {
             flow: out,
             iterations: r.iterations as u64,

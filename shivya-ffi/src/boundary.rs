@@ -1,80 +1,11 @@
-//! Status codes, the thread's last error, the panic boundary and pointer checks.
+//! The panic boundary, the thread's last error, and the checks every pointer and length
+//! from C goes through.
 
-use shivya_core::mesh::MeshError;
+use crate::status::shivya_status;
+use crate::status::{Error, SHIVYA_ERR_BUFFER_TOO_SHORT, SHIVYA_ERR_PANIC, SHIVYA_OK};
 use std::cell::RefCell;
 use std::ffi::{c_char, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-
-/// Result of every fallible call. The numbers are fixed forever; new codes get new numbers.
-#[allow(non_camel_case_types)]
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum shivya_status {
-    /// Success.
-    SHIVYA_OK = 0,
-    /// A NULL pointer, a wrong length, bad UTF-8, an unparsable address, NaN or infinity,
-    /// an unknown vertex or edge, or a setting out of range. Nothing changed.
-    SHIVYA_ERR_INVALID_ARGUMENT = -1,
-    /// The caller's buffer is too small; the needed count was written to `*len`.
-    SHIVYA_ERR_BUFFER_TOO_SHORT = -2,
-    /// A socket error (including an address already in use).
-    SHIVYA_ERR_IO = -3,
-    /// A bounded table is full (record entries, DHT store).
-    SHIVYA_ERR_CAPACITY = -4,
-    /// A numerical layer failed (agent or solver); the node keeps running.
-    SHIVYA_ERR_NUMERIC = -5,
-    /// Rust code panicked; the panic was stopped at the boundary. Please report it.
-    SHIVYA_ERR_PANIC = -6,
-    /// An internal invariant broke. Please report it.
-    SHIVYA_ERR_INTERNAL = -7,
-    /// Another thread is inside a call on the same node; nothing was done. Retry, or give
-    /// each thread its own node.
-    SHIVYA_ERR_BUSY = -8,
-}
-
-pub(crate) use shivya_status::*;
-
-/// An error on its way to the C caller.
-#[derive(Debug)]
-pub(crate) struct Error {
-    pub status: shivya_status,
-    pub message: String,
-}
-
-impl Error {
-    pub fn invalid(message: impl Into<String>) -> Error {
-        Error {
-            status: SHIVYA_ERR_INVALID_ARGUMENT,
-            message: message.into(),
-        }
-    }
-}
-
-impl From<MeshError> for Error {
-    fn from(e: MeshError) -> Error {
-        use shivya_core::p2p::P2pError;
-        let status = match &e {
-            MeshError::Config { .. }
-            | MeshError::Topology(_)
-            | MeshError::UnknownVertex { .. }
-            | MeshError::UnknownEdge { .. }
-            | MeshError::SelfEdge { .. }
-            | MeshError::BadValue { .. }
-            | MeshError::Length { .. }
-            | MeshError::P2p(P2pError::Config { .. }) => SHIVYA_ERR_INVALID_ARGUMENT,
-            MeshError::RecordFull { .. } | MeshError::P2p(P2pError::Store { .. }) => {
-                SHIVYA_ERR_CAPACITY
-            }
-            MeshError::P2p(P2pError::Bind { .. }) | MeshError::Io(_) => SHIVYA_ERR_IO,
-            MeshError::Agent(_) | MeshError::Hodge(_) => SHIVYA_ERR_NUMERIC,
-            MeshError::Internal(_) => SHIVYA_ERR_INTERNAL,
-        };
-        Error {
-            status,
-            message: e.to_string(),
-        }
-    }
-}
 
 thread_local! {
     static LAST_ERROR: RefCell<String> = const { RefCell::new(String::new()) };
