@@ -102,8 +102,14 @@ static void test_three_nodes_settle_to_identical_routes(void) {
     CHECK(all_peers(N - 1));
     printf("three nodes discovered each other in %llu ms\n", (unsigned long long)(now_ms() - start));
 
+    /* Every node writes every vertex, with values inexact in binary (tenths, thirds): a
+     * node that summed the records in another order would differ in the last bits. */
     for (int i = 0; i < N; i++) {
-        CHECK(shivya_record_queue_len(nodes[i], (uint32_t)i, 3.0 * (i + 1)) == SHIVYA_OK);
+        for (uint32_t v = 0; v < N; v++) {
+            double q = (v + 1) * (0.1 * (i + 1) + 1.0 / 3.0);
+            CHECK(shivya_record_queue_len(nodes[i], v, q) == SHIVYA_OK);
+        }
+        CHECK(shivya_record_offload(nodes[i], 0, 1, 0.1 + i / 3.0) == SHIVYA_OK);
     }
     shivya_route routes[N][16];
     size_t len[N] = {0};
@@ -114,7 +120,7 @@ static void test_three_nodes_settle_to_identical_routes(void) {
     for (size_t r = 0; r < len[0]; r++) {
         printf("  %u -> %u at %.3f\n", routes[0][r].src, routes[0][r].dst, routes[0][r].rate);
     }
-    /* Queues 3, 6, 9 at vertices 0, 1, 2: work flows from 2 to 1 to 0. */
+    /* Merged queues about 1.6, 3.2, 4.8 at vertices 0, 1, 2: work flows along every edge. */
     CHECK(len[0] == 3);
 
     shivya_peer peers[8];

@@ -17,8 +17,10 @@ func threeNodeScenario(t *testing.T, seed uint64) {
 		}
 	}()
 	for i, n := range nodes {
-		if err := n.RecordQueueLen(uint32(i), float64(i+1)); err != nil {
-			t.Fatal(err)
+		for v := 0; v < 3; v++ {
+			if err := n.RecordQueueLen(uint32(v), float64(v+1)*(0.1*float64(i+1)+1.0/3)); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	begin := time.Now()

@@ -110,11 +110,15 @@ func TestThreeNodesDiscoverPartitionHealAndAgree(t *testing.T) {
 		return true
 	})
 	t.Logf("discovery in %v", d)
+	// Every node writes every vertex and one shared edge, with values inexact in binary:
+	// a node summing records in another order would differ in the last bits.
 	for i, n := range nodes {
-		if err := n.RecordQueueLen(uint32(i), 2*float64(i+1)); err != nil {
-			t.Fatal(err)
+		for v := 0; v < 3; v++ {
+			if err := n.RecordQueueLen(uint32(v), float64(v+1)*(0.1*float64(i+1)+1.0/3)); err != nil {
+				t.Fatal(err)
+			}
 		}
-		if err := n.RecordOffload(uint32((i+1)%3), uint32((i+2)%3), 1.5); err != nil {
+		if err := n.RecordOffload(0, 1, 0.1+float64(i)/3); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -135,8 +139,8 @@ func TestThreeNodesDiscoverPartitionHealAndAgree(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	nodes[0].RecordQueueLen(1, 40)
-	nodes[2].RecordQueueLen(0, 25)
+	nodes[0].RecordQueueLen(1, 40.1)
+	nodes[2].RecordQueueLen(0, 25.3)
 	end := time.Now().Add(600 * time.Millisecond)
 	for time.Now().Before(end) {
 		turn(t, nodes)

@@ -68,17 +68,20 @@ def test_three_nodes_discover_partition_heal_and_agree():
     try:
         ms = run_until(nodes, lambda: all(n.status().peers >= 2 for n in nodes))
         print(f"discovery in {ms} ms")
+        # Every node writes every vertex and one shared edge, with values inexact in
+        # binary: a node summing records in another order would differ in the last bits.
         for i, n in enumerate(nodes):
-            n.record_queue_len(i, 2.0 * (i + 1))
-            n.record_offload((i + 1) % 3, (i + 2) % 3, 1.5)
+            for v in range(3):
+                n.record_queue_len(v, (v + 1) * (0.1 * (i + 1) + 1 / 3))
+            n.record_offload(0, 1, 0.1 + i / 3)
         run_until(nodes, lambda: all(n.status().records == 3 for n in nodes) and same_routes(nodes))
 
         # Partition node 2 away from 0 and 1; both sides write.
         addrs = [n.local_addr() for n in nodes]
         for a, b in [(0, 2), (1, 2), (2, 0), (2, 1)]:
             nodes[a].block(addrs[b])
-        nodes[0].record_queue_len(1, 40.0)
-        nodes[2].record_queue_len(0, 25.0)
+        nodes[0].record_queue_len(1, 40.1)
+        nodes[2].record_queue_len(0, 25.3)
         run_for(nodes, 600)
         assert nodes[0].settle() != nodes[2].settle(), "sides agree while cut off"
 

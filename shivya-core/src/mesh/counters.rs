@@ -41,14 +41,7 @@ pub struct DropCounters {
 impl DropCounters {
     /// Sum of every reason.
     pub fn total(&self) -> u64 {
-        self.too_short
-            + self.oversized
-            + self.bad_magic
-            + self.unknown_version
-            + self.unknown_type
-            + self.truncated
-            + self.trailing
-            + self.bad_value
+        self.malformed()
             + self.own_id
             + self.unmatched_reply
             + self.bad_record
