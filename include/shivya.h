@@ -41,6 +41,27 @@
 #define SHIVYA_ADDR_LEN 64
 
 /**
+ * Most vertices of a workload graph or complex.
+ */
+#define SHIVYA_MAX_VERTICES (1 << 20)
+
+/**
+ * Most edges of a workload graph or complex.
+ */
+#define SHIVYA_MAX_EDGES (1 << 23)
+
+/**
+ * Most triangles of a complex, given or found as 3-cliques of a workload graph (the
+ * complete graph reaches it at about 370 vertices).
+ */
+#define SHIVYA_MAX_TRIANGLES (1 << 23)
+
+/**
+ * Largest queue length or offload rate a node records (values are finite and ≥ 0).
+ */
+#define SHIVYA_MAX_RECORD_VALUE 1e15
+
+/**
  * Result of every fallible call. The numbers are fixed forever; new codes get new numbers.
  */
 typedef enum shivya_status {
@@ -145,7 +166,8 @@ typedef struct shivya_snapshot {
    */
   double last_residual;
   /**
-   * CG iterations of the last reconciliation.
+   * Solver iterations of the last reconciliation: 0 when the exact sparse factor solved
+   * it (the default while the factor fits), CG iterations otherwise.
    */
   uint64_t last_iterations;
   /**
@@ -221,7 +243,8 @@ typedef struct shivya_peer {
  */
 typedef struct shivya_solver_report {
   /**
-   * CG iterations.
+   * Solver iterations: 0 when the exact sparse factor solved it, CG iterations
+   * otherwise.
    */
   uint64_t iterations;
   /**
@@ -279,7 +302,9 @@ void shivya_config_free(struct shivya_config *config);
 enum shivya_status shivya_config_set_listen(struct shivya_config *config, const char *addr);
 
 /**
- * Adds a bootstrap peer address.
+ * Adds a bootstrap peer address. Refused when the node could never send to it: port 0,
+ * an unspecified (`0.0.0.0`, `::`) or multicast address, or another address family than
+ * the listen address (set the listen address first when it is IPv6).
  */
 enum shivya_status shivya_config_add_bootstrap(struct shivya_config *config, const char *addr);
 
@@ -323,7 +348,10 @@ enum shivya_status shivya_config_set_cg_tolerance(struct shivya_config *config, 
 /**
  * Sets the workload graph: `n_vertices` vertices and `n_edges` edges given as
  * `2 * n_edges` vertex indices `(u0, v0, u1, v1, …)`. `edges` NULL with `n_edges` 0 means
- * every pair connected. Every node of a mesh must use the same graph.
+ * every pair connected. Every node of a mesh must use the same graph. At most
+ * `SHIVYA_MAX_VERTICES` vertices and `SHIVYA_MAX_EDGES` edges with at most
+ * `SHIVYA_MAX_TRIANGLES` triangles among them; the complete graph fits up to about 370
+ * vertices. Larger graphs are refused before anything is allocated.
  */
 enum shivya_status shivya_config_set_topology(struct shivya_config *config,
                                               uint32_t n_vertices,
@@ -373,7 +401,8 @@ enum shivya_status shivya_next_timeout_ms(const struct shivya_node *node,
                                           uint64_t *out);
 
 /**
- * Records this node's queue length at `vertex` (finite, ≥ 0; 0 removes the entry).
+ * Records this node's queue length at `vertex` (finite, 0 ≤ value ≤
+ * `SHIVYA_MAX_RECORD_VALUE`; 0 removes the entry). After `shivya_leave` it is refused.
  */
 enum shivya_status shivya_record_queue_len(struct shivya_node *node,
                                            uint32_t vertex,
@@ -381,7 +410,8 @@ enum shivya_status shivya_record_queue_len(struct shivya_node *node,
 
 /**
  * Records the rate at which this node moves work from `src` to `dst` (an edge of the
- * workload graph; finite, ≥ 0; 0 removes the entry).
+ * workload graph; finite, 0 ≤ rate ≤ `SHIVYA_MAX_RECORD_VALUE`; 0 removes the entry).
+ * After `shivya_leave` it is refused.
  */
 enum shivya_status shivya_record_offload(struct shivya_node *node,
                                          uint32_t src,
@@ -436,14 +466,17 @@ enum shivya_status shivya_unblock(struct shivya_node *node, const char *addr);
 
 /**
  * Leaves the mesh gracefully: withdraws this node's records and tells its peers. The
- * node stays allocated (free it afterwards) but no longer takes part.
+ * node stays allocated (free it afterwards) but no longer takes part: later writes
+ * return `SHIVYA_ERR_INVALID_ARGUMENT`.
  */
 enum shivya_status shivya_leave(struct shivya_node *node);
 
 /**
  * Builds a complex of `n_vertices` vertices, `n_edges` edges given as `2 * n_edges`
  * vertex indices, and `n_triangles` triangles given as `3 * n_triangles` indices (each
- * triangle's edges must exist). Writes the handle to `*out` (NULL on error).
+ * triangle's edges must exist). At most `SHIVYA_MAX_VERTICES` vertices, `SHIVYA_MAX_EDGES`
+ * edges and `SHIVYA_MAX_TRIANGLES` triangles, checked before anything is allocated.
+ * Writes the handle to `*out` (NULL on error).
  */
 enum shivya_status shivya_complex_new(uint32_t n_vertices,
                                       const uint32_t *edges,
@@ -465,7 +498,7 @@ size_t shivya_complex_n_edges(const struct shivya_complex *complex);
 /**
  * Writes the curl-free part of the edge flow `input` (length `len`, which must equal the
  * edge count; finite values of magnitude ≤ 1e100) to `output` (length `len`; may not
- * alias `input`). `report` may be NULL. Repeated calls allocate nothing. A flow whose
+ * overlap `input`, not even in part). `report` may be NULL. Repeated calls allocate nothing. A flow whose
  * magnitudes floating point cannot resolve gives `SHIVYA_ERR_NUMERIC`; on any error the
  * contents of `output` are unspecified.
  */

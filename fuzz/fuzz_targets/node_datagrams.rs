@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 fuzz_target!(|data: &[u8]| {
     let config = NodeConfig {
         seed: 7,
-        topology: WorkloadTopology::complete(4),
+        topology: WorkloadTopology::default(),
         ..NodeConfig::default()
     };
     let Ok(mut node) = NodeState::new(config, 0) else { return };

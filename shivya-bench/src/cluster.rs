@@ -132,7 +132,7 @@ pub fn service_rate(cfg: &ClusterConfig, i: usize) -> f64 {
 /// The topology of the run: complete up to 8 servers, ring lattice of degree 8 above.
 pub fn topology(n: usize) -> WorkloadTopology {
     if n <= 8 {
-        return WorkloadTopology::complete(n as u32);
+        return WorkloadTopology::complete(n as u32).unwrap_or_default();
     }
     let mut edges = Vec::new();
     for u in 0..n as u32 {
@@ -145,7 +145,7 @@ pub fn topology(n: usize) -> WorkloadTopology {
         }
     }
     edges.sort_unstable();
-    WorkloadTopology::new(n as u32, &edges).unwrap_or_else(|_| WorkloadTopology::complete(2))
+    WorkloadTopology::new(n as u32, &edges).unwrap_or_default()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -56,7 +56,7 @@ const HEAL_TRIALS: usize = 7;
 fn config(i: usize) -> NodeConfig {
     NodeConfig {
         seed: 77_000 + i as u64,
-        topology: WorkloadTopology::complete(4),
+        topology: WorkloadTopology::complete(4).unwrap(),
         gossip_interval_ms: GOSSIP_MS,
         fanout: FANOUT,
         ..NodeConfig::default()

@@ -120,7 +120,7 @@ fn main() -> Result<(), MeshError> {
         let config = NodeConfig {
             seed: 42 + i as u64,
             bootstrap: seed.into_iter().collect(),
-            topology: WorkloadTopology::complete(BACKENDS),
+            topology: WorkloadTopology::complete(BACKENDS).unwrap(),
             ..NodeConfig::default()
         };
         let mut node = Node::bind(config, start.elapsed().as_millis() as u64)?;

@@ -3,6 +3,7 @@
 //! Vertices are `0..n`. Each undirected edge `{u, v}` appears in both adjacency rows,
 //! neighbours sorted ascending, so every traversal has a fixed order (determinism).
 
+use crate::limits::{MAX_EDGES, MAX_VERTICES};
 use thiserror::Error;
 
 /// Why a graph could not be built.
@@ -23,6 +24,16 @@ pub enum GraphError {
     /// A weight is negative, NaN or infinite.
     #[error("edge ({u}, {v}) has weight {w}; weights must be finite and non-negative")]
     BadWeight { u: u32, v: u32, w: f64 },
+    /// More 3-cliques than the caller's bound.
+    #[error("the graph has more than {max} triangles (3-cliques); use a sparser edge list")]
+    TooManyTriangles { max: usize },
+    /// More vertices or edges than [`crate::limits`] allows.
+    #[error("{count} {what} is more than the limit of {max}")]
+    TooMany {
+        what: &'static str,
+        count: usize,
+        max: usize,
+    },
 }
 
 /// An undirected weighted graph stored as sorted adjacency rows.
@@ -38,6 +49,14 @@ impl Graph {
     /// Builds a graph from undirected weighted edges; rejects bad vertices, loops,
     /// duplicates (in either orientation) and bad weights.
     pub fn new(n: usize, edges: &[(u32, u32, f64)]) -> Result<Self, GraphError> {
+        for (what, count, max) in [
+            ("vertices", n, MAX_VERTICES),
+            ("edges", edges.len(), MAX_EDGES),
+        ] {
+            if count > max {
+                return Err(GraphError::TooMany { what, count, max });
+            }
+        }
         let mut degree = vec![0usize; n];
         for &(u, v, w) in edges {
             for bad in [u, v] {
@@ -125,6 +144,12 @@ impl Graph {
 
     /// Triangles `(a, b, c)` with `a < b < c` (the 3-cliques), in ascending order.
     pub fn triangles(&self) -> Vec<(u32, u32, u32)> {
+        self.triangles_at_most(usize::MAX).unwrap_or_default()
+    }
+
+    /// Every 3-clique as [`triangles`](Self::triangles) lists them, or an error as soon as
+    /// there are more than `max`: the listing stops before it grows past the bound.
+    pub fn triangles_at_most(&self, max: usize) -> Result<Vec<(u32, u32, u32)>, GraphError> {
         let mut out = Vec::new();
         for a in 0..self.n {
             let (na, _) = self.neighbours(a);
@@ -138,6 +163,9 @@ impl Graph {
                         std::cmp::Ordering::Greater => j += 1,
                         std::cmp::Ordering::Equal => {
                             if na[i] > b {
+                                if out.len() == max {
+                                    return Err(GraphError::TooManyTriangles { max });
+                                }
                                 out.push((a as u32, b, na[i]));
                             }
                             i += 1;
@@ -147,7 +175,7 @@ impl Graph {
                 }
             }
         }
-        out
+        Ok(out)
     }
 }
 

@@ -23,6 +23,7 @@
 pub mod flux;
 pub mod graph;
 pub mod hodge;
+pub mod limits;
 pub mod mesh;
 pub mod morphic;
 pub mod onsager;

@@ -185,7 +185,7 @@ fn sending_what_a_gossiping_node_queued_allocates_nothing() {
     // queues digests, deltas, rumours and beliefs.
     let mut sim = Sim::new(8, 3, NetConfig::default(), |i| NodeConfig {
         seed: 70 + i as u64,
-        topology: WorkloadTopology::complete(4),
+        topology: WorkloadTopology::complete(4).unwrap(),
         ..NodeConfig::default()
     })
     .unwrap();

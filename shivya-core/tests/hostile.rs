@@ -12,7 +12,7 @@ fn node(max_records: usize) -> NodeState {
         NodeConfig {
             seed: 77,
             max_records,
-            topology: WorkloadTopology::complete(3),
+            topology: WorkloadTopology::complete(3).unwrap(),
             ..NodeConfig::default()
         },
         0,
@@ -220,7 +220,7 @@ fn a_forged_digest_gets_at_most_one_frame_back_without_a_key() {
     let keyed = NodeState::new(
         NodeConfig {
             seed: 77,
-            topology: WorkloadTopology::complete(3),
+            topology: WorkloadTopology::complete(3).unwrap(),
             auth_key: Some(key.clone()),
             ..NodeConfig::default()
         },

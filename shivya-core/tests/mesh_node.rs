@@ -65,7 +65,7 @@ fn bad_proxy_input_is_an_error_and_changes_nothing() {
 
 #[test]
 fn work_moves_from_long_queues_to_short_ones() {
-    let mut n = node(WorkloadTopology::complete(3), SettleMode::CurlFree);
+    let mut n = node(WorkloadTopology::complete(3).unwrap(), SettleMode::CurlFree);
     n.record_queue_len(0, 9.0).unwrap();
     n.record_queue_len(1, 3.0).unwrap();
     let routes = route_map(&mut n);
@@ -75,7 +75,7 @@ fn work_moves_from_long_queues_to_short_ones() {
 
 #[test]
 fn circular_offload_around_a_filled_triangle_is_removed() {
-    let mut n = node(WorkloadTopology::complete(3), SettleMode::CurlFree);
+    let mut n = node(WorkloadTopology::complete(3).unwrap(), SettleMode::CurlFree);
     for (s, d) in [(0, 1), (1, 2), (2, 0)] {
         n.record_offload(s, d, 4.0).unwrap();
     }
@@ -113,7 +113,7 @@ fn circulation_around_a_hole_survives_curl_free_but_not_gradient_only() {
 #[test]
 fn merged_writes_of_several_origins_add_up() {
     // Two nodes write to the same vertex; a third holds both records.
-    let t = WorkloadTopology::complete(2);
+    let t = WorkloadTopology::complete(2).unwrap();
     let mut a = NodeState::new(
         NodeConfig {
             seed: 1,
@@ -167,7 +167,7 @@ fn merged_writes_of_several_origins_add_up() {
 
 #[test]
 fn a_record_outside_the_topology_is_dropped_and_counted() {
-    let mut n = node(WorkloadTopology::complete(2), SettleMode::CurlFree);
+    let mut n = node(WorkloadTopology::complete(2).unwrap(), SettleMode::CurlFree);
     let r = shivya_core::p2p::protocol::RecordWire {
         origin: shivya_core::p2p::NodeId::from_seed(77),
         version: 1,
@@ -214,7 +214,7 @@ fn bad_configuration_is_rejected_with_a_reason() {
 
 #[test]
 fn a_frame_claiming_our_own_id_is_dropped() {
-    let mut n = node(WorkloadTopology::complete(2), SettleMode::CurlFree);
+    let mut n = node(WorkloadTopology::complete(2).unwrap(), SettleMode::CurlFree);
     let f = shivya_core::p2p::Frame::new(0, n.id(), shivya_core::p2p::Body::Ping);
     n.handle_datagram("10.0.0.9:1".parse().unwrap(), &f.encode().unwrap(), 1);
     assert_eq!(n.status().counters.dropped.own_id, 1);
@@ -223,7 +223,7 @@ fn a_frame_claiming_our_own_id_is_dropped() {
 
 #[test]
 fn a_forged_record_of_our_own_origin_cannot_overwrite_ours_or_crash_us() {
-    let mut n = node(WorkloadTopology::complete(2), SettleMode::CurlFree);
+    let mut n = node(WorkloadTopology::complete(2).unwrap(), SettleMode::CurlFree);
     n.record_queue_len(0, 4.0).unwrap();
     let send = |n: &mut NodeState, version: u64, q: f64| {
         let r = shivya_core::p2p::protocol::RecordWire {
@@ -258,7 +258,7 @@ fn a_forged_record_of_our_own_origin_cannot_overwrite_ours_or_crash_us() {
 
 #[test]
 fn incarnations_and_restored_records_keep_versions_moving_forward() {
-    let t = WorkloadTopology::complete(3);
+    let t = WorkloadTopology::complete(3).unwrap();
     let cfg = |inc: u64| NodeConfig {
         seed: 5,
         incarnation: inc,
@@ -289,4 +289,74 @@ fn incarnations_and_restored_records_keep_versions_moving_forward() {
     outside.queue = vec![(7, 1.0)];
     assert!(second.restore_own(outside).is_err());
     assert!(NodeState::new(cfg(shivya_core::mesh::MAX_INCARNATION + 1), 0).is_err());
+}
+
+#[test]
+fn sizes_that_would_exhaust_memory_are_refused_before_allocating() {
+    use shivya_core::hodge::SimplicialComplex;
+    use shivya_core::limits::{MAX_TRIANGLES, MAX_VERTICES};
+    // The complete graph on 2 000 vertices has 1.3e9 triangles; on u32::MAX, 9e18 edges.
+    for n in [2_000, 100_000, u32::MAX] {
+        let e = WorkloadTopology::complete(n).unwrap_err().to_string();
+        assert!(e.contains("complete graph"), "{e}");
+    }
+    assert!(WorkloadTopology::complete(300).is_ok());
+    let six = [(0, 1), (0, 2), (1, 2), (2, 3), (2, 4), (3, 4)];
+    assert!(WorkloadTopology::new(u32::MAX, &six).is_err());
+    assert!(SimplicialComplex::new(u32::MAX as usize, &[], &[]).is_err());
+    assert!(SimplicialComplex::new(MAX_VERTICES + 1, &[], &[]).is_err());
+    // A graph under the edge limit whose 3-cliques exceed the triangle limit: refused
+    // while listing, not after.
+    let g = shivya_core::graph::Graph::new(
+        6,
+        &[
+            (0, 1, 1.0),
+            (0, 2, 1.0),
+            (1, 2, 1.0),
+            (1, 3, 1.0),
+            (2, 3, 1.0),
+        ],
+    )
+    .unwrap();
+    assert_eq!(g.triangles_at_most(2).unwrap().len(), 2);
+    assert!(g.triangles_at_most(1).is_err());
+    assert!(MAX_TRIANGLES < 1 << 30);
+}
+
+#[test]
+fn unusable_bootstrap_peers_are_refused_when_given() {
+    for peer in [
+        "127.0.0.1:0",
+        "0.0.0.0:7000",
+        "[::1]:7000",
+        "224.0.0.1:7000",
+    ] {
+        let cfg = NodeConfig {
+            bootstrap: vec![peer.parse().unwrap()],
+            ..NodeConfig::default()
+        };
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.contains(peer.trim_start_matches('[').split(']').next().unwrap()));
+        assert!(NodeState::new(cfg, 0).is_err());
+    }
+    let v6 = NodeConfig {
+        listen: "[::1]:0".parse().unwrap(),
+        bootstrap: vec!["[::1]:7000".parse().unwrap()],
+        ..NodeConfig::default()
+    };
+    assert!(v6.validate().is_ok());
+    let mut n = NodeState::new(NodeConfig::default(), 0).unwrap();
+    assert!(n.bootstrap(&["0.0.0.0:1".parse().unwrap()], 0).is_err());
+    assert!(n.bootstrap(&["127.0.0.1:1".parse().unwrap()], 0).is_ok());
+}
+
+#[test]
+fn writes_after_leaving_are_refused_not_silently_dropped() {
+    let mut n = NodeState::new(NodeConfig::default(), 0).unwrap();
+    n.record_queue_len(0, 0.1).unwrap();
+    n.leave();
+    let version = n.status().own_version;
+    assert_eq!(n.record_queue_len(0, 0.2), Err(MeshError::Left));
+    assert_eq!(n.record_offload(0, 1, 0.2), Err(MeshError::Left));
+    assert_eq!(n.status().own_version, version);
 }

@@ -9,7 +9,7 @@ use shivya_core::p2p::{NodeId, ID_BITS};
 fn config(i: usize, vertices: u32) -> NodeConfig {
     NodeConfig {
         seed: 1000 + i as u64,
-        topology: WorkloadTopology::complete(vertices),
+        topology: WorkloadTopology::complete(vertices).unwrap(),
         ..NodeConfig::default()
     }
 }

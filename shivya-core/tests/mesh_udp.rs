@@ -16,7 +16,7 @@ struct Cluster {
 fn config(i: usize, vertices: u32) -> NodeConfig {
     NodeConfig {
         seed: 9_000 + i as u64,
-        topology: WorkloadTopology::complete(vertices),
+        topology: WorkloadTopology::complete(vertices).unwrap(),
         ..NodeConfig::default()
     }
 }
@@ -357,4 +357,39 @@ fn chaos_on_real_sockets_ends_in_identical_records_and_bits() {
         c.nodes.iter().flatten().all(|x| x.status().peers >= n / 2)
     })
     .expect("every node sees at least N/2 peers after recovery");
+}
+
+#[test]
+fn a_clock_that_steps_back_does_not_stretch_the_wait() {
+    let cfg = NodeConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..NodeConfig::default()
+    };
+    let mut node = Node::bind(cfg, 0).unwrap();
+    node.step(1_000_000).unwrap();
+    let ahead = node.next_timeout_ms(1_000_000);
+    let back = node.next_timeout_ms(0);
+    assert!(ahead <= 100, "{ahead}");
+    assert_eq!(back, ahead, "a step back of 1000 s changed the wait");
+}
+
+#[test]
+fn a_peer_the_socket_cannot_send_to_does_not_stop_the_node() {
+    // An IPv6 peer in the routing table of an IPv4 node (as a forged FOUND_NODES could put
+    // there): every send to it fails, the node counts it and keeps stepping.
+    use shivya_core::p2p::{Body, Frame};
+    let cfg = NodeConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..NodeConfig::default()
+    };
+    let mut node = Node::bind(cfg, 0).unwrap();
+    let v6: std::net::SocketAddr = "[::1]:7000".parse().unwrap();
+    let ping = Frame::new(1, NodeId::from_seed(77), Body::Ping)
+        .encode()
+        .unwrap();
+    node.state_mut().handle_datagram(v6, &ping, 1);
+    for t in [2, 100, 200, 5_000] {
+        node.step(t).unwrap();
+    }
+    assert!(node.status().counters.send_errors > 0);
 }

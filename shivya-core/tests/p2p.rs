@@ -376,7 +376,7 @@ fn bad_kademlia_settings_are_rejected() {
 fn sim(n: usize) -> Sim {
     Sim::new(n, 31, NetConfig::default(), |i| NodeConfig {
         seed: 500 + i as u64,
-        topology: WorkloadTopology::complete(2),
+        topology: WorkloadTopology::complete(2).unwrap(),
         ..NodeConfig::default()
     })
     .unwrap()

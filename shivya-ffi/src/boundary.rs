@@ -192,3 +192,11 @@ where
     out[..items.len()].copy_from_slice(items);
     Ok(())
 }
+
+/// Whether `len` items at `a` and `len` items at `b` share any byte (by address only; the
+/// pointers are not dereferenced).
+pub(crate) fn overlaps<T>(a: *const T, b: *const T, len: usize) -> bool {
+    let bytes = len.saturating_mul(std::mem::size_of::<T>());
+    let (a, b) = (a as usize, b as usize);
+    a < b.saturating_add(bytes) && b < a.saturating_add(bytes)
+}

@@ -82,7 +82,9 @@ pub extern "C" fn shivya_config_set_listen(
     })
 }
 
-/// Adds a bootstrap peer address.
+/// Adds a bootstrap peer address. Refused when the node could never send to it: port 0,
+/// an unspecified (`0.0.0.0`, `::`) or multicast address, or another address family than
+/// the listen address (set the listen address first when it is IPv6).
 #[no_mangle]
 pub extern "C" fn shivya_config_add_bootstrap(
     config: *mut shivya_config,
@@ -167,7 +169,10 @@ pub extern "C" fn shivya_config_set_cg_tolerance(
 
 /// Sets the workload graph: `n_vertices` vertices and `n_edges` edges given as
 /// `2 * n_edges` vertex indices `(u0, v0, u1, v1, …)`. `edges` NULL with `n_edges` 0 means
-/// every pair connected. Every node of a mesh must use the same graph.
+/// every pair connected. Every node of a mesh must use the same graph. At most
+/// `SHIVYA_MAX_VERTICES` vertices and `SHIVYA_MAX_EDGES` edges with at most
+/// `SHIVYA_MAX_TRIANGLES` triangles among them; the complete graph fits up to about 370
+/// vertices. Larger graphs are refused before anything is allocated.
 #[no_mangle]
 pub extern "C" fn shivya_config_set_topology(
     config: *mut shivya_config,
@@ -211,7 +216,7 @@ pub(crate) fn settle_mode(gradient_only: bool) -> SettleMode {
 /// The workload graph from `n_vertices` and flat `(u, v)` pairs; no pairs means complete.
 pub(crate) fn topology(n_vertices: u32, pairs: &[(u32, u32)]) -> Result<WorkloadTopology, Error> {
     Ok(if pairs.is_empty() {
-        WorkloadTopology::complete(n_vertices)
+        WorkloadTopology::complete(n_vertices)?
     } else {
         WorkloadTopology::new(n_vertices, pairs)?
     })

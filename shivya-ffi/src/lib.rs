@@ -48,6 +48,27 @@ pub const SHIVYA_ID_LEN: usize = 20;
 /// Bytes reserved for a peer address string, including the NUL.
 pub const SHIVYA_ADDR_LEN: usize = 64;
 
+/// Most vertices of a workload graph or complex.
+pub const SHIVYA_MAX_VERTICES: usize = 1 << 20;
+
+/// Most edges of a workload graph or complex.
+pub const SHIVYA_MAX_EDGES: usize = 1 << 23;
+
+/// Most triangles of a complex, given or found as 3-cliques of a workload graph (the
+/// complete graph reaches it at about 370 vertices).
+pub const SHIVYA_MAX_TRIANGLES: usize = 1 << 23;
+
+/// Largest queue length or offload rate a node records (values are finite and ≥ 0).
+pub const SHIVYA_MAX_RECORD_VALUE: f64 = 1e15;
+
+// The header's limits are the core's, checked at compile time.
+const _: () = {
+    assert!(SHIVYA_MAX_VERTICES == shivya_core::limits::MAX_VERTICES);
+    assert!(SHIVYA_MAX_EDGES == shivya_core::limits::MAX_EDGES);
+    assert!(SHIVYA_MAX_TRIANGLES == shivya_core::limits::MAX_TRIANGLES);
+    assert!(SHIVYA_MAX_RECORD_VALUE == shivya_core::p2p::protocol::MAX_RECORD_VALUE);
+};
+
 static VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
 
 /// Library version as a static NUL-terminated string (never free it). Thread-safe.

@@ -147,7 +147,8 @@ pub extern "C" fn shivya_next_timeout_ms(
     })
 }
 
-/// Records this node's queue length at `vertex` (finite, ≥ 0; 0 removes the entry).
+/// Records this node's queue length at `vertex` (finite, 0 ≤ value ≤
+/// `SHIVYA_MAX_RECORD_VALUE`; 0 removes the entry). After `shivya_leave` it is refused.
 #[no_mangle]
 pub extern "C" fn shivya_record_queue_len(
     node: *mut shivya_node,
@@ -163,7 +164,8 @@ pub extern "C" fn shivya_record_queue_len(
 }
 
 /// Records the rate at which this node moves work from `src` to `dst` (an edge of the
-/// workload graph; finite, ≥ 0; 0 removes the entry).
+/// workload graph; finite, 0 ≤ rate ≤ `SHIVYA_MAX_RECORD_VALUE`; 0 removes the entry).
+/// After `shivya_leave` it is refused.
 #[no_mangle]
 pub extern "C" fn shivya_record_offload(
     node: *mut shivya_node,
@@ -233,7 +235,8 @@ pub struct shivya_snapshot {
     pub own_version: u64,
     /// Residual of the last reconciliation.
     pub last_residual: f64,
-    /// CG iterations of the last reconciliation.
+    /// Solver iterations of the last reconciliation: 0 when the exact sparse factor solved
+    /// it (the default while the factor fits), CG iterations otherwise.
     pub last_iterations: u64,
     /// This node's term of the collective free energy (F − dividend).
     pub f_collective: f64,
@@ -402,7 +405,8 @@ pub extern "C" fn shivya_unblock(node: *mut shivya_node, addr: *const c_char) ->
 }
 
 /// Leaves the mesh gracefully: withdraws this node's records and tells its peers. The
-/// node stays allocated (free it afterwards) but no longer takes part.
+/// node stays allocated (free it afterwards) but no longer takes part: later writes
+/// return `SHIVYA_ERR_INVALID_ARGUMENT`.
 #[no_mangle]
 pub extern "C" fn shivya_leave(node: *mut shivya_node) -> shivya_status {
     guard(|| {

@@ -2,7 +2,7 @@
 //! workspace, for projecting flows without a mesh.
 
 use crate::boundary::{
-    free_boxed, guard, guard_value, try_mut, try_ref, try_slice, try_slice_mut, write_out,
+    free_boxed, guard, guard_value, overlaps, try_mut, try_ref, try_slice, try_slice_mut, write_out,
 };
 use crate::status::{shivya_status, Error};
 use shivya_core::hodge::{HodgeWorkspace, SimplicialComplex};
@@ -18,7 +18,8 @@ pub struct shivya_complex {
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct shivya_solver_report {
-    /// CG iterations.
+    /// Solver iterations: 0 when the exact sparse factor solved it, CG iterations
+    /// otherwise.
     pub iterations: u64,
     /// Final residual norm.
     pub residual: f64,
@@ -28,7 +29,9 @@ pub struct shivya_solver_report {
 
 /// Builds a complex of `n_vertices` vertices, `n_edges` edges given as `2 * n_edges`
 /// vertex indices, and `n_triangles` triangles given as `3 * n_triangles` indices (each
-/// triangle's edges must exist). Writes the handle to `*out` (NULL on error).
+/// triangle's edges must exist). At most `SHIVYA_MAX_VERTICES` vertices, `SHIVYA_MAX_EDGES`
+/// edges and `SHIVYA_MAX_TRIANGLES` triangles, checked before anything is allocated.
+/// Writes the handle to `*out` (NULL on error).
 #[no_mangle]
 pub extern "C" fn shivya_complex_new(
     n_vertices: u32,
@@ -87,7 +90,7 @@ pub extern "C" fn shivya_complex_n_edges(complex: *const shivya_complex) -> usiz
 
 /// Writes the curl-free part of the edge flow `input` (length `len`, which must equal the
 /// edge count; finite values of magnitude ≤ 1e100) to `output` (length `len`; may not
-/// alias `input`). `report` may be NULL. Repeated calls allocate nothing. A flow whose
+/// overlap `input`, not even in part). `report` may be NULL. Repeated calls allocate nothing. A flow whose
 /// magnitudes floating point cannot resolve gives `SHIVYA_ERR_NUMERIC`; on any error the
 /// contents of `output` are unspecified.
 #[no_mangle]
@@ -110,8 +113,10 @@ pub extern "C" fn shivya_reconcile(
         if e > 0 && (input.is_null() || output.is_null()) {
             return Err(Error::invalid("input or output is NULL"));
         }
-        if e > 0 && std::ptr::eq(input, output.cast_const()) {
-            return Err(Error::invalid("input and output must not alias"));
+        if e > 0 && overlaps(input, output.cast_const(), len) {
+            return Err(Error::invalid(
+                "input and output must not overlap (not even in part)",
+            ));
         }
         // SAFETY: as above; distinct buffers per the contract.
         let (inp, out) = unsafe {

@@ -96,6 +96,7 @@ impl From<MeshError> for Error {
             | MeshError::SelfEdge { .. }
             | MeshError::BadValue { .. }
             | MeshError::Length { .. }
+            | MeshError::Left
             | MeshError::P2p(P2pError::Config { .. }) => SHIVYA_ERR_INVALID_ARGUMENT,
             MeshError::RecordFull { .. } | MeshError::P2p(P2pError::Store { .. }) => {
                 SHIVYA_ERR_CAPACITY

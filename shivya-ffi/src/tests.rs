@@ -258,3 +258,52 @@ fn a_refused_setting_leaves_the_config_as_it_was() {
     assert!(inner.validate().is_ok());
     shivya_config_free(c);
 }
+
+#[test]
+fn inputs_that_once_aborted_the_process_are_refused() {
+    let mut cx: *mut shivya_complex = ptr::null_mut();
+    assert_eq!(
+        shivya_complex_new(u32::MAX, ptr::null(), 0, ptr::null(), 0, &mut cx),
+        SHIVYA_ERR_INVALID_ARGUMENT
+    );
+    assert!(last_error().contains("vertices"), "{}", last_error());
+    let mut c: *mut shivya_config = ptr::null_mut();
+    assert_eq!(shivya_config_new(&mut c), SHIVYA_OK);
+    for n in [u32::MAX, 100_000, 2_000] {
+        assert_eq!(
+            shivya_config_set_topology(c, n, ptr::null(), 0),
+            SHIVYA_ERR_INVALID_ARGUMENT
+        );
+    }
+    let six = [0u32, 1, 0, 2, 1, 2, 2, 3, 2, 4, 3, 4];
+    assert_eq!(
+        shivya_config_set_topology(c, u32::MAX, six.as_ptr(), 6),
+        SHIVYA_ERR_INVALID_ARGUMENT
+    );
+    for bad in [c"127.0.0.1:0", c"0.0.0.0:9", c"[::1]:9"] {
+        assert_eq!(
+            shivya_config_add_bootstrap(c, bad.as_ptr()),
+            SHIVYA_ERR_INVALID_ARGUMENT
+        );
+    }
+    // SAFETY: `c` is a live handle from shivya_config_new.
+    assert!(unsafe { &(*c).inner }.bootstrap.is_empty());
+    shivya_config_free(c);
+
+    let edges = [0u32, 1, 0, 2, 1, 2];
+    let tris = [0u32, 1, 2];
+    assert_eq!(
+        shivya_complex_new(3, edges.as_ptr(), 3, tris.as_ptr(), 1, &mut cx),
+        SHIVYA_OK
+    );
+    let mut buf = [1.0f64, -1.0, 1.0, 0.0];
+    let p = buf.as_mut_ptr();
+    // SAFETY: both windows lie inside `buf`.
+    let (a, b) = unsafe { (p.cast_const(), p.add(1)) };
+    assert_eq!(
+        shivya_reconcile(cx, a, b, 3, ptr::null_mut()),
+        SHIVYA_ERR_INVALID_ARGUMENT
+    );
+    assert!(last_error().contains("overlap"));
+    shivya_complex_free(cx);
+}

@@ -299,7 +299,8 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         listen,
         seed,
         bootstrap: args.peers.clone(),
-        topology: WorkloadTopology::complete(args.vertices),
+        topology: WorkloadTopology::complete(args.vertices)
+            .map_err(|e| fail(format!("--vertices {}: {e}", args.vertices)))?,
         // The layer stack runs at the daemon's sampling rate (1 Hz by default); gossip
         // and Kademlia keep their own faster timers.
         step_interval_ms: args.interval_ms,

@@ -327,6 +327,49 @@ static void test_concurrent_calls_on_one_node_are_refused_not_raced(void) {
     CHECK(strcmp(shivya_status_name(SHIVYA_ERR_BUSY), "SHIVYA_ERR_BUSY") == 0);
 }
 
+/* Each of these once aborted the host process, hung a node or returned OK for a no-op. */
+static void test_inputs_that_once_aborted_or_hung_are_refused(void) {
+    const shivya_status BAD = SHIVYA_ERR_INVALID_ARGUMENT;
+    shivya_complex *cx = NULL;
+    CHECK_ERR(shivya_complex_new(UINT32_MAX, NULL, 0, NULL, 0, &cx), BAD); /* 34 GB */
+    CHECK(cx == NULL);
+    CHECK_ERR(shivya_complex_new(SHIVYA_MAX_VERTICES + 1, NULL, 0, NULL, 0, &cx), BAD);
+    CHECK(shivya_complex_new(SHIVYA_MAX_VERTICES, NULL, 0, NULL, 0, &cx) == SHIVYA_OK);
+    shivya_complex_free(cx);
+
+    shivya_config *c = NULL;
+    CHECK(shivya_config_new(&c) == SHIVYA_OK);
+    CHECK_ERR(shivya_config_set_topology(c, UINT32_MAX, NULL, 0), BAD); /* complete */
+    CHECK_ERR(shivya_config_set_topology(c, 100000, NULL, 0), BAD);
+    CHECK_ERR(shivya_config_set_topology(c, 2000, NULL, 0), BAD); /* 1.3e9 triangles */
+    const uint32_t six[12] = {0, 1, 0, 2, 1, 2, 2, 3, 2, 4, 3, 4};
+    CHECK_ERR(shivya_config_set_topology(c, UINT32_MAX, six, 6), BAD);
+    CHECK(shivya_config_set_topology(c, 300, NULL, 0) == SHIVYA_OK); /* 4.5e6 triangles */
+    CHECK(shivya_config_set_topology(c, 5, six, 6) == SHIVYA_OK);
+    CHECK_ERR(shivya_config_add_bootstrap(c, "127.0.0.1:0"), BAD);
+    CHECK_ERR(shivya_config_add_bootstrap(c, "0.0.0.0:7000"), BAD);
+    CHECK_ERR(shivya_config_add_bootstrap(c, "[::1]:7000"), BAD); /* v4 listener */
+    CHECK_ERR(shivya_config_add_bootstrap(c, "224.0.0.1:7000"), BAD);
+    CHECK(shivya_config_add_bootstrap(c, "127.0.0.1:7000") == SHIVYA_OK);
+    shivya_config_free(c);
+
+    /* Partly overlapping input and output. */
+    const uint32_t edges[6] = {0, 1, 0, 2, 1, 2};
+    const uint32_t tri[3] = {0, 1, 2};
+    CHECK(shivya_complex_new(3, edges, 3, tri, 1, &cx) == SHIVYA_OK);
+    double buf[4] = {1.0, -1.0, 1.0, 0.0};
+    CHECK_ERR(shivya_reconcile(cx, buf, buf + 1, 3, NULL), BAD);
+    CHECK_ERR(shivya_reconcile(cx, buf + 1, buf, 3, NULL), BAD);
+    shivya_complex_free(cx);
+
+    /* The host clock steps back by 1000 s: the wait is still measured from the latest
+     * time seen, not stretched by 1000 s. */
+    uint64_t now = now_ms() + 2000000, t = 0;
+    CHECK(shivya_step(nodes[0], now) == SHIVYA_OK);
+    CHECK(shivya_next_timeout_ms(nodes[0], now - 1000000, &t) == SHIVYA_OK);
+    CHECK(t <= 1000);
+}
+
 static void test_host_time_faults(void) {
     /* Backwards, a huge jump, then normal time again: every call succeeds. */
     uint64_t t;
@@ -346,8 +389,12 @@ int main(void) {
     test_port_in_use_is_an_io_error();
     test_standalone_reconciler();
     test_concurrent_calls_on_one_node_are_refused_not_raced();
+    test_inputs_that_once_aborted_or_hung_are_refused();
     test_host_time_faults();
     CHECK(shivya_leave(nodes[2]) == SHIVYA_OK);
+    /* A write after leaving would never be sent: refused. */
+    CHECK_ERR(shivya_record_queue_len(nodes[2], 0, 1.0), SHIVYA_ERR_INVALID_ARGUMENT);
+    CHECK_ERR(shivya_record_offload(nodes[2], 0, 1, 1.0), SHIVYA_ERR_INVALID_ARGUMENT);
     for (int i = 0; i < N; i++) shivya_node_free(nodes[i]);
     if (failures) {
         fprintf(stderr, "test_ffi: %d check(s) failed\n", failures);

@@ -153,8 +153,14 @@ impl SimplicialComplex {
         edges: &[(u32, u32)],
         triangles: &[(u32, u32, u32)],
     ) -> Result<Self, HodgeError> {
-        if n_vertices > u32::MAX as usize {
-            return Err(HodgeError::TooLarge { n_vertices });
+        for (what, count, max) in [
+            ("vertices", n_vertices, crate::limits::MAX_VERTICES),
+            ("edges", edges.len(), crate::limits::MAX_EDGES),
+            ("triangles", triangles.len(), crate::limits::MAX_TRIANGLES),
+        ] {
+            if count > max {
+                return Err(HodgeError::TooLarge { what, count, max });
+            }
         }
         for &(u, v) in edges {
             for bad in [u, v] {

@@ -80,9 +80,14 @@ pub enum HodgeError {
     /// The same triangle (as a vertex set) appears twice.
     #[error("triangle on vertices ({a}, {b}, {c}) appears more than once")]
     DuplicateTriangle { a: u32, b: u32, c: u32 },
-    /// More vertices than a `u32` index can name.
-    #[error("{n_vertices} vertices is more than a u32 index can name")]
-    TooLarge { n_vertices: usize },
+    /// More vertices, edges or triangles than [`crate::limits`] allows (checked before
+    /// anything is allocated).
+    #[error("{count} {what} is more than the limit of {max}")]
+    TooLarge {
+        what: &'static str,
+        count: usize,
+        max: usize,
+    },
     /// A flow's length is not the number of edges.
     #[error("flow has {got} entries but the complex has {expected} edges")]
     FlowLength { expected: usize, got: usize },

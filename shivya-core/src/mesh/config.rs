@@ -112,7 +112,7 @@ impl Default for NodeConfig {
             seed: 1,
             bootstrap: Vec::new(),
             kad: KadConfig::default(),
-            topology: WorkloadTopology::complete(4),
+            topology: WorkloadTopology::default(),
             step_interval_ms: 100,
             gossip_interval_ms: 50,
             fanout: 2,
@@ -156,6 +156,9 @@ impl NodeConfig {
                 });
             }
         }
+        for peer in &self.bootstrap {
+            usable_peer(peer, &self.listen)?;
+        }
         if self.incarnation > MAX_INCARNATION {
             return Err(MeshError::Config {
                 what: "incarnation",
@@ -184,4 +187,25 @@ impl NodeConfig {
         }
         Ok(())
     }
+}
+
+/// Whether a datagram from a socket bound to `listen` can reach `peer`: a real port, a
+/// specified address, and the same address family (a socket bound to an IPv4 address
+/// cannot send to an IPv6 one, nor the reverse).
+pub fn usable_peer(peer: &SocketAddr, listen: &SocketAddr) -> Result<(), MeshError> {
+    let why = if peer.port() == 0 {
+        "port 0 cannot be sent to"
+    } else if peer.ip().is_unspecified() {
+        "an unspecified address (0.0.0.0 or ::) cannot be sent to"
+    } else if peer.ip().is_multicast() {
+        "a multicast address is not a peer"
+    } else if peer.is_ipv4() != listen.is_ipv4() {
+        "its address family differs from the listen address's"
+    } else {
+        return Ok(());
+    };
+    Err(MeshError::Config {
+        what: "bootstrap",
+        why: format!("peer {peer} is unusable from {listen}: {why}"),
+    })
 }

@@ -106,6 +106,9 @@ pub struct Counters {
     pub layer_errors: u64,
     /// Frames that could not be encoded (a bug if ever non-zero).
     pub encode_errors: u64,
+    /// Datagrams the socket refused to send (an unreachable or unusable destination);
+    /// the node counts them and goes on with the rest.
+    pub send_errors: u64,
 }
 
 /// A snapshot of the node.

@@ -35,7 +35,7 @@ mod state;
 mod workload;
 
 pub use belief::{coupling, BeliefConfig, BeliefReport, BeliefState, OBS_DIM};
-pub use config::{MeshKey, NodeConfig, MAX_INCARNATION};
+pub use config::{usable_peer, MeshKey, NodeConfig, MAX_INCARNATION};
 pub use counters::{Counters, DropCounters, Status};
 pub use node::{Node, StepOutcome, RECV_BUDGET};
 pub use proxy::WorkloadMeshProxy;
@@ -111,6 +111,9 @@ pub enum MeshError {
         /// Limit.
         max: usize,
     },
+    /// A write after [`NodeState::leave`]: it would never be sent.
+    #[error("the node has left the mesh; its writes would never reach a peer")]
+    Left,
     /// The agent failed.
     #[error("agent: {0}")]
     Agent(SubstrateError),

@@ -87,25 +87,32 @@ impl Node {
     fn flush(&mut self) -> Result<usize, MeshError> {
         let mut sent = 0;
         while let Some(destination) = self.state.poll_transmit(&mut self.send_buf) {
-            if self
-                .transport
-                .send(destination, &self.send_buf)
-                .map_err(MeshError::io)?
-            {
-                sent += 1;
-            } else if self.transport.is_blocked(&destination) {
-                self.state.count_blocked();
+            match self.transport.send(destination, &self.send_buf) {
+                Ok(true) => sent += 1,
+                Ok(false) if self.transport.is_blocked(&destination) => {
+                    self.state.count_blocked();
+                }
+                Ok(false) => {}
+                // One destination the socket cannot send to (a peer address that is
+                // unreachable or of the wrong family, possibly learned from a forged frame)
+                // must not stop the node: count it and send the rest.
+                Err(e) => {
+                    self.state.count_send_error();
+                    tracing::debug!(peer = %destination, error = %e, "send failed");
+                }
             }
         }
         Ok(sent)
     }
 
     /// Milliseconds until `step` has timer work (0 when it has work now). A `now_ms` earlier
-    /// than one already seen counts as the latest one seen.
+    /// than one already seen counts as the latest one seen, so a host clock that steps back
+    /// does not stretch the wait by the size of the step.
     pub fn next_timeout_ms(&self, now_ms: u64) -> u64 {
         if self.more_pending {
             return 0;
         }
+        let now_ms = now_ms.max(self.state.latest_time_ms());
         self.state
             .poll_timeout()
             .map_or(u64::MAX, |t| t.saturating_sub(now_ms))

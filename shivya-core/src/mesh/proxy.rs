@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 /// ```no_run
 /// use shivya_core::mesh::{NodeConfig, WorkloadMeshProxy, WorkloadTopology};
 /// # fn now_ms() -> u64 { 0 }
-/// let config = NodeConfig { topology: WorkloadTopology::complete(3), ..NodeConfig::default() };
+/// let config = NodeConfig { topology: WorkloadTopology::complete(3)?, ..NodeConfig::default() };
 /// let mut proxy = WorkloadMeshProxy::bind(config, now_ms())?;
 /// proxy.record_queue_len(0, 12.0)?;     // 12 requests waiting at backend 0
 /// proxy.record_offload(0, 1, 3.5)?;     // we moved 3.5 req/s from 0 to 1

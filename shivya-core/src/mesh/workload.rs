@@ -3,6 +3,7 @@
 use super::MeshError;
 use crate::graph::Graph;
 use crate::hodge::{CgConfig, HodgeWorkspace, SimplicialComplex, SolverReport};
+use crate::limits::{MAX_EDGES, MAX_TRIANGLES, MAX_VERTICES};
 use crate::p2p::protocol::RecordWire;
 
 /// The vertices work can sit on (backends, shards, servers) and the edges along which it
@@ -28,8 +29,26 @@ impl WorkloadTopology {
     }
 
     /// Every pair of `n` vertices connected, edges `(u, v)` with `u < v` in lexicographic
-    /// order.
-    pub fn complete(n_vertices: u32) -> WorkloadTopology {
+    /// order. Refused, before anything is allocated, when the complete graph would have
+    /// more edges or triangles than [`crate::limits`] allows (from about 370 vertices on:
+    /// give a sparser edge list to [`new`](Self::new) for larger sets).
+    pub fn complete(n_vertices: u32) -> Result<WorkloadTopology, MeshError> {
+        let n = u128::from(n_vertices);
+        let edges = n * n.saturating_sub(1) / 2;
+        let triangles = edges * n.saturating_sub(2) / 3;
+        if n as usize > MAX_VERTICES
+            || edges > MAX_EDGES as u128
+            || triangles > MAX_TRIANGLES as u128
+        {
+            return Err(MeshError::Topology(format!(
+                "the complete graph on {n_vertices} vertices has {edges} edges and {triangles} \
+                 triangles, above the limits of {MAX_EDGES} and {MAX_TRIANGLES}; give the edges"
+            )));
+        }
+        Ok(Self::complete_unchecked(n_vertices))
+    }
+
+    fn complete_unchecked(n_vertices: u32) -> WorkloadTopology {
         let mut edges = Vec::new();
         for u in 0..n_vertices {
             for v in u + 1..n_vertices {
@@ -53,7 +72,9 @@ impl WorkloadTopology {
         let weighted: Vec<(u32, u32, f64)> = self.edges.iter().map(|&(u, v)| (u, v, 1.0)).collect();
         let graph = Graph::new(self.n_vertices as usize, &weighted)
             .map_err(|e| MeshError::Topology(e.to_string()))?;
-        let triangles = graph.triangles();
+        let triangles = graph
+            .triangles_at_most(MAX_TRIANGLES)
+            .map_err(|e| MeshError::Topology(e.to_string()))?;
         SimplicialComplex::new(self.n_vertices as usize, &self.edges, &triangles)
             .map_err(|e| MeshError::Topology(e.to_string()))
     }
@@ -69,6 +90,13 @@ impl WorkloadTopology {
                 None
             }
         })
+    }
+}
+
+impl Default for WorkloadTopology {
+    /// The complete graph on 4 vertices.
+    fn default() -> Self {
+        Self::complete_unchecked(4)
     }
 }
 

@@ -349,7 +349,7 @@ impl OnsagerCollectiveEnsemble {
         let cap = self.agents.len();
         self.graph = Graph::new(cap, &edges)?;
         let pairs: Vec<(u32, u32)> = edges.iter().map(|&(u, v, _)| (u, v)).collect();
-        let tris = self.graph.triangles();
+        let tris = self.graph.triangles_at_most(crate::limits::MAX_TRIANGLES)?;
         self.complex = SimplicialComplex::new(cap, &pairs, &tris)?;
         self.hodge_ws = self.complex.workspace();
         self.hodge_ws.cg = self.config.cg;

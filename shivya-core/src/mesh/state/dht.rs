@@ -7,11 +7,16 @@ use crate::p2p::{Body, Frame, NodeId};
 use std::net::SocketAddr;
 
 impl NodeState {
-    /// Adds bootstrap addresses at run time.
-    pub fn bootstrap(&mut self, addrs: &[SocketAddr], now_ms: u64) {
+    /// Adds bootstrap addresses at run time. Refused, changing nothing, when one of them
+    /// cannot be sent to from our listen address (see [`crate::mesh::usable_peer`]).
+    pub fn bootstrap(&mut self, addrs: &[SocketAddr], now_ms: u64) -> Result<(), MeshError> {
+        for a in addrs {
+            crate::mesh::usable_peer(a, &self.config.listen)?;
+        }
         let now_ms = self.clock(now_ms);
         self.kad.bootstrap(addrs, now_ms);
         self.drain_kad();
+        Ok(())
     }
 
     /// Starts an iterative FIND_VALUE (result as [`crate::p2p::KadEvent::Value`]).

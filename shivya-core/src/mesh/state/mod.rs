@@ -307,6 +307,16 @@ impl NodeState {
         self.counters.dropped.blocked += 1;
     }
 
+    /// Counts a datagram the socket refused to send.
+    pub fn count_send_error(&mut self) {
+        self.counters.send_errors += 1;
+    }
+
+    /// The latest host time this node has been given (earlier times count as this one).
+    pub fn latest_time_ms(&self) -> u64 {
+        self.clock_ms
+    }
+
     /// A snapshot.
     pub fn status(&self) -> Status {
         let b: BeliefReport = self.belief.last();

@@ -6,9 +6,17 @@ use crate::mesh::MeshError;
 use crate::p2p::protocol::{is_record_value, validate_record, RecordWire};
 
 impl NodeState {
+    fn check_not_left(&self) -> Result<(), MeshError> {
+        if self.left {
+            return Err(MeshError::Left);
+        }
+        Ok(())
+    }
+
     /// Sets this node's contribution to the queue length of `vertex` (requests this node
     /// has queued or in flight there). 0 removes the entry. Bad input changes nothing.
     pub fn record_queue_len(&mut self, vertex: u32, q: f64) -> Result<(), MeshError> {
+        self.check_not_left()?;
         let n = self.config.topology.n_vertices();
         if vertex >= n {
             return Err(MeshError::UnknownVertex { vertex, n });
@@ -26,6 +34,7 @@ impl NodeState {
     /// removes the entry. The pair must be an edge of the topology. Bad input changes
     /// nothing.
     pub fn record_offload(&mut self, src: u32, dst: u32, rate: f64) -> Result<(), MeshError> {
+        self.check_not_left()?;
         let n = self.config.topology.n_vertices();
         for v in [src, dst] {
             if v >= n {
@@ -58,6 +67,7 @@ impl NodeState {
     /// (origin must be ours, entries sorted, finite, within the topology); on error nothing
     /// changes.
     pub fn restore_own(&mut self, record: RecordWire) -> Result<(), MeshError> {
+        self.check_not_left()?;
         if record.origin != self.id {
             return Err(MeshError::Config {
                 what: "restored record",
