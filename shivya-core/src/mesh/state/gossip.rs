@@ -166,14 +166,22 @@ impl NodeState {
                 }
             }
         }
-        for (peer, addr) in targets {
-            let for_peer: Vec<RecordWire> = records
-                .iter()
-                .filter(|r| r.origin != *peer)
-                .cloned()
-                .collect();
-            self.send_records(*addr, &for_peer, usize::MAX);
+        // A peer is not sent its own record back; every other target gets the same frames,
+        // built once.
+        let mut shared = Vec::with_capacity(targets.len());
+        for &(peer, addr) in targets {
+            if records.iter().any(|r| r.origin == peer) {
+                let for_peer: Vec<RecordWire> = records
+                    .iter()
+                    .filter(|r| r.origin != peer)
+                    .cloned()
+                    .collect();
+                self.send_records_to(&[addr], &for_peer, usize::MAX);
+            } else {
+                shared.push(addr);
+            }
         }
+        self.send_records_to(&shared, &records, usize::MAX);
     }
 
     /// Queues `records` for `to`, packed into as few frames as fit (a DELTA for a lone
@@ -184,6 +192,20 @@ impl NodeState {
         records: &[RecordWire],
         max_frames: usize,
     ) -> usize {
+        self.send_records_to(&[to], records, max_frames)
+    }
+
+    /// [`send_records`](Self::send_records) to every address in `to`, each frame built
+    /// once for all of them.
+    fn send_records_to(
+        &mut self,
+        to: &[SocketAddr],
+        records: &[RecordWire],
+        max_frames: usize,
+    ) -> usize {
+        if to.is_empty() {
+            return 0;
+        }
         let budget = MAX_FRAME - HEADER_LEN - 1 - if self.auth.is_some() { TAG_LEN } else { 0 };
         let mut frames = 0;
         let mut start = 0;
@@ -205,8 +227,9 @@ impl NodeState {
             } else {
                 Body::Deltas(records[start..end].to_vec())
             };
-            self.outbox.push(to, Frame::new(0, self.id, body));
-            self.counters.deltas_sent += 1;
+            self.outbox
+                .push_to(to.iter().copied(), Frame::new(0, self.id, body));
+            self.counters.deltas_sent += to.len() as u64;
             frames += 1;
             start = end;
         }
