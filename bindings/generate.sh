@@ -4,10 +4,11 @@
 #   bindings/generate.sh --check   # generate into a temp dir and fail if anything differs
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 
 cargo build -q --release -p shivya-ffi -p uniffi-bindgen
-lib=target/release/libshivya.so
-bindgen=target/release/uniffi-bindgen
+lib="$TARGET/release/libshivya.so"
+bindgen="$TARGET/release/uniffi-bindgen"
 
 gen() { # gen OUT_ROOT
     local root=$1

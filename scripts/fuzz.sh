@@ -13,20 +13,25 @@ if ! rustup toolchain list | grep -q '^nightly'; then
     exit 0
 fi
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
-python3 fuzz/make_corpus.py
+# Build, corpora and crash artifacts all live under $TARGET/fuzz.
+corpus="$TARGET/fuzz/corpus"
+python3 fuzz/make_corpus.py "$corpus"
+fuzz_run() { cargo +nightly fuzz run --fuzz-dir fuzz --target-dir "$TARGET/fuzz/build" "$@"; }
 for t in decode_frame node_datagrams ffi_reconcile; do
     if [ -d "fuzz/regressions/$t" ]; then
         # Inputs that once crashed a target: each must now pass.
         say "fuzz $t: replaying fuzz/regressions/$t"
-        cargo +nightly fuzz run --fuzz-dir fuzz "$t" "fuzz/regressions/$t" -- -runs=0 2>&1 | grep -E "Executed|ERROR|SUMMARY" || true
+        fuzz_run "$t" "fuzz/regressions/$t" -- -runs=0 2>&1 | grep -E "Executed|ERROR|SUMMARY" || true
     fi
     say "fuzz $t for $seconds s"
-    cargo +nightly fuzz run --fuzz-dir fuzz "$t" "fuzz/corpus/$t" -- \
+    artifacts="$TARGET/fuzz/artifacts/$t"
+    mkdir -p "$artifacts"
+    fuzz_run "$t" "$corpus/$t" -- -artifact_prefix="$artifacts/" \
         -max_total_time="$seconds" -max_len=4096 -print_final_stats=1 2>&1 \
         | grep -E "^(#[0-9]+.*DONE|stat::number_of_executed_units|stat::peak_rss|Done|==.*ERROR|SUMMARY)" || true
     # cargo fuzz exits non-zero on a crash; grep hides that, so check the artifacts too.
-    if ls fuzz/artifacts/"$t"/crash-* >/dev/null 2>&1; then
-        echo "fuzz $t found a crash: see fuzz/artifacts/$t" >&2
+    if ls "$artifacts"/crash-* >/dev/null 2>&1; then
+        echo "fuzz $t found a crash: see $artifacts" >&2
         exit 1
     fi
 done

@@ -15,10 +15,10 @@ say "building (release)"
 cargo build -q --release -p shivya-core --example live_mesh -p shivyad
 
 say "part 1: five nodes in one process, partition and heal"
-target/release/examples/live_mesh
+"$TARGET/release/examples/live_mesh"
 
 say "part 2: three shivyad daemons with a dashboard"
-bin=target/release/shivyad
+bin="$TARGET/release/shivyad"
 run_dir=$(mktemp -d)
 pids=()
 stop() {

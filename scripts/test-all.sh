@@ -11,6 +11,11 @@ if ! command -v cargo >/dev/null 2>&1; then
     exit 1
 fi
 
+# Everything the tests build or write goes under $TARGET (CARGO_TARGET_DIR or target/):
+# what else appears in the source tree is reported at the end as a failure.
+tree_state() { git status --porcelain --ignored 2>/dev/null | grep -v -E '^!! target/$' | sort || true; }
+before_tree="$(tree_state)"
+
 say "Rust: unit, property, integration and doc tests (benches run once in test mode)"
 cargo test --workspace --all-targets
 cargo test --workspace --doc
@@ -38,3 +43,12 @@ say "Fuzzing, short run (30 s per target; scripts/fuzz.sh runs 600 s each)"
 
 say "Jepsen-style test: partitions, isolation, SIGKILL and restart of real daemons"
 ./scripts/test-jepsen.sh --seconds 20
+
+say "Nothing written into the source tree outside $TARGET"
+after_tree="$(tree_state)"
+if [ "$after_tree" != "$before_tree" ]; then
+    echo "the tests wrote into the source tree:" >&2
+    diff <(echo "$before_tree") <(echo "$after_tree") >&2 || true
+    exit 1
+fi
+echo "source tree unchanged"

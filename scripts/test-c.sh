@@ -11,11 +11,11 @@ need g++ g++
 need make make
 need valgrind valgrind
 
-out=target/c
+out="$TARGET/c"
 mkdir -p "$out"
 say "building libshivya (release)"
 cargo build -q -p shivya-ffi --release
-lib=target/release
+lib="$TARGET/release"
 
 STRICT=(-Wall -Wextra -Werror -pedantic)
 
@@ -46,12 +46,12 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 "$out/host_asan" 127.0.0.1:0 "" 120
 echo "sanitizer runs took $(( $(date +%s) - start )) s"
 
 say "C host example (links libshivya.so)"
-make -s -C examples/c OUT="$PWD/$out/host" ROOT="$PWD" >/dev/null
+make -s -C examples/c OUT="$out/host" ROOT="$PWD" CARGO_TARGET_DIR="$TARGET" >/dev/null
 "$out/host" 127.0.0.1:0 "" 1500 | tail -2
 
 say "C++ RAII example"
 g++ -std=c++14 "${STRICT[@]}" -Iinclude -Iexamples/cpp examples/cpp/main.cpp -o "$out/cpp_example" \
-    -L"$lib" -Wl,-rpath,"$PWD/$lib" -lshivya
+    -L"$lib" -Wl,-rpath,"$lib" -lshivya
 "$out/cpp_example"
 
 if command -v cargo-cbuild >/dev/null 2>&1; then

@@ -19,7 +19,7 @@ if ! command -v cargo-cbuild >/dev/null 2>&1; then
 fi
 need pkg-config pkg-config
 
-prefix="$PWD/target/capi-root"
+prefix="$TARGET/capi-root"
 rm -rf "$prefix"
 say "cargo cinstall --prefix $prefix"
 cargo cinstall -p shivya-ffi --release --prefix "$prefix" --libdir "$prefix/lib"
@@ -28,7 +28,7 @@ cmp include/shivya.h "$prefix/include/shivya.h"
 
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
 say "pkg-config --cflags --libs shivya: $(pkg-config --cflags --libs shivya)"
-out="$PWD/target/c/host-pkgconfig"
+out="$TARGET/c/host-pkgconfig"
 make -s -C examples/c PKG_CONFIG=1 OUT="$out" LDFLAGS="-Wl,-rpath,$prefix/lib"
 # The Makefile's pkg-config path does not set an rpath; point the loader at the prefix.
 LD_LIBRARY_PATH="$prefix/lib" "$out" 127.0.0.1:0 "" 1200 | tail -1

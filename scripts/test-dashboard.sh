@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
     apt_install chromium chromium-driver
 fi
-venv=target/py-venv
+venv="$TARGET/py-venv"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install -q selenium
 cargo build -q --release -p shivyad

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Go binding: cgo over include/shivya.h, statically linked with target/release/libshivya.a.
+# Go binding: cgo over include/shivya.h, statically linked with $TARGET/release/libshivya.a
+# (CARGO_TARGET_DIR or target/). Go's caches stay in their usual places, outside the tree.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 need go golang-go
 need gcc gcc
 cargo build -q --release -p shivya-ffi
+export CGO_LDFLAGS="$TARGET/release/libshivya.a"
 say "go vet + go test (bindings/go)"
 (cd bindings/go && test -z "$(gofmt -l .)" || { gofmt -l . >&2; echo "gofmt needed" >&2; exit 1; })
 (cd bindings/go && go vet ./... && go test -count=1 -v ./... 2>&1 | grep -E '^(=== RUN|--- |ok|FAIL|PASS)|RSS|discovery|converged')

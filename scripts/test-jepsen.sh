@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Jepsen-style runs: 5 shivyad processes, writes under partitions, isolation and SIGKILL +
 # restart, then a checker (tests/jepsen/check.py). History and final states are kept in
-# target/jepsen/. First on loopback, then (when this machine allows `ip netns`, e.g. as
-# root) with each daemon in its own network namespace and links taken down too.
+# $TARGET/jepsen/ (CARGO_TARGET_DIR or target/). First on loopback, then (when this
+# machine allows `ip netns`, e.g. as root) with each daemon in its own network namespace
+# and links taken down too.
 #   scripts/test-jepsen.sh [--seconds N]   (default 20 per run)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,8 +1,9 @@
 """Builds libshivya with cargo and bundles it into the package.
 
 `pip install ./bindings/python` runs `cargo build --release -p shivya-ffi` in the
-repository this directory belongs to and copies the shared library next to the
-generated `shivya/shivya.py`. Set SHIVYA_LIB to a prebuilt library to skip cargo.
+repository this directory belongs to (honouring CARGO_TARGET_DIR) and puts the shared
+library beside the generated `shivya/shivya.py` in the build directory (never in the
+source tree). Set SHIVYA_LIB to a prebuilt library to skip cargo.
 """
 import os
 import shutil
@@ -34,9 +35,13 @@ class BuildWithCargo(build_py):
             if repo is None:
                 raise RuntimeError("cannot find the shivya repository; set SHIVYA_LIB to a built " + LIB)
             subprocess.check_call(["cargo", "build", "--release", "-p", "shivya-ffi"], cwd=repo)
-            lib = os.path.join(repo, "target", "release", LIB)
-        shutil.copy(lib, os.path.join(HERE, "shivya", LIB))
+            # cargo resolves a relative CARGO_TARGET_DIR against its working directory.
+            target = os.path.join(repo, os.environ.get("CARGO_TARGET_DIR") or "target")
+            lib = os.path.join(target, "release", LIB)
         super().run()
+        out = os.path.join(self.build_lib, "shivya")
+        os.makedirs(out, exist_ok=True)
+        shutil.copy(lib, os.path.join(out, LIB))
 
 
 class BinaryDistribution(Distribution):

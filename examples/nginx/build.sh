@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds ngx_http_shivya_module.so against the installed Debian nginx (nginx-dev ships the
-# module build tree in /usr/share/nginx/src). Output: target/nginx/ngx_http_shivya_module.so
+# module build tree in /usr/share/nginx/src). Output: $TARGET/nginx/ngx_http_shivya_module.so,
+# where $TARGET is CARGO_TARGET_DIR or target/ (scripts/lib.sh); nothing else is written.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 . "$root/scripts/lib.sh"
@@ -8,7 +9,9 @@ need nginx nginx
 if [ ! -d /usr/share/nginx/src ]; then apt_install nginx-dev; fi
 cd "$root"
 cargo build -q --release -p shivya-ffi
-build="$root/target/nginx/build"
+build="$TARGET/nginx/build"
+# The module's config links libshivya.a from here.
+export SHIVYA_LIB_DIR="$TARGET/release"
 rm -rf "$build"
 mkdir -p "$build"
 cp -r /usr/share/nginx/src/. "$build/"
@@ -17,5 +20,5 @@ cd "$build"
 . ./conf_flags
 ./configure "${NGX_CONF_FLAGS[@]}" --add-dynamic-module="$root/examples/nginx" >/dev/null
 make -s -f objs/Makefile modules >/dev/null
-cp objs/ngx_http_shivya_module.so "$root/target/nginx/"
-echo "built $root/target/nginx/ngx_http_shivya_module.so"
+cp objs/ngx_http_shivya_module.so "$TARGET/nginx/"
+echo "built $TARGET/nginx/ngx_http_shivya_module.so"

@@ -18,8 +18,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-BIN = os.path.join(ROOT, "target", "release", "shivyad")
-ARTIFACTS = os.path.join(ROOT, "target", "artifacts")
+TARGET = os.environ.get("SHIVYA_TARGET_DIR") or os.path.join(ROOT, "target")
+BIN = os.path.join(TARGET, "release", "shivyad")
+ARTIFACTS = os.path.join(TARGET, "artifacts")
 
 
 def free_port(kind):

@@ -25,7 +25,8 @@ import threading
 import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-BIN = os.path.join(ROOT, "target", "release", "shivyad")
+TARGET = os.environ.get("SHIVYA_TARGET_DIR") or os.path.join(ROOT, "target")
+BIN = os.path.join(TARGET, "release", "shivyad")
 N, VERTICES = 5, 6
 
 
@@ -238,7 +239,7 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--netns", action="store_true")
     a = ap.parse_args()
-    out = os.path.join(ROOT, "target", "jepsen", time.strftime("%Y%m%d-%H%M%S"))
+    out = os.path.join(TARGET, "jepsen", time.strftime("%Y%m%d-%H%M%S"))
     os.makedirs(out, exist_ok=True)
     rng = random.Random(a.seed)
     netns = Netns(str(os.getpid() % 10000)) if a.netns else None

@@ -18,7 +18,8 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-MODULE = os.path.join(ROOT, "target", "nginx", "ngx_http_shivya_module.so")
+TARGET = os.environ.get("SHIVYA_TARGET_DIR") or os.path.join(ROOT, "target")
+MODULE = os.path.join(TARGET, "nginx", "ngx_http_shivya_module.so")
 NGINX = "/usr/sbin/nginx"
 FAST_S, SLOW_S = 0.004, 0.040   # the slow backend answers 10x slower
 REQUESTS = 3000                 # bounded load, split over both nginx instances

@@ -1,5 +1,11 @@
 // Package shivya embeds a Shivya mesh node in a Go program through the C ABI
-// (include/shivya.h). Build libshivya first: cargo build --release -p shivya-ffi.
+// (include/shivya.h). Build libshivya first (cargo build --release -p shivya-ffi) and tell
+// cgo where it is, e.g. statically:
+//
+//	CGO_LDFLAGS="$CARGO_TARGET_DIR/release/libshivya.a" go build
+//
+// or, with libshivya installed (cargo cinstall), CGO_LDFLAGS=-lshivya.
+// scripts/test-go.sh does the former.
 //
 // A Node is driven by the host: call Step when its Fd is readable or when NextTimeoutMs
 // has elapsed. Nothing in the library starts goroutines or reads the clock.
@@ -9,7 +15,7 @@ package shivya
 
 /*
 #cgo CFLAGS: -I${SRCDIR}/../../../include
-#cgo LDFLAGS: ${SRCDIR}/../../../target/release/libshivya.a -lm -ldl -lpthread
+#cgo LDFLAGS: -lm -ldl -lpthread
 #include <stdlib.h>
 #include "shivya.h"
 */
