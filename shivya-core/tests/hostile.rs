@@ -230,3 +230,88 @@ fn a_forged_digest_gets_at_most_one_frame_back_without_a_key() {
     let (frames, _) = answer_to_forged_digest(keyed, Some(&AuthKey::new(&[7u8; 32])));
     assert_eq!(frames, 4);
 }
+
+/// Frames `n` queued for `to`, decoded.
+fn sent_to(n: &mut NodeState, to: SocketAddr) -> Vec<Frame> {
+    let mut payload = Vec::new();
+    let mut out = Vec::new();
+    while let Some(d) = n.poll_transmit(&mut payload) {
+        if d == to {
+            out.push(Frame::decode(&payload).unwrap());
+        }
+    }
+    out
+}
+
+#[test]
+fn a_leave_in_a_peers_name_from_another_address_is_dropped() {
+    let mut n = node(16);
+    let peer = NodeId::from_seed(5);
+    let (real, forger) = (addr(1), addr(2));
+    send(&mut n, real, Frame::new(1, peer, Body::Ping), 1);
+    assert!(n.kademlia().table().get(&peer).is_some());
+    send(&mut n, forger, Frame::new(0, peer, Body::Leave), 2);
+    assert!(
+        n.kademlia().table().get(&peer).is_some(),
+        "a forged LEAVE removed it"
+    );
+    assert_eq!(n.status().counters.dropped.bad_leave, 1);
+    send(&mut n, real, Frame::new(0, peer, Body::Leave), 3);
+    assert!(
+        n.kademlia().table().get(&peer).is_none(),
+        "its own LEAVE counts"
+    );
+}
+
+#[test]
+fn a_live_peers_address_cannot_be_taken_over_but_a_silent_one_moves() {
+    let mut n = node(16);
+    let peer = NodeId::from_seed(5);
+    let (held, claim) = (addr(1), addr(2));
+    let held_at = |n: &NodeState| n.kademlia().table().get(&peer).map(|p| p.addr);
+    // Runs timers up to `until`, the peer answering every request at its held address
+    // when `alive`.
+    let run = |n: &mut NodeState, from: u64, until: u64, alive: bool| {
+        for t in (from..=until).step_by(50) {
+            n.handle_timeout(t);
+            for f in sent_to(n, held) {
+                let answer = match f.body {
+                    Body::Ping => Body::Pong,
+                    Body::FindNode { .. } => Body::FoundNodes { contacts: vec![] },
+                    _ => continue,
+                };
+                if alive {
+                    send(n, held, Frame::new(f.request_id, peer, answer), t);
+                }
+            }
+        }
+    };
+    send(&mut n, held, Frame::new(1, peer, Body::Ping), 1);
+    run(&mut n, 1, 100, true);
+    // Someone else claims the id, again and again: each time the held address is checked
+    // with a PING, the real peer answers, and it stays where it is.
+    for k in 0..5 {
+        send(
+            &mut n,
+            claim,
+            Frame::new(2 + k, peer, Body::Ping),
+            101 + 400 * k,
+        );
+        run(&mut n, 101 + 400 * k, 500 + 400 * k, true);
+        assert_eq!(
+            held_at(&n),
+            Some(held),
+            "a live peer's address was taken over"
+        );
+    }
+    // Now the peer really moved: its held address stays silent, so the new one is taken.
+    send(&mut n, claim, Frame::new(9, peer, Body::Ping), 2_101);
+    run(&mut n, 2_101, 2_700, false);
+    assert_eq!(
+        held_at(&n),
+        Some(claim),
+        "a silent held address was never replaced"
+    );
+    let c = n.kademlia().counters();
+    assert_eq!((c.address_conflicts, c.address_moves), (6, 1));
+}

@@ -36,6 +36,8 @@ pub struct DropCounters {
     pub blocked: u64,
     /// Without a valid authentication tag (keyed meshes only).
     pub bad_auth: u64,
+    /// A LEAVE in the name of a peer from another address than the one held for it.
+    pub bad_leave: u64,
 }
 
 impl DropCounters {
@@ -49,6 +51,7 @@ impl DropCounters {
             + self.beliefs_full
             + self.blocked
             + self.bad_auth
+            + self.bad_leave
     }
 
     /// Frames that failed to decode: every reason the wire codec can give.

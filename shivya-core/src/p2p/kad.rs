@@ -155,6 +155,9 @@ enum ReqKind {
     Lookup(u64),
     /// A STORE of a put.
     Store(u64),
+    /// A PING to a peer's held address after a frame claimed it from `moved_to`: an
+    /// answer keeps the held address, silence moves the peer there.
+    AddressCheck { moved_to: SocketAddr },
 }
 
 #[derive(Debug, Clone)]
@@ -182,6 +185,10 @@ pub struct KadCounters {
     pub removed_unresponsive: u64,
     /// Lookups started.
     pub lookups: u64,
+    /// Frames from a known peer's id at another address than the one held.
+    pub address_conflicts: u64,
+    /// Peers moved to a new address after their held address stopped answering.
+    pub address_moves: u64,
 }
 
 /// The Kademlia node: routing table, DHT store, outstanding requests and lookups.
@@ -328,8 +335,29 @@ impl Kademlia {
                     now_ms,
                 );
             }
+            InsertOutcome::AddressHeld { held } => {
+                self.counters.address_conflicts += 1;
+                // One check at a time per peer: further claims wait for its outcome.
+                let checking = self.requests.values().any(|r| {
+                    r.peer == Some(sender) && matches!(r.kind, ReqKind::AddressCheck { .. })
+                });
+                if !checking {
+                    self.send_request(
+                        held,
+                        Some(sender),
+                        ReqKind::AddressCheck { moved_to: from },
+                        Body::Ping,
+                        now_ms,
+                    );
+                }
+            }
             InsertOutcome::Refreshed | InsertOutcome::Dropped | InsertOutcome::IsSelf => {}
         }
+    }
+
+    /// Whether `addr` is where the table holds `id` (a LEAVE counts only from there).
+    pub fn holds_at(&self, id: &NodeId, addr: &SocketAddr) -> bool {
+        self.table.get(id).is_some_and(|p| p.addr == *addr)
     }
 
     /// Handles a Kademlia frame (call [`observe`](Self::observe) first). Mesh frames are
@@ -398,6 +426,8 @@ impl Kademlia {
             return false;
         };
         match req.kind {
+            // The held address answered: the peer stays there (`observe` refreshed it).
+            ReqKind::AddressCheck { .. } => {}
             ReqKind::Ping { .. } => {
                 // `observe` already refreshed the peer; a probed oldest keeps its slot.
                 if self.bootstrap.contains(&from) && !self.joined {
@@ -463,6 +493,13 @@ impl Kademlia {
     }
 
     fn request_failed(&mut self, req: &Request, now_ms: u64) {
+        if let (Some(peer), ReqKind::AddressCheck { moved_to }) = (req.peer, req.kind) {
+            // The held address went silent: the peer really moved.
+            if self.table.move_address(&peer, moved_to, now_ms) {
+                self.counters.address_moves += 1;
+            }
+            return;
+        }
         if let Some(peer) = req.peer {
             if let ReqKind::Ping { probe: true } = req.kind {
                 if let Some(c) = self.table.probe_failed(&peer, now_ms) {
@@ -489,7 +526,7 @@ impl Kademlia {
                 }
             }
             ReqKind::Store(l) => self.store_answer(l, false),
-            ReqKind::Ping { .. } => {}
+            ReqKind::Ping { .. } | ReqKind::AddressCheck { .. } => {}
         }
     }
 

@@ -59,6 +59,13 @@ pub enum InsertOutcome {
     Dropped,
     /// The id is our own.
     IsSelf,
+    /// The peer is known at another address: nothing changed. The caller checks the held
+    /// address (a PING) and calls [`RoutingTable::move_address`] only if it stays silent,
+    /// so a frame from anywhere cannot redirect a live peer's traffic.
+    AddressHeld {
+        /// The address the table holds.
+        held: SocketAddr,
+    },
 }
 
 /// Kademlia routing table with buckets of at most `k` peers.
@@ -135,8 +142,12 @@ impl RoutingTable {
         let k = self.k;
         let bucket = &mut self.buckets[b];
         if let Some(pos) = bucket.peers.iter().position(|p| p.id == contact.id) {
+            if bucket.peers[pos].addr != contact.addr {
+                return InsertOutcome::AddressHeld {
+                    held: bucket.peers[pos].addr,
+                };
+            }
             let mut peer = bucket.peers.remove(pos);
-            peer.addr = contact.addr;
             peer.last_seen_ms = now_ms;
             peer.failures = 0;
             bucket.peers.push(peer);
@@ -165,6 +176,24 @@ impl RoutingTable {
             probed: oldest.id,
         });
         InsertOutcome::ProbeOldest { probe: oldest }
+    }
+
+    /// Moves a held peer to `addr` (its old address stopped answering); returns whether the
+    /// peer was held.
+    pub fn move_address(&mut self, id: &NodeId, addr: SocketAddr, now_ms: u64) -> bool {
+        let Some(b) = self.local.bucket_index(id) else {
+            return false;
+        };
+        let bucket = &mut self.buckets[b];
+        let Some(pos) = bucket.peers.iter().position(|p| p.id == *id) else {
+            return false;
+        };
+        let mut peer = bucket.peers.remove(pos);
+        peer.addr = addr;
+        peer.last_seen_ms = now_ms;
+        peer.failures = 0;
+        bucket.peers.push(peer);
+        true
     }
 
     /// The probe of `probed` went unanswered: it is evicted and the waiting newcomer takes
