@@ -359,6 +359,13 @@ enum shivya_status shivya_config_set_topology(struct shivya_config *config,
                                               size_t n_edges);
 
 /**
+ * Binds the node's socket with SO_REUSEPORT (Unix) when `reuse_port` is true, so that the
+ * next generation of a host process (an nginx reload or binary upgrade) can bind the same
+ * port while this one still holds it; both receive datagrams until the old one closes.
+ */
+enum shivya_status shivya_config_set_reuse_port(struct shivya_config *config, bool reuse_port);
+
+/**
  * Chooses what `shivya_settle` keeps: `false` (default) the curl-free part (circulation
  * around holes survives), `true` the gradient part only.
  */

@@ -393,3 +393,32 @@ fn a_peer_the_socket_cannot_send_to_does_not_stop_the_node() {
     }
     assert!(node.status().counters.send_errors > 0);
 }
+
+#[test]
+fn with_reuse_port_a_second_generation_binds_the_same_port() {
+    let cfg = |reuse_port| NodeConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        reuse_port,
+        ..NodeConfig::default()
+    };
+    let old = Node::bind(cfg(true), 0).unwrap();
+    let same = NodeConfig {
+        listen: old.local_addr(),
+        ..cfg(true)
+    };
+    let new = Node::bind(same.clone(), 0)
+        .expect("the next generation binds while the old holds the port");
+    assert_eq!(new.local_addr(), old.local_addr());
+    // A socket that did not ask for it still finds the port in use.
+    let plain = NodeConfig {
+        reuse_port: false,
+        ..same
+    };
+    assert!(matches!(
+        Node::bind(plain, 0),
+        Err(MeshError::P2p(P2pError::Bind { .. }))
+    ));
+    drop(old);
+    let mut new = new;
+    new.step(1).unwrap();
+}

@@ -194,6 +194,17 @@ pub extern "C" fn shivya_config_set_topology(
     })
 }
 
+/// Binds the node's socket with SO_REUSEPORT (Unix) when `reuse_port` is true, so that the
+/// next generation of a host process (an nginx reload or binary upgrade) can bind the same
+/// port while this one still holds it; both receive datagrams until the old one closes.
+#[no_mangle]
+pub extern "C" fn shivya_config_set_reuse_port(
+    config: *mut shivya_config,
+    reuse_port: bool,
+) -> shivya_status {
+    set(config, |c| c.reuse_port = reuse_port)
+}
+
 /// Chooses what `shivya_settle` keeps: `false` (default) the curl-free part (circulation
 /// around holes survives), `true` the gradient part only.
 #[no_mangle]

@@ -370,6 +370,25 @@ static void test_inputs_that_once_aborted_or_hung_are_refused(void) {
     CHECK(t <= 1000);
 }
 
+/* A reload: the next generation binds the port the old one still holds. */
+static void test_reuse_port_lets_a_second_generation_bind(void) {
+    CHECK_ERR(shivya_config_set_reuse_port(NULL, true), SHIVYA_ERR_INVALID_ARGUMENT);
+    shivya_config *c = NULL;
+    CHECK(shivya_config_new(&c) == SHIVYA_OK);
+    CHECK(shivya_config_set_reuse_port(c, true) == SHIVYA_OK);
+    shivya_node *old = NULL, *next = NULL;
+    CHECK(shivya_node_new(c, now_ms(), &old) == SHIVYA_OK);
+    char addr[SHIVYA_ADDR_LEN];
+    size_t len = 0;
+    CHECK(shivya_local_addr(old, addr, sizeof addr, &len) == SHIVYA_OK);
+    CHECK(shivya_config_set_listen(c, addr) == SHIVYA_OK);
+    CHECK(shivya_node_new(c, now_ms(), &next) == SHIVYA_OK);
+    shivya_node_free(old);
+    CHECK(shivya_step(next, now_ms()) == SHIVYA_OK);
+    shivya_node_free(next);
+    shivya_config_free(c);
+}
+
 static void test_host_time_faults(void) {
     /* Backwards, a huge jump, then normal time again: every call succeeds. */
     uint64_t t;
@@ -390,6 +409,7 @@ int main(void) {
     test_standalone_reconciler();
     test_concurrent_calls_on_one_node_are_refused_not_raced();
     test_inputs_that_once_aborted_or_hung_are_refused();
+    test_reuse_port_lets_a_second_generation_bind();
     test_host_time_faults();
     CHECK(shivya_leave(nodes[2]) == SHIVYA_OK);
     /* A write after leaving would never be sent: refused. */

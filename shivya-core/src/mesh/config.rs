@@ -67,6 +67,10 @@ pub struct NodeConfig {
     /// and datagrams without a valid one are dropped (counted as `bad_auth`). See
     /// docs/CONSISTENCY.md and PROTOCOL.md.
     pub auth_key: Option<MeshKey>,
+    /// Bind with SO_REUSEPORT (Unix), so that the next generation of a host process can
+    /// bind the same port before this one has closed it (nginx reloads and binary
+    /// upgrades). Both generations then receive datagrams until the old one closes.
+    pub reuse_port: bool,
 }
 
 /// A shared mesh key (at least 16 bytes). Its bytes never appear in `Debug` output.
@@ -126,6 +130,7 @@ impl Default for NodeConfig {
             belief: BeliefConfig::default(),
             incarnation: 0,
             auth_key: None,
+            reuse_port: false,
         }
     }
 }

@@ -40,7 +40,8 @@ impl Node {
     /// Binds `config.listen` (port 0 picks one) and starts joining at `now_ms`.
     pub fn bind(config: NodeConfig, now_ms: u64) -> Result<Node, MeshError> {
         let state = NodeState::new(config.clone(), now_ms)?;
-        let transport = UdpTransport::bind(config.listen).map_err(MeshError::P2p)?;
+        let transport =
+            UdpTransport::bind_with(config.listen, config.reuse_port).map_err(MeshError::P2p)?;
         let mut node = Node {
             transport,
             state,

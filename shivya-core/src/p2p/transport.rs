@@ -33,10 +33,33 @@ pub struct UdpTransport {
 impl UdpTransport {
     /// Binds `addr` (port 0 picks a free port). A port in use is an error.
     pub fn bind(addr: SocketAddr) -> Result<UdpTransport, P2pError> {
-        let socket = mio::net::UdpSocket::bind(addr).map_err(|e| P2pError::Bind {
+        Self::bind_with(addr, false)
+    }
+
+    /// Binds `addr`; with `reuse_port` (SO_REUSEPORT, Unix only) another socket with the
+    /// same option may hold the same port at once, the kernel spreading datagrams between
+    /// them: a new process generation binds before the old one has let go (nginx reloads
+    /// and binary upgrades). Without it, a port in use is an error.
+    pub fn bind_with(addr: SocketAddr, reuse_port: bool) -> Result<UdpTransport, P2pError> {
+        let fail = |e: io::Error| P2pError::Bind {
             addr,
             reason: e.to_string(),
-        })?;
+        };
+        let domain = socket2::Domain::for_address(addr);
+        let raw = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))
+            .map_err(fail)?;
+        if reuse_port {
+            #[cfg(unix)]
+            raw.set_reuse_port(true).map_err(fail)?;
+            #[cfg(not(unix))]
+            return Err(fail(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "SO_REUSEPORT is only available on Unix",
+            )));
+        }
+        raw.set_nonblocking(true).map_err(fail)?;
+        raw.bind(&addr.into()).map_err(fail)?;
+        let socket = mio::net::UdpSocket::from_std(raw.into());
         let local = socket.local_addr().map_err(|e| P2pError::Bind {
             addr,
             reason: e.to_string(),
