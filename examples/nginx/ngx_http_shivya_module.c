@@ -27,6 +27,11 @@
  * Event loop. The node's UDP socket is an nginx connection with a read handler, and
  * shivya_next_timeout_ms() arms an nginx timer: no thread, no busy loop.
  *
+ * Generations. Reloads, binary upgrades and respawns start a worker with the same node id
+ * on the same port: it binds beside the old one (SO_REUSEPORT) with a later incarnation
+ * (wall-clock ms), the old one closes its node quietly once told to QUIT, and only a stop
+ * (TERM/INT) publishes an empty record and LEAVE.
+ *
  * Workers. Each worker process runs its own node on shivya_listen's port + worker index
  * and peers with port + worker index of every shivya_peer, so worker k of one nginx
  * meshes with worker k of the others. Each worker balances its own requests with what its
@@ -317,7 +322,38 @@ static void ngx_http_shivya_drive(ngx_log_t *log) {
     ngx_add_timer(&ngx_shivya_timer, (ngx_msec_t) wait);
 }
 
+/*
+ * Lets go of the node: its timer, its socket (detached from nginx first) and its memory.
+ * `leave` publishes an empty record and LEAVE first: only when nginx stops for good. On a
+ * reload or binary upgrade (QUIT to the old workers) the next generation, already bound
+ * to the same port (SO_REUSEPORT) with the same id and a later incarnation, carries the
+ * node on, so the old one goes quietly and as early as it can.
+ */
+static void ngx_http_shivya_release(int leave) {
+    if (ngx_shivya_timer.timer_set) ngx_del_timer(&ngx_shivya_timer);
+    if (ngx_shivya_conn != NULL) {
+        /* The socket belongs to the node: detach it from nginx without closing it. */
+        if (ngx_shivya_conn->read->active) ngx_del_event(ngx_shivya_conn->read, NGX_READ_EVENT, 0);
+        ngx_shivya_conn->fd = (ngx_socket_t) -1;
+        ngx_free_connection(ngx_shivya_conn);
+        ngx_shivya_conn = NULL;
+    }
+    if (ngx_shivya_node != NULL) {
+        if (leave) (void) shivya_leave(ngx_shivya_node);
+        shivya_node_free(ngx_shivya_node);
+        ngx_shivya_node = NULL;
+    }
+}
+
+/* An old worker after QUIT (reload, binary upgrade, graceful stop) hands the port over. */
+static int ngx_http_shivya_handing_over(void) {
+    if (!(ngx_exiting || ngx_quit) || ngx_terminate) return 0;
+    ngx_http_shivya_release(0);
+    return 1;
+}
+
 static void ngx_http_shivya_read_handler(ngx_event_t *rev) {
+    if (ngx_http_shivya_handing_over()) return;
     ngx_http_shivya_drive(rev->log);
     rev->ready = 0;
     if (ngx_handle_read_event(rev, 0) != NGX_OK) {
@@ -326,6 +362,7 @@ static void ngx_http_shivya_read_handler(ngx_event_t *rev) {
 }
 
 static void ngx_http_shivya_timer_handler(ngx_event_t *ev) {
+    if (ngx_http_shivya_handing_over()) return;
     ngx_http_shivya_drive(ev->log);
 }
 
@@ -350,6 +387,7 @@ static ngx_int_t ngx_http_shivya_init_process(ngx_cycle_t *cycle) {
     ngx_uint_t i;
     char addr[128];
     int fd;
+    ngx_time_t *tp;
     ngx_http_upstream_rr_peer_t *p;
 
     if (ngx_process != NGX_PROCESS_WORKER && ngx_process != NGX_PROCESS_SINGLE) return NGX_OK;
@@ -381,6 +419,18 @@ static ngx_int_t ngx_http_shivya_init_process(ngx_cycle_t *cycle) {
         }
     }
     (void) shivya_config_set_seed(cfg, (uint64_t) ngx_crc32_short(mcf->listen.data, mcf->listen.len) + ngx_worker + 1);
+    /* Reloads, binary upgrades and respawns start a new generation of this worker with the
+     * same id on the same port: it binds beside the old one (SO_REUSEPORT) and its record
+     * versions start above the old one's (wall-clock milliseconds as the incarnation). */
+    tp = ngx_timeofday();
+    if (shivya_config_set_reuse_port(cfg, true) != SHIVYA_OK
+        || shivya_config_set_incarnation(cfg, (uint64_t) tp->sec * 1000 + tp->msec) != SHIVYA_OK) {
+        char msg[256];
+        shivya_last_error_message(msg, sizeof(msg));
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0, "shivya: cannot configure the mesh node: %s", msg);
+        shivya_config_free(cfg);
+        return NGX_ERROR;
+    }
     (void) shivya_config_set_topology(cfg, (uint32_t) ngx_shivya_n, NULL, 0);
     if (shivya_node_new(cfg, ngx_current_msec, &ngx_shivya_node) != SHIVYA_OK) {
         char msg[256];
@@ -409,42 +459,51 @@ static ngx_int_t ngx_http_shivya_init_process(ngx_cycle_t *cycle) {
 }
 
 static void ngx_http_shivya_exit_process(ngx_cycle_t *cycle) {
-    if (ngx_shivya_timer.timer_set) ngx_del_timer(&ngx_shivya_timer);
-    if (ngx_shivya_conn != NULL) {
-        /* The socket belongs to the node: detach it from nginx without closing it. */
-        if (ngx_shivya_conn->read->active) ngx_del_event(ngx_shivya_conn->read, NGX_READ_EVENT, 0);
-        ngx_shivya_conn->fd = (ngx_socket_t) -1;
-        ngx_free_connection(ngx_shivya_conn);
-        ngx_shivya_conn = NULL;
-    }
-    if (ngx_shivya_node != NULL) {
-        (void) shivya_leave(ngx_shivya_node);
-        shivya_node_free(ngx_shivya_node);
-        ngx_shivya_node = NULL;
-    }
+    /* LEAVE only when nginx stops (TERM/INT); after QUIT a next generation may carry on. */
+    ngx_http_shivya_release(ngx_terminate && !ngx_quit);
 }
 
 /* ---------------------------------------------------------------------------------- */
 /* Status handler */
 
+/*
+ * The JSON status, complete at any size: peers and routes are fetched into buffers sized
+ * by asking the library first, and the response buffer is sized from an upper bound of
+ * every field (names JSON-escaped), so nothing is ever cut.
+ */
 static ngx_int_t ngx_http_shivya_status_handler(ngx_http_request_t *r) {
     shivya_snapshot s;
-    shivya_route routes[SHIVYA_MAX_SERVERS * SHIVYA_MAX_SERVERS / 2];
-    shivya_peer peers[64];
-    size_t nr = 0, np = 0, k;
+    shivya_route *routes = NULL;
+    shivya_peer *peers = NULL;
+    size_t nr = 0, np = 0, k, cap;
     ngx_buf_t *b;
     ngx_chain_t out;
     u_char *p, *end;
     ngx_uint_t i;
-    size_t cap = 16384;
+    ngx_http_upstream_rr_peer_t *pp;
 
     if (!(r->method & (NGX_HTTP_GET | NGX_HTTP_HEAD))) return NGX_HTTP_NOT_ALLOWED;
     if (ngx_http_discard_request_body(r) != NGX_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
     if (ngx_shivya_node == NULL) return NGX_HTTP_SERVICE_UNAVAILABLE;
     if (shivya_node_snapshot(ngx_shivya_node, &s) != SHIVYA_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    if (shivya_settle(ngx_shivya_node, routes, sizeof(routes) / sizeof(routes[0]), &nr) != SHIVYA_OK) nr = 0;
-    if (shivya_peers(ngx_shivya_node, peers, 64, &np) != SHIVYA_OK) np = 0;
+    /* Ask for the counts, then fetch into buffers of that size. */
+    (void) shivya_settle(ngx_shivya_node, NULL, 0, &nr);
+    (void) shivya_peers(ngx_shivya_node, NULL, 0, &np);
+    if (nr > 0) {
+        routes = ngx_palloc(r->pool, nr * sizeof(*routes));
+        if (routes == NULL || shivya_settle(ngx_shivya_node, routes, nr, &nr) != SHIVYA_OK) nr = 0;
+    }
+    if (np > 0) {
+        peers = ngx_palloc(r->pool, np * sizeof(*peers));
+        if (peers == NULL || shivya_peers(ngx_shivya_node, peers, np, &np) != SHIVYA_OK) np = 0;
+    }
 
+    /* Upper bound of the document: fixed part, then per peer, route and server. */
+    cap = 256 + 2 * SHIVYA_ID_LEN + np * (SHIVYA_ADDR_LEN + 3) + nr * (3 * NGX_INT32_LEN + 64);
+    pp = ngx_shivya_rr ? ngx_shivya_rr->peer : NULL;
+    for (i = 0; i < ngx_shivya_n && pp; i++, pp = pp->next) {
+        cap += pp->name.len + ngx_escape_json(NULL, pp->name.data, pp->name.len) + 3 * NGX_INT64_LEN + 96;
+    }
     b = ngx_create_temp_buf(r->pool, cap);
     if (b == NULL) return NGX_HTTP_INTERNAL_SERVER_ERROR;
     p = b->pos;
@@ -453,7 +512,10 @@ static ngx_int_t ngx_http_shivya_status_handler(ngx_http_request_t *r) {
     for (k = 0; k < SHIVYA_ID_LEN; k++) p = ngx_slprintf(p, end, "%02xd", (ngx_uint_t) s.id[k]);
     p = ngx_slprintf(p, end, "\",\"worker\":%ui,\"peer_count\":%uL,\"records\":%uL,\"peers\":[", ngx_worker,
                      (uint64_t) s.peers, (uint64_t) s.records);
-    for (k = 0; k < np; k++) p = ngx_slprintf(p, end, "%s\"%s\"", k ? "," : "", peers[k].addr);
+    for (k = 0; k < np; k++) {
+        peers[k].addr[SHIVYA_ADDR_LEN - 1] = '\0';
+        p = ngx_slprintf(p, end, "%s\"%s\"", k ? "," : "", peers[k].addr);
+    }
     p = ngx_slprintf(p, end, "],\"routes\":[");
     for (k = 0; k < nr; k++) {
         char rate[40];
@@ -462,16 +524,23 @@ static ngx_int_t ngx_http_shivya_status_handler(ngx_http_request_t *r) {
                          routes[k].dst, rate);
     }
     p = ngx_slprintf(p, end, "],\"servers\":[");
-    {
-        ngx_http_upstream_rr_peer_t *pp = ngx_shivya_rr ? ngx_shivya_rr->peer : NULL;
-        for (i = 0; i < ngx_shivya_n && pp; i++, pp = pp->next) {
-            char rt[40];
-            snprintf(rt, sizeof(rt), "%.3f", ngx_shivya_rt[i]);
-            p = ngx_slprintf(p, end, "%s{\"name\":\"%V\",\"weight\":%i,\"in_flight\":%ui,\"rt_ms\":%s}",
-                             i ? "," : "", &pp->name, pp->weight, ngx_shivya_inflight[i], rt);
+    pp = ngx_shivya_rr ? ngx_shivya_rr->peer : NULL;
+    for (i = 0; i < ngx_shivya_n && pp; i++, pp = pp->next) {
+        char rt[40];
+        snprintf(rt, sizeof(rt), "%.3f", ngx_shivya_rt[i]);
+        p = ngx_slprintf(p, end, "%s{\"name\":\"", i ? "," : "");
+        if ((size_t) (end - p) > pp->name.len + ngx_escape_json(NULL, pp->name.data, pp->name.len)) {
+            p = (u_char *) ngx_escape_json(p, pp->name.data, pp->name.len);
         }
+        p = ngx_slprintf(p, end, "\",\"weight\":%i,\"in_flight\":%ui,\"rt_ms\":%s}", pp->weight,
+                         ngx_shivya_inflight[i], rt);
     }
     p = ngx_slprintf(p, end, "]}\n");
+    if (p == end) {
+        /* The bound above was wrong: never send a cut document. */
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0, "shivya: status larger than its bound %uz", cap);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
     b->last = p;
     b->last_buf = (r == r->main) ? 1 : 0;
     b->last_in_chain = 1;

@@ -2,9 +2,13 @@
 on loopback, one of them 10x slower. Standard library only.
 
 Checks: the slow backend's share of a bounded load falls well below 1/3; both instances'
-/shivya_status list each other and settle to identical routes; with one backend killed
-every request still succeeds; `nginx -t` rejects bad directive arguments by name.
+/shivya_status list each other and settle to identical routes; under steady traffic, five
+reloads and a binary upgrade of one instance fail no request and leave both instances
+sharing one view; a SIGKILLed worker is respawned and rejoins, failing at most the
+requests it held; a 48-server upstream's status is complete, valid JSON; with one backend
+killed every request still succeeds; `nginx -t` rejects bad directive arguments by name.
 """
+import signal
 import http.server
 import json
 import os
@@ -58,6 +62,9 @@ class Backend:
 
         class Server(http.server.ThreadingHTTPServer):
             request_queue_size = 256  # the default backlog of 5 drops bursts of connects
+
+            def handle_error(self, request, client_address):
+                pass  # a client (nginx) that went away mid-answer, e.g. a killed worker
 
         self.server = Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
@@ -160,22 +167,170 @@ def check_bad_directives(tmp, backends):
     assert r.returncode != 0 and '"shivya"' in r.stderr, r.stderr
 
 
+def children(pid):
+    """The pids whose parent is `pid` (nginx workers of a master)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                if int(fields[1]) == pid and fields[0] != "Z":
+                    out.append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    return sorted(out)
+
+
+def read_pid(path):
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+class Traffic:
+    """Steady requests through both instances from a few threads; counts what fails."""
+
+    def __init__(self, ports, threads=4):
+        self.ports, self.stop_flag = ports, threading.Event()
+        self.ok = self.failed = 0
+        self.errors = []
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self.run, args=(k,), daemon=True) for k in range(threads)]
+        for t in self.threads:
+            t.start()
+
+    def run(self, k):
+        i = k
+        while not self.stop_flag.is_set():
+            i += 1
+            try:
+                code = get(f"http://127.0.0.1:{self.ports[i % 2]}/x", timeout=5)[0]
+                good, err = code == 200, f"status {code}"
+            except Exception as e:  # connection refused, reset, timeout: all failures
+                good, err = False, repr(e)
+            with self.lock:
+                if good:
+                    self.ok += 1
+                else:
+                    self.failed += 1
+                    self.errors.append(err)
+            time.sleep(0.002)
+
+    def stop(self):
+        self.stop_flag.set()
+        for t in self.threads:
+            t.join()
+        return self.ok, self.failed
+
+
+def reloads_upgrade_and_a_killed_worker(dirs, http_ports, master):
+    """Operator actions on instance 0 under steady traffic; returns instance 0's master."""
+    traffic = Traffic(http_ports)
+    pidfile = os.path.join(dirs[0], "nginx.pid")
+    try:
+        for n in range(5):
+            old = children(master)
+            os.kill(master, signal.SIGHUP)
+            wait_for(f"reload {n + 1}: a new worker", lambda: any(w not in old for w in children(master)))
+            wait_for(f"reload {n + 1}: the old worker gone", lambda: not any(w in old for w in children(master)))
+            wait_for(f"reload {n + 1}: the new worker in the mesh", lambda: status(http_ports[0])["peer_count"] >= 1)
+        print(f"5 reloads under traffic: {traffic.ok} requests ok, {traffic.failed} failed")
+        # Binary upgrade: USR2 starts a new master (the same binary), WINCH retires the old
+        # workers, QUIT the old master.
+        os.kill(master, signal.SIGUSR2)
+        wait_for("upgrade: a new master", lambda: os.path.exists(pidfile + ".oldbin") and read_pid(pidfile) not in (None, master))
+        new_master = read_pid(pidfile)
+        wait_for("upgrade: new workers", lambda: len(children(new_master)) >= 1)
+        os.kill(master, signal.SIGWINCH)
+        # The new master is itself a child of the old one.
+        wait_for("upgrade: old workers gone", lambda: children(master) == [new_master])
+        os.kill(master, signal.SIGQUIT)
+        wait_for("upgrade: old master gone", lambda: not os.path.exists(f"/proc/{master}") or open(f"/proc/{master}/stat").read().rsplit(")", 1)[1].split()[0] == "Z")
+        wait_for("upgrade: the new generation in the mesh", lambda: status(http_ports[0])["peer_count"] >= 1)
+        ok, failed = traffic.ok, traffic.failed
+        print(f"binary upgrade under traffic: {ok} requests ok in all, {failed} failed")
+        assert failed == 0, f"{failed} requests failed across reloads and the upgrade: {traffic.errors[:5]}"
+        # A worker killed outright: the master respawns it and it rejoins; at most the
+        # requests it held fail (4 client threads: at most 4 in flight).
+        victim = children(new_master)[0]
+        os.kill(victim, signal.SIGKILL)
+        wait_for("a respawned worker", lambda: any(w != victim for w in children(new_master)))
+        wait_for("the respawned worker in the mesh", lambda: status(http_ports[0])["peer_count"] >= 1)
+        time.sleep(1.0)
+    finally:
+        ok, failed = traffic.stop()
+    print(f"worker SIGKILL under traffic: {ok} requests ok in all, {failed} failed (at most 4 allowed)")
+    assert failed <= 4, f"{failed} requests failed: {traffic.errors[:5]}"
+    # Both instances share one view again.
+    def same():
+        a, b = status(http_ports[0]), status(http_ports[1])
+        return a["routes"] and a["routes"] == b["routes"] and a["records"] == 2 == b["records"]
+    wait_for("identical routes on both instances after the operator actions", same, deadline=20)
+    return new_master
+
+
+def big_upstream_status_is_valid_json(tmp):
+    """A 48-server upstream (the most one record holds), every server answering at its own
+    pace, so the mesh settles flows on most of its 1 128 edges: /shivya_status must be
+    complete JSON (it used to be cut at 16 KiB)."""
+    backends = [Backend(f"b{k}", 0.001 * (1 + k % 7)) for k in range(48)]
+    d = os.path.join(tmp, "big")
+    os.makedirs(d)
+    http_port = free_port()
+    conf = write_conf(d, http_port, free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM), backends)
+    p = subprocess.Popen([NGINX, "-p", d, "-c", conf], stderr=subprocess.DEVNULL)
+    try:
+        wait_for("nginx with 48 servers up", lambda: _up(http_port))
+        with ThreadPoolExecutor(max_workers=8) as ex:
+            codes = list(ex.map(lambda _: get(f"http://127.0.0.1:{http_port}/x")[0], range(480)))
+        assert all(c == 200 for c in codes)
+
+        def big():
+            body = get(f"http://127.0.0.1:{http_port}/shivya_status")[1]
+            doc = json.loads(body)  # raises on a cut document
+            assert len(doc["servers"]) == 48, len(doc["servers"])
+            return len(body) > 16384 and len(doc["routes"]) > 200, body, doc
+        wait_for("a status of more than 16 KiB", lambda: big()[0])
+        _, body, doc = big()
+        print(f"48-server upstream: /shivya_status is {len(body)} bytes of valid JSON, "
+              f"{len(doc['routes'])} routes")
+    finally:
+        p.terminate()
+        p.wait(timeout=10)
+        for b in backends:
+            b.stop()
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="shivya-nginx-")
     backends = [Backend("fast-a", FAST_S), Backend("slow", SLOW_S), Backend("fast-b", FAST_S)]
     check_bad_directives(tmp, backends)
+    big_upstream_status_is_valid_json(tmp)
 
     http_ports = [free_port(), free_port()]
     udp = [free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM)]
-    procs = []
+    procs, dirs, masters = [], [], []
     try:
         for i in range(2):
             d = os.path.join(tmp, f"nginx{i}")
             os.makedirs(d)
+            dirs.append(d)
             conf = write_conf(d, http_ports[i], udp[i], udp[1 - i], backends)
             t = subprocess.run([NGINX, "-t", "-p", d, "-c", conf], capture_output=True, text=True)
             assert t.returncode == 0, t.stderr
-            procs.append(subprocess.Popen([NGINX, "-p", d, "-c", conf], stderr=subprocess.DEVNULL))
+            if i == 0:
+                # Instance 0 runs as a daemon, as in production: nginx ignores USR2 (binary
+                # upgrade) in a master whose parent is still the one that started it.
+                text = open(conf).read().replace("daemon off;", "daemon on;")
+                open(conf, "w").write(text)
+                subprocess.run([NGINX, "-p", d, "-c", conf], check=True, stderr=subprocess.DEVNULL)
+                wait_for("the daemon's pid file", lambda: read_pid(os.path.join(d, "nginx.pid")) is not None)
+                masters.append(read_pid(os.path.join(d, "nginx.pid")))
+            else:
+                procs.append(subprocess.Popen([NGINX, "-p", d, "-c", conf], stderr=subprocess.DEVNULL))
         for p in http_ports:
             wait_for("nginx up", lambda p=p: _up(p))
         wait_for("nginx instances see each other", lambda: all(status(p)["peer_count"] >= 1 for p in http_ports))
@@ -206,6 +361,8 @@ def main():
         print("routes on both instances:", s0["routes"])
         print("weights:", [(s["name"], s["weight"]) for s in s0["servers"]])
 
+        masters.append(reloads_upgrade_and_a_killed_worker(dirs, http_ports, masters[0]))
+
         # Kill one backend: requests keep succeeding, nothing hangs.
         backends[0].stop()
         t0 = time.time()
@@ -214,6 +371,11 @@ def main():
         assert all(c == 200 for c in codes), codes
         print(f"with one backend down: 300/300 requests succeeded in {time.time() - t0:.1f} s")
     finally:
+        for pid in masters:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
         for p in procs:
             p.terminate()
             try:
