@@ -6,7 +6,8 @@
  *       shivya_peer   127.0.0.1:7200;     # another nginx's node (repeatable)
  *       upstream app { shivya; server a:80; server b:80; server c:80; }
  *       server { location / { proxy_pass http://app; }
- *                location = /shivya_status { shivya_status; } }
+ *                location = /shivya_status { shivya_status; }
+ *                location = /shivya_metrics { shivya_metrics; } }
  *   }
  *
  * Mapping. Each server of the `shivya` upstream is a vertex, in configuration order; the
@@ -81,6 +82,7 @@ static char *ngx_http_shivya_listen(ngx_conf_t *cf, ngx_command_t *cmd, void *co
 static char *ngx_http_shivya_peer(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_shivya_upstream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_shivya_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_http_shivya_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static ngx_int_t ngx_http_shivya_init_process(ngx_cycle_t *cycle);
 static void ngx_http_shivya_exit_process(ngx_cycle_t *cycle);
 
@@ -93,6 +95,8 @@ static ngx_command_t ngx_http_shivya_commands[] = {
       ngx_http_shivya_upstream, 0, 0, NULL },
     { ngx_string("shivya_status"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS,
       ngx_http_shivya_status, NGX_HTTP_LOC_CONF_OFFSET, 0, NULL },
+    { ngx_string("shivya_metrics"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS,
+      ngx_http_shivya_metrics, NGX_HTTP_LOC_CONF_OFFSET, 0, NULL },
     ngx_null_command
 };
 
@@ -466,6 +470,24 @@ static void ngx_http_shivya_exit_process(ngx_cycle_t *cycle) {
 /* ---------------------------------------------------------------------------------- */
 /* Status handler */
 
+/* Sends `b` (from b->pos to b->last) as the whole response. */
+static ngx_int_t ngx_http_shivya_send(ngx_http_request_t *r, ngx_buf_t *b, const char *type) {
+    ngx_chain_t out;
+    ngx_int_t rc;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = b->last - b->pos;
+    r->headers_out.content_type.data = (u_char *) type;
+    r->headers_out.content_type.len = ngx_strlen(type);
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    rc = ngx_http_send_header(r);
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) return rc;
+    out.buf = b;
+    out.next = NULL;
+    return ngx_http_output_filter(r, &out);
+}
+
 /*
  * The JSON status, complete at any size: peers and routes are fetched into buffers sized
  * by asking the library first, and the response buffer is sized from an upper bound of
@@ -477,7 +499,6 @@ static ngx_int_t ngx_http_shivya_status_handler(ngx_http_request_t *r) {
     shivya_peer *peers = NULL;
     size_t nr = 0, np = 0, k, cap;
     ngx_buf_t *b;
-    ngx_chain_t out;
     u_char *p, *end;
     ngx_uint_t i;
     ngx_http_upstream_rr_peer_t *pp;
@@ -542,20 +563,95 @@ static ngx_int_t ngx_http_shivya_status_handler(ngx_http_request_t *r) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
     b->last = p;
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
+    return ngx_http_shivya_send(r, b, "application/json");
+}
 
-    r->headers_out.status = NGX_HTTP_OK;
-    r->headers_out.content_length_n = b->last - b->pos;
-    ngx_str_set(&r->headers_out.content_type, "application/json");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-    {
-        ngx_int_t rc = ngx_http_send_header(r);
-        if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) return rc;
+/*
+ * Prometheus text exposition (format 0.0.4) of this worker's node: peers, records,
+ * traffic, drops by reason, and per server its weight, requests in flight and mean
+ * response time. Every sample carries the worker index; names are escaped as label values.
+ */
+static ngx_int_t ngx_http_shivya_metrics_handler(ngx_http_request_t *r) {
+    shivya_snapshot s;
+    ngx_buf_t *b;
+    u_char *p, *end;
+    size_t cap;
+    ngx_uint_t i;
+    ngx_http_upstream_rr_peer_t *pp;
+
+    if (!(r->method & (NGX_HTTP_GET | NGX_HTTP_HEAD))) return NGX_HTTP_NOT_ALLOWED;
+    if (ngx_http_discard_request_body(r) != NGX_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    if (ngx_shivya_node == NULL) return NGX_HTTP_SERVICE_UNAVAILABLE;
+    if (shivya_node_snapshot(ngx_shivya_node, &s) != SHIVYA_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    cap = 4096;
+    pp = ngx_shivya_rr ? ngx_shivya_rr->peer : NULL;
+    for (i = 0; i < ngx_shivya_n && pp; i++, pp = pp->next) {
+        cap += 3 * (pp->name.len + ngx_escape_json(NULL, pp->name.data, pp->name.len) + 128);
     }
-    out.buf = b;
-    out.next = NULL;
-    return ngx_http_output_filter(r, &out);
+    b = ngx_create_temp_buf(r->pool, cap);
+    if (b == NULL) return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    p = b->pos;
+    end = b->end;
+#define SHIVYA_FAMILY(name, type, help) \
+    p = ngx_slprintf(p, end, "# HELP " name " " help "\n# TYPE " name " " type "\n")
+    SHIVYA_FAMILY("shivya_peers", "gauge", "Peers in this node's routing table.");
+    p = ngx_slprintf(p, end, "shivya_peers{worker=\"%ui\"} %uL\n", ngx_worker, (uint64_t) s.peers);
+    SHIVYA_FAMILY("shivya_records", "gauge", "Records (one per balancer) this node holds.");
+    p = ngx_slprintf(p, end, "shivya_records{worker=\"%ui\"} %uL\n", ngx_worker, (uint64_t) s.records);
+    SHIVYA_FAMILY("shivya_own_record_version", "gauge", "Version of this node's own record.");
+    p = ngx_slprintf(p, end, "shivya_own_record_version{worker=\"%ui\"} %uL\n", ngx_worker, s.own_version);
+    SHIVYA_FAMILY("shivya_frames_total", "counter", "Datagrams received and sent.");
+    p = ngx_slprintf(p, end, "shivya_frames_total{worker=\"%ui\",direction=\"in\"} %uL\n", ngx_worker, s.frames_in);
+    p = ngx_slprintf(p, end, "shivya_frames_total{worker=\"%ui\",direction=\"out\"} %uL\n", ngx_worker, s.frames_out);
+    SHIVYA_FAMILY("shivya_dropped_frames_total", "counter", "Datagrams dropped, by reason.");
+    p = ngx_slprintf(p, end, "shivya_dropped_frames_total{worker=\"%ui\",reason=\"malformed\"} %uL\n", ngx_worker,
+                     s.dropped_malformed);
+    p = ngx_slprintf(p, end, "shivya_dropped_frames_total{worker=\"%ui\",reason=\"blocked\"} %uL\n", ngx_worker,
+                     s.dropped_blocked);
+    p = ngx_slprintf(p, end, "shivya_dropped_frames_total{worker=\"%ui\",reason=\"other\"} %uL\n", ngx_worker,
+                     s.dropped - s.dropped_malformed - s.dropped_blocked);
+    SHIVYA_FAMILY("shivya_records_merged_total", "counter", "Records applied from the network.");
+    p = ngx_slprintf(p, end, "shivya_records_merged_total{worker=\"%ui\"} %uL\n", ngx_worker, s.records_merged);
+    SHIVYA_FAMILY("shivya_layer_steps_total", "counter", "Layer-stack steps run.");
+    p = ngx_slprintf(p, end, "shivya_layer_steps_total{worker=\"%ui\"} %uL\n", ngx_worker, s.layer_steps);
+    SHIVYA_FAMILY("shivya_layer_errors_total", "counter", "Failures inside layer-stack steps (the node goes on).");
+    p = ngx_slprintf(p, end, "shivya_layer_errors_total{worker=\"%ui\"} %uL\n", ngx_worker, s.layer_errors);
+    {
+        static const char *names[3] = {"shivya_server_weight", "shivya_server_in_flight",
+                                       "shivya_server_response_time_ms"};
+        static const char *helps[3] = {"Round-robin weight the mesh gives the server (1..20).",
+                                       "Requests this worker has in flight at the server.",
+                                       "Exponentially weighted mean response time of the server, ms."};
+        ngx_uint_t m;
+        for (m = 0; m < 3; m++) {
+            p = ngx_slprintf(p, end, "# HELP %s %s\n# TYPE %s gauge\n", names[m], helps[m], names[m]);
+            pp = ngx_shivya_rr ? ngx_shivya_rr->peer : NULL;
+            for (i = 0; i < ngx_shivya_n && pp; i++, pp = pp->next) {
+                char v[40];
+                if (m == 0) snprintf(v, sizeof(v), "%ld", (long) pp->weight);
+                else if (m == 1) snprintf(v, sizeof(v), "%lu", (unsigned long) ngx_shivya_inflight[i]);
+                else snprintf(v, sizeof(v), "%.3f", ngx_shivya_rt[i]);
+                p = ngx_slprintf(p, end, "%s{worker=\"%ui\",server=\"", names[m], ngx_worker);
+                if ((size_t) (end - p) > pp->name.len + ngx_escape_json(NULL, pp->name.data, pp->name.len)) {
+                    p = (u_char *) ngx_escape_json(p, pp->name.data, pp->name.len);
+                }
+                p = ngx_slprintf(p, end, "\"} %s\n", v);
+            }
+        }
+    }
+#undef SHIVYA_FAMILY
+    if (p == end) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0, "shivya: metrics larger than their bound %uz", cap);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+    b->last = p;
+    return ngx_http_shivya_send(r, b, "text/plain; version=0.0.4; charset=utf-8");
+}
+
+static char *ngx_http_shivya_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) {
+    ngx_http_core_loc_conf_t *clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_shivya_metrics_handler;
+    return NGX_CONF_OK;
 }
 
 static char *ngx_http_shivya_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) {

@@ -11,6 +11,7 @@ killed every request still succeeds; `nginx -t` rejects bad directive arguments 
 import signal
 import http.server
 import json
+import re
 import os
 import socket
 import subprocess
@@ -107,6 +108,7 @@ http {{
             proxy_connect_timeout 1s;
         }}
         location = /shivya_status {{ shivya_status; }}
+        location = /shivya_metrics {{ shivya_metrics; }}
     }}
 }}
 """
@@ -129,6 +131,37 @@ def get(url, timeout=5):
 
 def status(port):
     return json.loads(get(f"http://127.0.0.1:{port}/shivya_status")[1])
+
+
+METRIC_LINE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (-?[0-9.eE+]+|NaN|[+-]Inf)$')
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(,|$)')
+
+
+def parse_metrics(text):
+    """A parser for the Prometheus text format (0.0.4), strict enough to fail on anything a
+    scraper would reject: every sample is NAME{labels} VALUE, its family has HELP and TYPE
+    first, labels are well-formed and no sample repeats. Returns {(name, labels): value}."""
+    typed, samples = {}, {}
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            continue
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ", 3)
+            assert kind in ("counter", "gauge", "histogram", "summary", "untyped"), line
+            assert name not in typed, f"TYPE twice: {line}"
+            typed[name] = kind
+            continue
+        m = METRIC_LINE.match(line)
+        assert m, f"not a sample: {line!r}"
+        name, labels = m.group(1), ()
+        assert name in typed, f"sample before its TYPE: {line!r}"
+        if m.group(3):
+            pairs = LABEL.findall(m.group(3))
+            assert ",".join(f'{k}="{v}"' for k, v, _ in pairs) == m.group(3), f"bad labels: {line!r}"
+            labels = tuple((k, v) for k, v, _ in pairs)
+        assert (name, labels) not in samples, f"repeated sample: {line!r}"
+        samples[(name, labels)] = float(m.group(4))
+    return samples
 
 
 def wait_for(what, f, deadline=15):
@@ -297,6 +330,10 @@ def big_upstream_status_is_valid_json(tmp):
         _, body, doc = big()
         print(f"48-server upstream: /shivya_status is {len(body)} bytes of valid JSON, "
               f"{len(doc['routes'])} routes")
+        m = parse_metrics(get(f"http://127.0.0.1:{http_port}/shivya_metrics")[1])
+        weights = [k for k in m if k[0] == "shivya_server_weight"]
+        assert len(weights) == 48, len(weights)
+        print(f"48-server upstream: /shivya_metrics parses, {len(m)} samples")
     finally:
         p.terminate()
         p.wait(timeout=10)
@@ -359,6 +396,15 @@ def main():
         s0, s1 = status(http_ports[0]), status(http_ports[1])
         assert f"127.0.0.1:{udp[1]}" in s0["peers"] and f"127.0.0.1:{udp[0]}" in s1["peers"]
         print("routes on both instances:", s0["routes"])
+        # The Prometheus exposition agrees with the JSON status.
+        m = parse_metrics(get(f"http://127.0.0.1:{http_ports[0]}/shivya_metrics")[1])
+        assert m[("shivya_peers", (("worker", "0"),))] == s0["peer_count"] >= 1
+        assert m[("shivya_records", (("worker", "0"),))] == 2
+        for srv in s0["servers"]:
+            key = (("worker", "0"), ("server", srv["name"]))
+            assert m[("shivya_server_weight", key)] == srv["weight"], (srv, m)
+        assert m[("shivya_frames_total", (("worker", "0"), ("direction", "in")))] > 0
+        print(f"/shivya_metrics: {len(m)} samples, Prometheus text format")
         print("weights:", [(s["name"], s["weight"]) for s in s0["servers"]])
 
         masters.append(reloads_upgrade_and_a_killed_worker(dirs, http_ports, masters[0]))
