@@ -470,6 +470,23 @@ static void ngx_http_shivya_exit_process(ngx_cycle_t *cycle) {
 /* ---------------------------------------------------------------------------------- */
 /* Status handler */
 
+/* The start of every report: GET or HEAD only, and a snapshot of a running node. */
+static ngx_int_t ngx_http_shivya_begin(ngx_http_request_t *r, shivya_snapshot *s) {
+    if (!(r->method & (NGX_HTTP_GET | NGX_HTTP_HEAD))) return NGX_HTTP_NOT_ALLOWED;
+    if (ngx_http_discard_request_body(r) != NGX_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    if (ngx_shivya_node == NULL) return NGX_HTTP_SERVICE_UNAVAILABLE;
+    if (shivya_node_snapshot(ngx_shivya_node, s) != SHIVYA_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    return NGX_OK;
+}
+
+/* Writes `name` JSON-escaped (which also escapes it for a Prometheus label) if it fits. */
+static u_char *ngx_http_shivya_put_escaped(u_char *p, u_char *end, ngx_str_t *name) {
+    if ((size_t) (end - p) > name->len + ngx_escape_json(NULL, name->data, name->len)) {
+        p = (u_char *) ngx_escape_json(p, name->data, name->len);
+    }
+    return p;
+}
+
 /* Sends `b` (from b->pos to b->last) as the whole response. */
 static ngx_int_t ngx_http_shivya_send(ngx_http_request_t *r, ngx_buf_t *b, const char *type) {
     ngx_chain_t out;
@@ -502,11 +519,9 @@ static ngx_int_t ngx_http_shivya_status_handler(ngx_http_request_t *r) {
     u_char *p, *end;
     ngx_uint_t i;
     ngx_http_upstream_rr_peer_t *pp;
+    ngx_int_t rc;
 
-    if (!(r->method & (NGX_HTTP_GET | NGX_HTTP_HEAD))) return NGX_HTTP_NOT_ALLOWED;
-    if (ngx_http_discard_request_body(r) != NGX_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    if (ngx_shivya_node == NULL) return NGX_HTTP_SERVICE_UNAVAILABLE;
-    if (shivya_node_snapshot(ngx_shivya_node, &s) != SHIVYA_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    if ((rc = ngx_http_shivya_begin(r, &s)) != NGX_OK) return rc;
     /* Ask for the counts, then fetch into buffers of that size. */
     (void) shivya_settle(ngx_shivya_node, NULL, 0, &nr);
     (void) shivya_peers(ngx_shivya_node, NULL, 0, &np);
@@ -550,9 +565,7 @@ static ngx_int_t ngx_http_shivya_status_handler(ngx_http_request_t *r) {
         char rt[40];
         snprintf(rt, sizeof(rt), "%.3f", ngx_shivya_rt[i]);
         p = ngx_slprintf(p, end, "%s{\"name\":\"", i ? "," : "");
-        if ((size_t) (end - p) > pp->name.len + ngx_escape_json(NULL, pp->name.data, pp->name.len)) {
-            p = (u_char *) ngx_escape_json(p, pp->name.data, pp->name.len);
-        }
+        p = ngx_http_shivya_put_escaped(p, end, &pp->name);
         p = ngx_slprintf(p, end, "\",\"weight\":%i,\"in_flight\":%ui,\"rt_ms\":%s}", pp->weight,
                          ngx_shivya_inflight[i], rt);
     }
@@ -578,11 +591,9 @@ static ngx_int_t ngx_http_shivya_metrics_handler(ngx_http_request_t *r) {
     size_t cap;
     ngx_uint_t i;
     ngx_http_upstream_rr_peer_t *pp;
+    ngx_int_t rc;
 
-    if (!(r->method & (NGX_HTTP_GET | NGX_HTTP_HEAD))) return NGX_HTTP_NOT_ALLOWED;
-    if (ngx_http_discard_request_body(r) != NGX_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    if (ngx_shivya_node == NULL) return NGX_HTTP_SERVICE_UNAVAILABLE;
-    if (shivya_node_snapshot(ngx_shivya_node, &s) != SHIVYA_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    if ((rc = ngx_http_shivya_begin(r, &s)) != NGX_OK) return rc;
     cap = 4096;
     pp = ngx_shivya_rr ? ngx_shivya_rr->peer : NULL;
     for (i = 0; i < ngx_shivya_n && pp; i++, pp = pp->next) {
@@ -632,9 +643,7 @@ static ngx_int_t ngx_http_shivya_metrics_handler(ngx_http_request_t *r) {
                 else if (m == 1) snprintf(v, sizeof(v), "%lu", (unsigned long) ngx_shivya_inflight[i]);
                 else snprintf(v, sizeof(v), "%.3f", ngx_shivya_rt[i]);
                 p = ngx_slprintf(p, end, "%s{worker=\"%ui\",server=\"", names[m], ngx_worker);
-                if ((size_t) (end - p) > pp->name.len + ngx_escape_json(NULL, pp->name.data, pp->name.len)) {
-                    p = (u_char *) ngx_escape_json(p, pp->name.data, pp->name.len);
-                }
+                p = ngx_http_shivya_put_escaped(p, end, &pp->name);
                 p = ngx_slprintf(p, end, "\"} %s\n", v);
             }
         }
