@@ -2,6 +2,7 @@
 //! the host, steps the stack on a fixed interval, and shows the mesh to a person through a
 //! Unix status socket and a live WebSocket dashboard. One thread, one mio poll loop.
 
+mod clients;
 mod json;
 mod server;
 mod state_file;

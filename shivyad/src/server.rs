@@ -1,12 +1,13 @@
 //! The daemon's event loop and its two local interfaces (status socket, dashboard).
 
+use crate::clients::{Client, Kind, Request, Stream};
 use crate::status::{snapshot_json, table};
 use crate::{sys, RunArgs};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use shivya_core::mesh::{Node, NodeConfig, WorkloadTopology};
 use shivya_core::telemetry::HostTelemetry;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::io::AsRawFd;
@@ -18,6 +19,8 @@ use tungstenite::{Message, WebSocket};
 const UDP: Token = Token(0);
 const STATUS: Token = Token(1);
 const HTTP: Token = Token(2);
+/// Tokens of accepted local clients start here.
+const FIRST_CLIENT: usize = 16;
 const HISTORY: usize = 120;
 const DASHBOARD: &str = include_str!("../static/dashboard.html");
 
@@ -85,6 +88,9 @@ struct Daemon {
     telemetry: HostTelemetry,
     history: VecDeque<f64>,
     clients: Vec<WebSocket<TcpStream>>,
+    /// Status and dashboard connections being served, by poll token.
+    conns: BTreeMap<Token, Client>,
+    next_token: usize,
     start: Instant,
 }
 
@@ -137,26 +143,112 @@ impl Daemon {
         }
     }
 
-    fn serve_status(&mut self, listener: &UnixListener) {
+    /// Accepts every pending connection of a listener and registers it; nothing is read
+    /// here, so a client that connects and says nothing costs the loop nothing.
+    fn accept(
+        &mut self,
+        registry: &mio::Registry,
+        kind: Kind,
+        accept: impl Fn() -> io::Result<Stream>,
+    ) {
         loop {
-            match listener.accept() {
-                Ok((mut s, _)) => {
-                    let _ = s.set_nonblocking(false);
-                    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-                    let _ = s.set_write_timeout(Some(Duration::from_millis(500)));
-                    let mut req = [0u8; 256];
-                    let n = s.read(&mut req).unwrap_or(0);
-                    let line = String::from_utf8_lossy(&req[..n]).trim().to_string();
-                    let body = self.command(&line);
-                    let _ = s.write_all(body.as_bytes());
-                    let _ = s.write_all(b"\n");
-                }
+            let stream = match accept() {
+                Ok(s) => s,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    tracing::warn!(error = %e, "status socket accept failed");
+                    tracing::warn!(error = %e, "accept failed");
                     return;
                 }
+            };
+            let token = Token(self.next_token);
+            self.next_token = self.next_token.wrapping_add(1).max(FIRST_CLIENT);
+            let fd = stream.fd();
+            if let Err(e) = registry.register(
+                &mut SourceFd(&fd),
+                token,
+                Interest::READABLE | Interest::WRITABLE,
+            ) {
+                tracing::warn!(error = %e, "cannot watch a local client; dropped");
+                continue;
             }
+            let now = self.now();
+            self.conns.insert(token, Client::new(stream, kind, now));
+        }
+    }
+
+    fn drop_client(registry: &mio::Registry, c: Client) {
+        let _ = registry.deregister(&mut SourceFd(&c.stream.fd()));
+    }
+
+    /// Clients past their deadline are dropped (a stalled reader or writer).
+    fn prune_clients(&mut self, registry: &mio::Registry) {
+        let now = self.now();
+        let late: Vec<Token> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.deadline_ms <= now)
+            .map(|(t, _)| *t)
+            .collect();
+        for t in late {
+            if let Some(c) = self.conns.remove(&t) {
+                tracing::debug!("local client too slow; dropped");
+                Self::drop_client(registry, c);
+            }
+        }
+    }
+
+    /// Progress on one client: read its request, answer it, write the answer.
+    fn serve_client(&mut self, token: Token, registry: &mio::Registry) {
+        let Some(mut c) = self.conns.remove(&token) else {
+            return;
+        };
+        if !c.answered() {
+            match c.poll_request() {
+                Request::Pending => {
+                    self.conns.insert(token, c);
+                    return;
+                }
+                Request::Gone => return Self::drop_client(registry, c),
+                Request::Command(line) => {
+                    let mut body = self.command(line.trim()).into_bytes();
+                    body.push(b'\n');
+                    return self.answer(token, c, body, registry);
+                }
+                Request::Head { text, len } => {
+                    let lower = text.to_ascii_lowercase();
+                    if lower.contains("upgrade: websocket") {
+                        let _ = registry.deregister(&mut SourceFd(&c.stream.fd()));
+                        if let Stream::Tcp(s) = c.stream {
+                            if let Err(e) = self.websocket(s) {
+                                tracing::debug!(error = %e, "dashboard WebSocket dropped");
+                            }
+                        }
+                        return;
+                    }
+                    if c.consume(len).is_err() {
+                        return Self::drop_client(registry, c);
+                    }
+                    let path = lower.split_whitespace().nth(1).unwrap_or("/").to_string();
+                    let body = self.http_response(&path).into_bytes();
+                    return self.answer(token, c, body, registry);
+                }
+            }
+        }
+        match c.flush() {
+            Ok(false) => {
+                self.conns.insert(token, c);
+            }
+            Ok(true) | Err(_) => Self::drop_client(registry, c),
+        }
+    }
+
+    fn answer(&mut self, token: Token, mut c: Client, body: Vec<u8>, registry: &mio::Registry) {
+        match c.answer(body) {
+            Ok(false) => {
+                self.conns.insert(token, c);
+            }
+            Ok(true) | Err(_) => Self::drop_client(registry, c),
         }
     }
 
@@ -207,53 +299,30 @@ impl Daemon {
         }
     }
 
-    fn serve_http(&mut self, listener: &TcpListener) {
-        loop {
-            match listener.accept() {
-                Ok((s, peer)) => {
-                    if let Err(e) = self.http_connection(s) {
-                        tracing::debug!(%peer, error = %e, "dashboard connection dropped");
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) => {
-                    tracing::warn!(error = %e, "dashboard accept failed");
-                    return;
-                }
-            }
+    /// A WebSocket client of the dashboard: the handshake (its request head is already in
+    /// the socket, its answer is small) runs with short timeouts, then the socket is
+    /// non-blocking and the loop only ever writes to it (a full buffer drops the client).
+    fn websocket(&mut self, s: TcpStream) -> io::Result<()> {
+        s.set_nonblocking(false)?;
+        s.set_read_timeout(Some(Duration::from_millis(100)))?;
+        s.set_write_timeout(Some(Duration::from_millis(100)))?;
+        let mut ws = tungstenite::accept(s).map_err(|e| io::Error::other(e.to_string()))?;
+        ws.get_mut().set_nonblocking(true)?;
+        let snap = self.snapshot();
+        if ws.send(Message::text(snap)).is_ok() {
+            self.clients.push(ws);
         }
+        Ok(())
     }
 
-    /// One local HTTP connection: the page, the JSON snapshot, or a WebSocket upgrade.
-    /// Bounded: a client gets 500 ms to send its request head.
-    fn http_connection(&mut self, mut s: TcpStream) -> io::Result<()> {
-        s.set_nonblocking(false)?;
-        s.set_read_timeout(Some(Duration::from_millis(500)))?;
-        s.set_write_timeout(Some(Duration::from_millis(500)))?;
-        let mut head = [0u8; 2048];
-        let n = s.peek(&mut head)?;
-        let text = String::from_utf8_lossy(&head[..n]).to_ascii_lowercase();
-        let path = text.split_whitespace().nth(1).unwrap_or("/").to_string();
-        if text.contains("upgrade: websocket") {
-            let mut ws = tungstenite::accept(s).map_err(|e| io::Error::other(e.to_string()))?;
-            let snap = self.snapshot();
-            ws.send(Message::text(snap))
-                .map_err(|e| io::Error::other(e.to_string()))?;
-            // Non-blocking from now on: the loop only writes; reads would be pings/close.
-            ws.get_mut().set_nonblocking(true)?;
-            self.clients.push(ws);
-            return Ok(());
-        }
-        // Consume the request head.
-        let mut sink = vec![0u8; n];
-        s.read_exact(&mut sink)?;
-        let (code, ctype, body) = match path.as_str() {
+    /// The answer to a plain HTTP request for `path`.
+    fn http_response(&mut self, path: &str) -> String {
+        let (code, ctype, body) = match path {
             "/" | "/index.html" => ("200 OK", "text/html; charset=utf-8", DASHBOARD.to_string()),
             "/status.json" => ("200 OK", "application/json", self.snapshot()),
             _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
         };
-        write!(
-            s,
+        format!(
             "HTTP/1.1 {code}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
             body.len()
         )
@@ -374,6 +443,8 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         telemetry: HostTelemetry::new(),
         history: VecDeque::new(),
         clients: Vec::new(),
+        conns: BTreeMap::new(),
+        next_token: FIRST_CLIENT,
         start,
     };
     let reg = poll.registry();
@@ -410,17 +481,28 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(fail(format!("poll failed: {e}"))),
         }
+        let registry = poll.registry();
         for ev in events.iter() {
             match ev.token() {
-                STATUS => d.serve_status(&status_listener),
+                UDP => {}
+                STATUS => d.accept(registry, Kind::Status, || {
+                    let (s, _) = status_listener.accept()?;
+                    s.set_nonblocking(true)?;
+                    Ok(Stream::Unix(s))
+                }),
                 HTTP => {
                     if let Some(l) = &http {
-                        d.serve_http(l);
+                        d.accept(registry, Kind::Http, || {
+                            let (s, _) = l.accept()?;
+                            s.set_nonblocking(true)?;
+                            Ok(Stream::Tcp(s))
+                        });
                     }
                 }
-                _ => {}
+                t => d.serve_client(t, registry),
             }
         }
+        d.prune_clients(registry);
         let now = d.now();
         if let Err(e) = d.node.step(now) {
             tracing::warn!(error = %e, "step failed; continuing");

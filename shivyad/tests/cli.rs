@@ -296,3 +296,84 @@ fn bad_cli_input_exits_nonzero_with_one_clear_line() {
     );
     assert!(!sock.exists(), "no socket left behind");
 }
+
+#[test]
+fn stalled_local_clients_do_not_stall_the_daemon() {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    let dir = tmpdir("stall");
+    let port = free_udp_port();
+    let http = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let socket = dir.join("d.sock");
+    // Killed and reaped when dropped.
+    let _daemon = Daemon {
+        child: Command::new(BIN)
+            .args([
+                "--port",
+                &port.to_string(),
+                "--vertices",
+                "3",
+                "--load",
+                "0.5",
+            ])
+            .args([
+                "--log-level",
+                "warn",
+                "--visualize",
+                "--ws-port",
+                &http.to_string(),
+            ])
+            .arg("--socket")
+            .arg(&socket)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+        socket: socket.clone(),
+        pid_file: dir.join("unused.pid"),
+    };
+    wait_for("daemon up", Duration::from_secs(10), || {
+        status_json(&socket).is_some()
+    });
+    // Sixteen clients on each interface that connect and never finish a request: one
+    // says nothing, one sends half an HTTP head. The old loop read each with a 500 ms
+    // timeout in turn (8 s per interface) before it could answer anyone else.
+    let mut stalled_unix = Vec::new();
+    let mut stalled_tcp = Vec::new();
+    for _ in 0..16 {
+        stalled_unix.push(UnixStream::connect(&socket).unwrap());
+        let mut t = std::net::TcpStream::connect(("127.0.0.1", http)).unwrap();
+        t.write_all(b"GET /status.json HTTP/1.1\r\nHost: x\r\n")
+            .unwrap();
+        stalled_tcp.push(t);
+    }
+    let start = Instant::now();
+    let json = status_json(&socket).expect("a status answer while 32 clients stall");
+    let waited = start.elapsed();
+    assert!(json.contains("\"peers\""), "{json}");
+    assert!(
+        waited < Duration::from_secs(2),
+        "the status answer waited {waited:?} behind stalled clients"
+    );
+    // The stalled clients are dropped at their deadline (2 s): their sockets reach EOF.
+    for s in &mut stalled_unix {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut b = [0u8; 16];
+        assert_eq!(
+            s.read(&mut b).unwrap_or(0),
+            0,
+            "a stalled status client was answered"
+        );
+    }
+    for s in &mut stalled_tcp {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut b = [0u8; 16];
+        assert_eq!(s.read(&mut b).unwrap_or(0), 0);
+    }
+    // And the daemon still answers.
+    assert!(status_json(&socket).is_some());
+}
