@@ -25,6 +25,13 @@ say "cargo cinstall --prefix $prefix"
 cargo cinstall -p shivya-ffi --release --prefix "$prefix" --libdir "$prefix/lib"
 ls "$prefix/lib" "$prefix/include" "$prefix/lib/pkgconfig"
 cmp include/shivya.h "$prefix/include/shivya.h"
+# A versioned shared library: the SONAME carries the major version, and the unversioned
+# name is a link to it (what -lshivya finds).
+need readelf binutils
+soname=$(readelf -d "$prefix/lib/libshivya.so" | sed -n 's/.*Library soname: \[\(.*\)\].*/\1/p')
+echo "SONAME: $soname"
+case "$soname" in libshivya.so.[0-9]*) ;; *) echo "libshivya.so has no versioned SONAME ($soname)" >&2; exit 1 ;; esac
+[ -e "$prefix/lib/$soname" ] || { echo "$soname is not installed beside libshivya.so" >&2; exit 1; }
 
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
 say "pkg-config --cflags --libs shivya: $(pkg-config --cflags --libs shivya)"
