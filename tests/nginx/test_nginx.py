@@ -417,6 +417,13 @@ def main():
         assert all(c == 200 for c in codes), codes
         print(f"with one backend down: 300/300 requests succeeded in {time.time() - t0:.1f} s")
     finally:
+        # Every master that may still run: those we know, and those only the pid files
+        # name (a binary upgrade that failed half-way leaves a daemonized new master).
+        for d in dirs:
+            for f in ("nginx.pid", "nginx.pid.oldbin"):
+                pid = read_pid(os.path.join(d, f))
+                if pid is not None and pid not in masters:
+                    masters.append(pid)
         for pid in masters:
             try:
                 os.kill(pid, signal.SIGTERM)
