@@ -307,14 +307,20 @@ impl Kademlia {
         Ok(self.start_lookup(key, Purpose::Put(value.to_vec()), now_ms))
     }
 
-    /// Removes a peer that announced it is leaving.
-    pub fn peer_left(&mut self, id: &NodeId, now_ms: u64) {
+    /// A LEAVE from `id` arrived from `from`. It counts only from the address the table
+    /// holds for `id` (from anywhere else it is a forgery that would drop a live peer):
+    /// then the peer is removed. Returns false, changing nothing, otherwise.
+    pub fn peer_left(&mut self, id: &NodeId, from: SocketAddr, now_ms: u64) -> bool {
+        if self.table.get(id).map(|p| p.addr) != Some(from) {
+            return false;
+        }
         if self.table.remove(id, now_ms) {
             self.events.push_back(KadEvent::PeerRemoved {
                 id: *id,
                 reason: "left",
             });
         }
+        true
     }
 
     /// Notes that a valid frame came from `sender` at `from`: Kademlia's update rule.
@@ -353,11 +359,6 @@ impl Kademlia {
             }
             InsertOutcome::Refreshed | InsertOutcome::Dropped | InsertOutcome::IsSelf => {}
         }
-    }
-
-    /// Whether `addr` is where the table holds `id` (a LEAVE counts only from there).
-    pub fn holds_at(&self, id: &NodeId, addr: &SocketAddr) -> bool {
-        self.table.get(id).is_some_and(|p| p.addr == *addr)
     }
 
     /// Handles a Kademlia frame (call [`observe`](Self::observe) first). Mesh frames are

@@ -157,13 +157,10 @@ impl NodeState {
             return;
         }
         if matches!(frame.body, Body::Leave) {
-            // Only from where we hold the peer: a LEAVE in its name from elsewhere is a
-            // forgery (it would drop a live peer until it next spoke).
-            if !self.kad.holds_at(&frame.sender, &from) {
+            if !self.kad.peer_left(&frame.sender, from, now_ms) {
                 self.counters.dropped.bad_leave += 1;
                 return;
             }
-            self.kad.peer_left(&frame.sender, now_ms);
             self.belief.forget(&frame.sender);
             self.drain_kad();
             return;
