@@ -10,6 +10,8 @@
 //! * [`onsager`] (L3) — an ensemble with symmetric couplings, belief diffusion and
 //!   Harsanyi dividends; its `step` runs the whole stack.
 //! * [`turing`] (L4) — Gierer–Meinhardt reaction–diffusion on the node graph, split/cull.
+//! * [`balancer`] — the dispatch decision (pick, weights, capacity signals) that uses
+//!   L1–L4 per backend; [`mesh`] owns one per node.
 //!
 //! The core never reads the clock, never spawns threads and never uses ambient randomness:
 //! time and seeds are arguments. Results are deterministic bit for bit.
@@ -20,6 +22,7 @@
 // `!(x > 0.0)` is deliberate: it is true for NaN, which `x <= 0.0` is not.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
+pub mod balancer;
 pub mod flux;
 pub mod graph;
 pub mod hodge;

@@ -13,12 +13,16 @@
 //!   not explain), and the law is re-mutated by a seeded hill-climb ([`hill_climb`]) with
 //!   free energy as the fitness. That is genetic programming with a free-energy fitness,
 //!   nothing grander.
+//! * [`parse_law`] reads a law from text over named inputs (an operator's own weight law
+//!   for the balancer, say), bounded in length and nesting.
 
 mod ast;
+mod parse;
 mod search;
 mod vm;
 
 pub use ast::{BinOp, Expr, UnOp};
+pub use parse::{parse_law, ParseError, MAX_LAW_DEPTH, MAX_LAW_LEN};
 pub use search::{hill_climb, mutate, random_tree, SearchConfig, SearchOutcome};
 pub use vm::{Instr, Program, CYCLE_BUDGET, REGISTERS};
 
