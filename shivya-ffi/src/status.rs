@@ -97,6 +97,7 @@ impl From<MeshError> for Error {
             | MeshError::BadValue { .. }
             | MeshError::Length { .. }
             | MeshError::Left
+            | MeshError::Balancer(_)
             | MeshError::P2p(P2pError::Config { .. }) => SHIVYA_ERR_INVALID_ARGUMENT,
             MeshError::RecordFull { .. } | MeshError::P2p(P2pError::Store { .. }) => {
                 SHIVYA_ERR_CAPACITY

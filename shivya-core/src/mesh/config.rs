@@ -4,6 +4,7 @@
 use super::belief::BeliefConfig;
 use super::workload::{SettleMode, WorkloadTopology};
 use super::MeshError;
+use crate::balancer::BalancerConfig;
 use crate::hodge::CgConfig;
 use crate::p2p::{KadConfig, NodeId};
 use std::net::SocketAddr;
@@ -54,6 +55,8 @@ pub struct NodeConfig {
     pub cg: CgConfig,
     /// Agent and belief exchange settings.
     pub belief: BeliefConfig,
+    /// The dispatch policy (layers, weight law, capacity signals).
+    pub balancer: BalancerConfig,
     /// Distinguishes this run of a node id from earlier ones: our record's versions start
     /// at `incarnation << 20` (values up to [`MAX_INCARNATION`] = 2^44 − 1). A host that
     /// restarts a node with the same id but without its state (see
@@ -128,6 +131,7 @@ impl Default for NodeConfig {
             min_rate: 1e-9,
             cg: CgConfig::default(),
             belief: BeliefConfig::default(),
+            balancer: BalancerConfig::default(),
             incarnation: 0,
             auth_key: None,
             reuse_port: false,
@@ -146,6 +150,7 @@ impl NodeConfig {
     pub fn validate(&self) -> Result<(), MeshError> {
         self.kad.validate().map_err(MeshError::P2p)?;
         self.belief.validate()?;
+        self.balancer.validate()?;
         let positive = [
             ("step_interval_ms", self.step_interval_ms),
             ("gossip_interval_ms", self.gossip_interval_ms),

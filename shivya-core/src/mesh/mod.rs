@@ -114,6 +114,9 @@ pub enum MeshError {
     /// A write after [`NodeState::leave`]: it would never be sent.
     #[error("the node has left the mesh; its writes would never reach a peer")]
     Left,
+    /// The balancer refused a report or a setting.
+    #[error(transparent)]
+    Balancer(#[from] crate::balancer::BalancerError),
     /// The agent failed.
     #[error("agent: {0}")]
     Agent(SubstrateError),

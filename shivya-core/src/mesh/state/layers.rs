@@ -46,10 +46,7 @@ impl NodeState {
                 tracing::warn!(error = %e, "layer step failed; the node keeps running");
             }
         }
-        if let Err(e) = self.settle_now() {
-            self.counters.layer_errors += 1;
-            tracing::warn!(error = %e, "reconciliation failed");
-        }
+        self.balance_step(now_ms);
     }
 
     /// The agent's default observation: `[ln(1 + mean own queue), ln(1 + Σ own offload)]`.

@@ -2,8 +2,10 @@
 //! clock. The host (or [`super::Node`]) feeds it datagrams and time and drains what it
 //! wants sent. This file is the dispatch; each concern lives beside it:
 //! [`gossip`] (anti-entropy and rumours), [`layers`] (the layer stack), [`writes`] (the
-//! proxy calls into our own record) and [`dht`] (DHT calls and leaving).
+//! proxy calls into our own record), [`balance`] (the balancer's reports and picks) and
+//! [`dht`] (DHT calls and leaving).
 
+mod balance;
 mod dht;
 mod gossip;
 mod layers;
@@ -19,6 +21,7 @@ use super::own::OwnRecord;
 use super::records::RecordStore;
 use super::workload::{Reconciler, Settlement};
 use super::MeshError;
+use crate::balancer::Balancer;
 use crate::p2p::auth::AuthKey;
 use crate::p2p::{Body, Frame, KadEvent, Kademlia, NodeId};
 use crate::rng::Rng;
@@ -49,6 +52,12 @@ pub struct NodeState {
     /// The last settlement and the record generation it was computed from.
     last_settle: Option<(u64, Settlement)>,
     counters: Counters,
+    /// The dispatch policy over the topology's vertices.
+    balancer: Balancer,
+    /// The host reports requests: the node publishes its in-flight counts.
+    balancing: bool,
+    /// The record generation the balancer last saw.
+    balanced_generation: Option<u64>,
     left: bool,
     /// The latest host time seen; earlier times are treated as this one.
     clock_ms: u64,
@@ -63,6 +72,13 @@ impl NodeState {
         kad.bootstrap(&config.bootstrap, now_ms);
         let reconciler = Reconciler::new(config.topology.clone(), config.cg)?;
         let belief = BeliefState::new(id, config.belief)?;
+        let balancer = Balancer::new(
+            config.balancer.clone(),
+            config.topology.n_vertices(),
+            config.topology.edges(),
+            config.seed,
+            now_ms,
+        )?;
         Ok(NodeState {
             id,
             kad,
@@ -82,6 +98,9 @@ impl NodeState {
             hot: BTreeMap::new(),
             last_settle: None,
             counters: Counters::default(),
+            balancer,
+            balancing: false,
+            balanced_generation: None,
             left: false,
             clock_ms: now_ms,
             config,

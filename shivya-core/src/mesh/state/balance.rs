@@ -1,0 +1,96 @@
+//! The balancer on a node: the host reports requests and asks for picks; at every layer
+//! step the node publishes this balancer's requests in flight per backend (vertex) in its
+//! record and hands the merged sums back to the balancer.
+
+use super::NodeState;
+use crate::balancer::{Balancer, CapacitySignal, Outcome};
+use crate::mesh::MeshError;
+
+impl NodeState {
+    /// The balancer (weights, estimates, counters).
+    pub fn balancer(&self) -> &Balancer {
+        &self.balancer
+    }
+
+    /// A request went to `backend` (a vertex of the topology) at `now_ms`. From the first
+    /// report on, the node owns this node's queue entries: at each layer step it writes
+    /// there the time-averaged requests in flight per backend (do not mix with
+    /// [`record_queue_len`](Self::record_queue_len)).
+    pub fn request_started(&mut self, backend: u32, now_ms: u64) -> Result<(), MeshError> {
+        let now = self.clock(now_ms);
+        self.balancer.started(backend, now)?;
+        self.balancing = true;
+        Ok(())
+    }
+
+    /// A request to `backend` ended at `now_ms` after `latency_ms`, with `outcome`.
+    pub fn request_finished(
+        &mut self,
+        backend: u32,
+        latency_ms: f64,
+        outcome: Outcome,
+        now_ms: u64,
+    ) -> Result<(), MeshError> {
+        let now = self.clock(now_ms);
+        self.balancer.finished(backend, latency_ms, outcome, now)?;
+        self.balancing = true;
+        Ok(())
+    }
+
+    /// The backend for the next request (`None` only with an empty topology). Cheap
+    /// enough to call per request; report it with [`request_started`](Self::request_started).
+    pub fn pick(&mut self, now_ms: u64) -> Option<u32> {
+        let now = self.clock(now_ms);
+        self.balancer.pick(now)
+    }
+
+    /// Sets the configured weight of `backend` (1 by default).
+    pub fn set_backend_weight(&mut self, backend: u32, weight: f64) -> Result<(), MeshError> {
+        Ok(self.balancer.set_base_weight(backend, weight)?)
+    }
+
+    /// The dispatch weights, one per backend, summing to 1.
+    pub fn weights(&self, out: &mut [f64]) -> Result<(), MeshError> {
+        Ok(self.balancer.weights(out)?)
+    }
+
+    /// The capacity signals of the merged records (identical on nodes holding the same
+    /// records).
+    pub fn capacity_signals(&self) -> &[CapacitySignal] {
+        self.balancer.signals()
+    }
+
+    /// Publishes our requests in flight, settles, and refreshes the balancer's view.
+    pub(super) fn balance_step(&mut self, now_ms: u64) {
+        if self.balancing && !self.left {
+            let n = self
+                .balancer
+                .len()
+                .min(self.config.topology.n_vertices() as usize);
+            let published = self.balancer.publish(now_ms).to_vec();
+            for (v, &q) in published.iter().enumerate().take(n) {
+                if let Err(e) = self.own.set_queue(&mut self.records, v as u32, q) {
+                    self.counters.layer_errors += 1;
+                    tracing::warn!(error = %e, backend = v, "requests in flight not published");
+                }
+            }
+        }
+        let generation = self.records.generation();
+        let changed = self.balanced_generation != Some(generation);
+        let queue = match self.settle_now() {
+            Ok(s) => s.queue.clone(),
+            Err(e) => {
+                self.counters.layer_errors += 1;
+                tracing::warn!(error = %e, "reconciliation failed");
+                return;
+            }
+        };
+        match self.balancer.refresh(&queue, changed, now_ms) {
+            Ok(()) => self.balanced_generation = Some(generation),
+            Err(e) => {
+                self.counters.layer_errors += 1;
+                tracing::warn!(error = %e, "balancer refresh failed");
+            }
+        }
+    }
+}
