@@ -113,3 +113,37 @@ fn reports_about_unknown_backends_or_bad_latencies_are_refused() {
     let e = bad_law.validate().unwrap_err();
     assert!(e.to_string().contains("weight law"), "{e}");
 }
+
+#[test]
+fn a_record_full_of_backends_keeps_the_most_loaded_ones() {
+    let backends = 60;
+    let cfg = NodeConfig {
+        topology: WorkloadTopology::new(
+            backends,
+            &(0..backends - 1).map(|v| (v, v + 1)).collect::<Vec<_>>(),
+        )
+        .unwrap(),
+        ..config(0, 3, true)
+    };
+    let mut sim = Sim::new(1, 3, NetConfig::default(), |_| cfg.clone()).unwrap();
+    // Backend v gets 1 + v % 7 requests: the loads 7, 6, … fill the 48 slots first.
+    for v in 0..backends {
+        for _ in 0..(1 + v % 7) {
+            sim.nodes[0].request_started(v, 0).unwrap();
+        }
+    }
+    sim.run_until(1_000);
+    let own = sim.nodes[0].own_record().queue.clone();
+    assert_eq!(own.len(), shivya_core::p2p::protocol::MAX_QUEUE_ENTRIES);
+    let kept_min = own.iter().map(|e| e.1).fold(f64::INFINITY, f64::min);
+    for v in 0..backends {
+        let load = f64::from(1 + v % 7);
+        let kept = own.iter().any(|e| e.0 == v);
+        assert!(
+            kept || load <= kept_min,
+            "backend {v} with load {load} left out"
+        );
+    }
+    assert!(own.windows(2).all(|w| w[0].0 < w[1].0), "sorted by vertex");
+    assert!(sim.nodes[0].status().counters.unpublished_backends > 0);
+}

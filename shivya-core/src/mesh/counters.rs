@@ -107,6 +107,8 @@ pub struct Counters {
     pub layer_steps: u64,
     /// Layer-stack steps that failed (the node keeps running).
     pub layer_errors: u64,
+    /// Backend loads left out of our record because it was full (summed over steps).
+    pub unpublished_backends: u64,
     /// Frames that could not be encoded (a bug if ever non-zero).
     pub encode_errors: u64,
     /// Datagrams the socket refused to send (an unreachable or unusable destination);

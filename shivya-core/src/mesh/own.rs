@@ -143,6 +143,35 @@ impl OwnRecord {
         Ok(())
     }
 
+    /// Replaces every queue entry with `values` (one per vertex, in vertex order) in one
+    /// write: the [`MAX_QUEUE_ENTRIES`] largest non-zero values (ties to the lower vertex)
+    /// are kept, the rest are left out. Returns how many non-zero values did not fit.
+    /// The caller has validated the values.
+    pub fn replace_queue(&mut self, records: &mut RecordStore, values: &[f64]) -> usize {
+        let mut entries: Vec<(u32, f64)> = values
+            .iter()
+            .enumerate()
+            .filter(|(_, &q)| q != 0.0)
+            .map(|(v, &q)| (v as u32, q))
+            .collect();
+        let dropped = entries.len().saturating_sub(MAX_QUEUE_ENTRIES);
+        if dropped > 0 {
+            entries.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            entries.truncate(MAX_QUEUE_ENTRIES);
+            entries.sort_by_key(|e| e.0);
+        }
+        let same = entries.len() == self.wire.queue.len()
+            && entries
+                .iter()
+                .zip(&self.wire.queue)
+                .all(|(a, b)| a.0 == b.0 && a.1.to_bits() == b.1.to_bits());
+        if !same {
+            self.wire.queue = entries;
+            self.commit(records, self.next_version());
+        }
+        dropped
+    }
+
     /// Sets our offload rate on `src → dst` (0 removes it); the caller has validated it.
     pub fn set_offload(
         &mut self,
