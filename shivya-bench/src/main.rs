@@ -33,15 +33,30 @@ struct Args {
     /// Small sizes and short runs (seconds, for CI); the published numbers use the default.
     #[arg(long)]
     quick: bool,
-    /// Cluster only: Shivya's weight horizon in gossip periods (0 = ⌈log₂ N⌉).
-    #[arg(long, default_value_t = 0.0)]
-    horizon_rounds: f64,
-    /// Cluster only: these server counts instead of 8, 64, 512.
+    /// Cluster only: these server counts (with --d: every pair), instead of the plan.
     #[arg(long, value_delimiter = ',')]
     n: Vec<usize>,
+    /// Cluster only: these dispatcher counts.
+    #[arg(long, value_delimiter = ',')]
+    d: Vec<usize>,
+    /// Cluster only: simulated milliseconds per run with --n/--d.
+    #[arg(long, default_value_t = 20_000)]
+    duration_ms: u64,
     /// Cluster only: these policies (names as in the table, comma-separated), default all.
     #[arg(long, value_delimiter = ',')]
     policy: Vec<String>,
+    /// Cluster only: these scenarios (steady, equal, slowdown, flash, failure).
+    #[arg(long, value_delimiter = ',')]
+    scenario: Vec<String>,
+    /// Cluster only: these offered loads (default 0.7 and 0.9).
+    #[arg(long, value_delimiter = ',')]
+    load: Vec<f64>,
+    /// Cluster only: the mesh's gossip and layer period, ms.
+    #[arg(long, default_value_t = 50)]
+    period_ms: u64,
+    /// Cluster only: seeds per setting (medians and ranges over them).
+    #[arg(long, default_value_t = 5)]
+    seeds: usize,
     /// Where CSV and SVG files go.
     #[arg(long, default_value = "docs/bench")]
     out: PathBuf,
@@ -92,68 +107,151 @@ fn run_solvers(args: &Args) -> Result<(), String> {
 }
 
 fn run_cluster(args: &Args) -> Result<(), String> {
-    let mut plan: Vec<(usize, u64)> = if args.quick {
-        vec![(8, 10_000)]
+    // (servers, dispatchers, simulated ms) per setting; every scenario and load runs on
+    // each, every policy, `seeds` seeds.
+    let mut plan: Vec<(usize, usize, u64)> = if args.quick {
+        vec![(8, 4, 5_000)]
     } else {
-        vec![(8, 120_000), (64, 30_000), (512, 10_000)]
+        vec![
+            (8, 2, 20_000),
+            (8, 8, 20_000),
+            (64, 8, 20_000),
+            (64, 64, 20_000),
+            (512, 8, 10_000),
+            (512, 64, 10_000),
+        ]
     };
-    if !args.n.is_empty() {
-        plan = args
-            .n
+    if !args.n.is_empty() || !args.d.is_empty() {
+        let ns = if args.n.is_empty() {
+            vec![8]
+        } else {
+            args.n.clone()
+        };
+        let ds = if args.d.is_empty() {
+            vec![8]
+        } else {
+            args.d.clone()
+        };
+        plan = ns
             .iter()
-            .map(|&n| (n, plan.iter().find(|p| p.0 == n).map_or(30_000, |p| p.1)))
+            .flat_map(|&n| ds.iter().map(move |&d| (n, d, args.duration_ms)))
             .collect();
     }
-    let policies: Vec<cluster::Policy> = cluster::Policy::ALL
-        .into_iter()
-        .filter(|p| {
-            args.policy.is_empty() || args.policy.iter().any(|q| p.name().starts_with(q.as_str()))
-        })
-        .collect();
-    let mut results = Vec::new();
-    for &(n, duration_ms) in &plan {
-        for load in [0.7, 0.9] {
-            let cfg = cluster::ClusterConfig {
-                n,
-                load,
-                duration_ms,
-                period_ms: 50,
-                base_rate: 100.0,
-                seed: 42,
-                horizon_rounds: args.horizon_rounds,
-            };
-            for &p in &policies {
+    let policies: Vec<cluster::Policy> = if args.policy.is_empty() {
+        cluster::Policy::ALL.to_vec()
+    } else {
+        args.policy
+            .iter()
+            .map(|p| {
+                cluster::Policy::from_name(p).ok_or_else(|| {
+                    let known: Vec<&str> = cluster::Policy::ALL.iter().map(|p| p.name()).collect();
+                    format!("unknown policy '{p}'; known: {}", known.join(", "))
+                })
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let scenarios: Vec<cluster::Scenario> = if args.scenario.is_empty() {
+        if args.quick {
+            vec![cluster::Scenario::Steady]
+        } else {
+            cluster::Scenario::ALL.to_vec()
+        }
+    } else {
+        args.scenario
+            .iter()
+            .map(|s| {
+                cluster::Scenario::from_name(s).ok_or_else(|| format!("unknown scenario '{s}'"))
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let loads: Vec<f64> = if args.load.is_empty() {
+        vec![0.7, 0.9]
+    } else {
+        args.load.clone()
+    };
+    let seeds = if args.quick { 2 } else { args.seeds.max(1) };
+    let mut rows = Vec::new();
+    for &(n, d, duration_ms) in &plan {
+        for &scenario in &scenarios {
+            for &load in &loads {
+                let cfg = cluster::ClusterConfig {
+                    n,
+                    dispatchers: d,
+                    load,
+                    scenario,
+                    duration_ms,
+                    period_ms: args.period_ms,
+                    ..cluster::ClusterConfig::default()
+                };
                 let t0 = Instant::now();
-                let r = cluster::run(p, &cfg)?;
+                // Seeds run side by side (the benchmark may use threads; the core never
+                // does); within a seed the policies run one after the other.
+                let per_seed: Vec<Result<Vec<cluster::ClusterResult>, String>> =
+                    std::thread::scope(|sc| {
+                        let handles: Vec<_> = (0..seeds)
+                            .map(|k| {
+                                let cfg = cluster::ClusterConfig {
+                                    seed: 42 + k as u64,
+                                    ..cfg
+                                };
+                                let policies = &policies;
+                                sc.spawn(move || {
+                                    policies.iter().map(|&p| cluster::run(p, &cfg)).collect()
+                                })
+                            })
+                            .collect();
+                        handles
+                            .into_iter()
+                            .map(|h| h.join().unwrap_or_else(|_| Err("a run panicked".into())))
+                            .collect()
+                    });
+                let mut all = Vec::new();
+                for r in per_seed {
+                    all.extend(r?);
+                }
+                for &p in &policies {
+                    let runs: Vec<_> = all.iter().filter(|r| r.policy == p).cloned().collect();
+                    if let Some(s) = cluster::summarize(&runs) {
+                        rows.push(s);
+                    }
+                }
                 eprintln!(
-                    "cluster: N={n} load={load} {:<22} p99 {:>9.1} ms  ({:.1} s)",
-                    p.name(),
-                    r.p99_ms,
+                    "cluster: {} N={n} D={d} load={load}: {} runs in {:.1} s",
+                    scenario.name(),
+                    seeds * policies.len(),
                     t0.elapsed().as_secs_f64()
                 );
-                results.push(r);
             }
         }
     }
     emit(
         &args.out,
         "cluster",
-        "Balancing policies (sojourn times in ms)",
-        &cluster::table(&results),
+        "Balancing policies: sojourn times in ms, medians over seeds",
+        &cluster::table(&rows),
     )?;
-    for load in [0.7, 0.9] {
-        let groups: Vec<String> = plan.iter().map(|(n, _)| format!("N = {n}")).collect();
-        let series: Vec<Series> = cluster::Policy::ALL
+    for load in &loads {
+        let settings: Vec<(usize, usize)> = plan.iter().map(|&(n, d, _)| (n, d)).collect();
+        let groups: Vec<String> = settings
+            .iter()
+            .map(|(n, d)| format!("N={n} D={d}"))
+            .collect();
+        let series: Vec<Series> = policies
             .iter()
             .map(|&p| Series {
                 name: p.name().to_string(),
-                values: plan
+                values: settings
                     .iter()
-                    .map(|&(n, _)| {
-                        results
-                            .iter()
-                            .find(|r| r.policy == p && r.n == n && r.load == load)
-                            .map_or(f64::NAN, |r| r.p99_ms)
+                    .map(|&(n, d)| {
+                        rows.iter()
+                            .find(|r| {
+                                r.policy == p
+                                    && r.config.n == n
+                                    && r.config.dispatchers == d
+                                    && r.config.load == *load
+                                    && r.config.scenario == scenarios[0]
+                            })
+                            .map_or(f64::NAN, |r| r.p99.0)
                     })
                     .collect(),
                 dashed: false,
@@ -164,7 +262,10 @@ fn run_cluster(args: &Args) -> Result<(), String> {
             &args.out,
             &format!("cluster-p99-{pct}.svg"),
             &bars(
-                &format!("p99 sojourn at {pct}% load (log scale)"),
+                &format!(
+                    "p99 sojourn, {} scenario, {pct}% load (log scale)",
+                    scenarios[0].name()
+                ),
                 "ms",
                 &groups,
                 &series,

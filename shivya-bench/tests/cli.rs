@@ -37,7 +37,7 @@ fn bad_arguments_are_refused() {
     let out = bench().args(["cluster", "--n", "eight"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     // Parsed but meaningless: an error message, not a panic.
-    for bad in [["--n", "0"], ["--horizon-rounds", "NaN"]] {
+    for bad in [["--n", "0"], ["--load", "NaN"], ["--policy", "magic"]] {
         let out = bench().arg("cluster").args(bad).output().unwrap();
         assert_eq!(out.status.code(), Some(1), "{bad:?}");
         let err = String::from_utf8_lossy(&out.stderr);

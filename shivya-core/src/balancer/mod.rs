@@ -8,9 +8,11 @@
 //! publishes this balancer's requests in flight per backend in its record and hands the
 //! merged sums back with [`Balancer::refresh`] at every layer step.
 //!
-//! **The decision.** Two candidates are drawn at random in proportion to the weights, and
-//! the one with the smaller expected delay `(local + others + 1) · latency / weight` wins
-//! (the latency taken one standard deviation optimistic),
+//! **The decision.** Two candidates ([`BalancerConfig::choices`]) are drawn at random in
+//! proportion to the weights, and the one with the smaller expected delay
+//! `(local + others + 1) · svc` wins (`svc` the delay one request adds there, taken one
+//! standard deviation optimistic; `others` what the records add to what this balancer's
+//! own traffic predicts, see `estimate`),
 //! where `local` is this balancer's own requests in flight (exact, fresh), `others` the
 //! predicted requests of every other balancer (from the records) and `latency` the
 //! filtered estimate. The mesh adds to what a local policy knows (the others' load);
@@ -38,7 +40,7 @@ mod capacity;
 mod estimate;
 
 pub use capacity::{CapacityConfig, CapacitySignal, CAPACITY_STEPS};
-pub use estimate::{DRIFT_PER_MS, FAILURE_PENALTY, OBS_VAR, RELAX_LATENCIES};
+pub use estimate::{DRIFT_PER_MS, FAILURE_PENALTY, OBS_VAR, RELAX_LATENCIES, TRUST_SERVICES};
 
 use crate::graph::Graph;
 use crate::morphic::{parse_law, ParseError, Program, VmError};
@@ -49,16 +51,21 @@ use thiserror::Error;
 /// The names a weight law may use, in input order:
 /// * `q` — predicted requests in flight at the backend, every balancer together;
 /// * `local` — this balancer's requests in flight there;
-/// * `lat` — estimated latency, ms;
+/// * `svc` — estimated delay one more request adds there, ms (for a FIFO server, its
+///   service time; the inverse of its capacity);
+/// * `lat` — average observed latency, ms;
 /// * `sd` — uncertainty of that estimate (standard deviation of its log; 0 without L1);
 /// * `err` — share of recent requests that failed (0..1);
 /// * `weight` — the configured weight of the backend;
 /// * `n` — the number of backends.
-pub const LAW_INPUTS: [&str; 7] = ["q", "local", "lat", "sd", "err", "weight", "n"];
+pub const LAW_INPUTS: [&str; 8] = ["q", "local", "svc", "lat", "sd", "err", "weight", "n"];
 
-/// The weight law used unless another is configured: capacity over expected delay, with
-/// a bonus for a backend whose latency nobody has measured lately and a malus for errors.
-pub const DEFAULT_LAW: &str = "weight * (1 + sd) * (1 - err) / (lat * (1 + q))";
+/// The weight law used unless another is configured: the estimated capacity, with a
+/// bonus for a backend nobody has measured lately and a malus for errors. It leaves the
+/// queues out on purpose: the weights choose the candidates, the fresh costs decide
+/// between them, and weights that chase stale queues make every balancer draw the same
+/// candidates (herding; measured in docs/PERFORMANCE.md).
+pub const DEFAULT_LAW: &str = "(1 + sd) * (1 - err) / svc";
 
 /// No backend's weight falls below this share of the largest (nothing starves, so a
 /// backend that recovers is seen recovering).
@@ -151,6 +158,8 @@ pub struct BalancerConfig {
     /// Typical age of the merged records when they arrive, ms (about one gossip period);
     /// added to the time since they changed when predicting the others' load.
     pub info_age_ms: f64,
+    /// Candidates drawn per pick (2 is "two choices"; at least 1, at most 16).
+    pub choices: u32,
     /// L4 settings.
     pub capacity: CapacityConfig,
 }
@@ -163,6 +172,7 @@ impl Default for BalancerConfig {
             latency_prior_ms: 10.0,
             coupling: 0.5,
             info_age_ms: 50.0,
+            choices: 2,
             capacity: CapacityConfig::default(),
         }
     }
@@ -195,6 +205,12 @@ impl BalancerConfig {
             return Err(BalancerError::Config {
                 what: "info_age_ms",
                 why: format!("{} must be finite and in [0, 1e9]", self.info_age_ms),
+            });
+        }
+        if !(1..=16).contains(&self.choices) {
+            return Err(BalancerError::Config {
+                what: "choices",
+                why: format!("{} must be between 1 and 16", self.choices),
             });
         }
         let c = &self.capacity;
@@ -257,6 +273,7 @@ pub struct Balancer {
     area_from_ms: u64,
     area_at_ms: u64,
     published: Vec<f64>,
+    peers: f64,
     target: Vec<f64>,
     weight: Vec<f64>,
     cumulative: Vec<f64>,
@@ -296,6 +313,7 @@ impl Balancer {
             area_from_ms: now_ms,
             area_at_ms: now_ms,
             published: vec![0.0; n],
+            peers: 0.0,
             target: vec![0.0; n],
             weight: vec![1.0 / n.max(1) as f64; n],
             cumulative: vec![0.0; n],
@@ -367,6 +385,7 @@ impl Balancer {
             });
         }
         self.base[i] = weight;
+        self.latency[i].set_prior(self.config.latency_prior_ms / weight);
         Ok(())
     }
 
@@ -406,7 +425,8 @@ impl Balancer {
         if failed {
             self.counters.failures += 1;
         }
-        self.latency[i].observe(latency_ms, failed, now);
+        let queued = f64::from(self.local[i]) + self.predicted_others(i, now);
+        self.latency[i].observe(latency_ms, queued, failed, now);
         Ok(())
     }
 
@@ -434,11 +454,13 @@ impl Balancer {
     }
 
     /// Takes the merged requests in flight per backend (every record summed, ours
-    /// included, as [`crate::mesh::Settlement::queue`] holds them) and recomputes the
-    /// weights and, when `records_changed`, the capacity signals.
+    /// included, as [`crate::mesh::Settlement::queue`] holds them) and the number of
+    /// other balancers that published load, and recomputes the weights and, when
+    /// `records_changed`, the capacity signals.
     pub fn refresh(
         &mut self,
         merged: &[f64],
+        peers: usize,
         records_changed: bool,
         now_ms: u64,
     ) -> Result<(), BalancerError> {
@@ -463,20 +485,22 @@ impl Balancer {
             } else {
                 0.0
             };
-            self.others[i].update(others, now);
+            self.others[i].update(others, self.published[i], now);
         }
+        self.peers = if layers.shared { peers as f64 } else { 0.0 };
         let n = self.len() as f64;
         let mut inputs = [0.0; LAW_INPUTS.len()];
         for i in 0..self.len() {
             self.target[i] = if layers.law {
-                let lat = self.latency[i].latency_ms(layers.filter);
+                let b = &self.latency[i];
                 inputs[0] = f64::from(self.local[i]) + self.predicted_others(i, now);
                 inputs[1] = f64::from(self.local[i]);
-                inputs[2] = lat;
-                inputs[3] = self.latency[i].sd(layers.filter, now);
-                inputs[4] = self.latency[i].err;
-                inputs[5] = self.base[i];
-                inputs[6] = n;
+                inputs[2] = b.svc_ms(layers.filter);
+                inputs[3] = b.ewma_latency;
+                inputs[4] = b.sd(layers.filter, now);
+                inputs[5] = b.err;
+                inputs[6] = self.base[i];
+                inputs[7] = n;
                 match self.law.eval(&inputs) {
                     Ok(w) if w.is_finite() && w > 0.0 => w,
                     Ok(_) => 0.0,
@@ -537,8 +561,8 @@ impl Balancer {
 
     fn predicted_others(&self, i: usize, now: u64) -> f64 {
         let filter = self.config.layers.filter;
-        let tau = self.latency[i].latency_ms(filter);
-        self.others[i].predict(filter, now, self.config.info_age_ms, tau)
+        let tau = self.latency[i].ewma_latency;
+        self.others[i].level(filter, now, self.config.info_age_ms, tau)
     }
 
     fn draw(&mut self) -> usize {
@@ -551,13 +575,20 @@ impl Balancer {
         self.cumulative.partition_point(|&c| c <= x).min(n - 1)
     }
 
-    /// The expected delay of one more request at backend `i`, in ms per unit of weight,
+    /// The expected delay of one more request at backend `i`, ms,
     /// optimistic by one standard deviation of the latency belief (a backend not measured
     /// for a while gets tried again rather than written off for good).
     fn cost(&self, i: usize, now: u64) -> f64 {
         let filter = self.config.layers.filter;
-        let lat = self.latency[i].latency_ms(filter) * (-self.latency[i].sd(filter, now)).exp();
-        (f64::from(self.local[i]) + self.predicted_others(i, now) + 1.0) * lat / self.base[i]
+        let b = &self.latency[i];
+        let others = self.others[i].decision_term(
+            filter,
+            self.peers,
+            self.config.info_age_ms,
+            b.svc_ms(filter),
+        );
+        let queue = (f64::from(self.local[i]) + others).max(0.0);
+        (queue + 1.0) * b.svc_ms(filter) * (-b.sd(filter, now)).exp()
     }
 
     /// The backend for the next request (call [`Balancer::started`] when it is sent).
@@ -573,19 +604,21 @@ impl Balancer {
         if n == 1 {
             return Some(0);
         }
-        let mut b = self.draw();
-        for _ in 0..3 {
-            if b != a {
-                break;
+        let mut best = (a, self.cost(a, now));
+        for _ in 1..self.config.choices.min(n as u32) {
+            let mut b = self.draw();
+            for _ in 0..3 {
+                if b != best.0 {
+                    break;
+                }
+                b = self.draw();
             }
-            b = self.draw();
+            let c = self.cost(b, now);
+            if c < best.1 {
+                best = (b, c);
+            }
         }
-        let pick = if self.cost(b, now) < self.cost(a, now) {
-            b
-        } else {
-            a
-        };
-        Some(pick as u32)
+        Some(best.0 as u32)
     }
 
     /// The current weights, one per backend, summing to 1 (uniform before any refresh).
@@ -608,11 +641,12 @@ impl Balancer {
         Ok(())
     }
 
-    /// The latency estimate of `backend`, ms, and the others' predicted requests there.
+    /// The delay one request adds at `backend` (ms), and the others' predicted requests
+    /// there.
     pub fn estimate(&self, backend: u32) -> Result<(f64, f64), BalancerError> {
         let i = self.index(backend)?;
         Ok((
-            self.latency[i].latency_ms(self.config.layers.filter),
+            self.latency[i].svc_ms(self.config.layers.filter),
             self.predicted_others(i, self.clock_ms),
         ))
     }

@@ -28,7 +28,7 @@ fn shares(b: &mut Balancer, latency: &[f64], rounds: usize, t0: u64) -> Vec<f64>
             .unwrap();
         if k % 50 == 0 {
             let merged = vec![0.0; b.len()];
-            b.refresh(&merged, false, now).unwrap();
+            b.refresh(&merged, 1, false, now).unwrap();
         }
     }
     count.iter().map(|&c| c as f64 / rounds as f64).collect()
@@ -57,7 +57,7 @@ fn the_others_load_from_the_records_steers_picks_only_when_shared() {
             },
         );
         // Every other balancer has 30 requests at backend 0.
-        b.refresh(&[30.0, 0.0, 0.0, 0.0], true, 0).unwrap();
+        b.refresh(&[30.0, 0.0, 0.0, 0.0], 1, true, 0).unwrap();
         let mut to0 = 0;
         for t in 0..1_000 {
             if b.pick(t).unwrap() == 0 {
@@ -110,10 +110,10 @@ fn what_is_published_is_the_time_average_of_requests_in_flight() {
     raw.started(0, 100).unwrap();
     raw.started(0, 100).unwrap();
     assert_eq!(raw.publish(200), &[2.0, 0.0]);
-    raw.refresh(&[5.0, 0.0], false, 200).unwrap();
+    raw.refresh(&[5.0, 0.0], 1, false, 200).unwrap();
     let (_, others) = raw.estimate(0).unwrap();
     assert!((others - 3.0).abs() < 1e-9, "{others}");
-    b.refresh(&[5.0, 0.0], false, 200).unwrap();
+    b.refresh(&[5.0, 0.0], 1, false, 200).unwrap();
     let (_, predicted) = b.estimate(0).unwrap();
     assert!(predicted > 0.0 && predicted < 3.0, "{predicted}");
 }
@@ -130,9 +130,9 @@ fn bad_input_is_refused_and_changes_nothing() {
     for bad in [f64::NAN, f64::INFINITY, -1.0] {
         assert!(b.finished(1, bad, Outcome::Ok, 1).is_err());
         assert!(b.set_base_weight(0, bad).is_err());
-        assert!(b.refresh(&[0.0, bad, 0.0], true, 1).is_err());
+        assert!(b.refresh(&[0.0, bad, 0.0], 1, true, 1).is_err());
     }
-    assert!(b.refresh(&[0.0; 2], true, 1).is_err());
+    assert!(b.refresh(&[0.0; 2], 1, true, 1).is_err());
     assert!(b.weights(&mut [0.0; 4]).is_err());
     assert_eq!(b.in_flight(), &before[..]);
     // A finish without a start is counted, not an underflow.
@@ -162,38 +162,43 @@ fn an_operator_law_is_checked_when_configured_and_faults_are_counted() {
     assert!(with(&deep).validate().is_err());
     // A law that divides by zero for an idle backend: weight 0 there, counted.
     let mut b = Balancer::new(with("weight / q"), 2, &[], 1, 0).unwrap();
-    b.refresh(&[0.0, 3.0], true, 0).unwrap();
+    b.refresh(&[0.0, 3.0], 1, true, 0).unwrap();
     assert!(b.counters().law_faults >= 1);
     let mut w = [0.0; 2];
     b.weights(&mut w).unwrap();
     assert!(w[0] < w[1], "{w:?}");
     // The law decides: the inverse law sends more weight to the loaded backend.
     let mut inv = Balancer::new(with("weight * (1 + q)"), 2, &[], 1, 0).unwrap();
-    inv.refresh(&[0.0, 3.0], true, 0).unwrap();
+    inv.refresh(&[0.0, 3.0], 1, true, 0).unwrap();
     inv.weights(&mut w).unwrap();
     assert!(w[1] > w[0], "{w:?}");
 }
 
 #[test]
 fn damping_moves_weights_part_of_the_way() {
-    let mut damped = balancer(2, Layers::default());
-    let mut jumpy = balancer(
-        2,
-        Layers {
-            damping: false,
-            ..Layers::default()
-        },
-    );
+    // A law that follows the queues, so that the records move the target.
+    let with = |damping: bool| {
+        let cfg = BalancerConfig {
+            law: Some("1 / (1 + q)".into()),
+            layers: Layers {
+                damping,
+                ..Layers::default()
+            },
+            ..BalancerConfig::default()
+        };
+        Balancer::new(cfg, 2, &[], 7, 0).unwrap()
+    };
+    let (mut damped, mut jumpy) = (with(true), with(false));
     let (mut wd, mut wj) = ([0.0; 2], [0.0; 2]);
     for b in [&mut damped, &mut jumpy] {
-        b.refresh(&[40.0, 0.0], true, 0).unwrap();
+        b.refresh(&[40.0, 0.0], 1, true, 0).unwrap();
     }
     damped.weights(&mut wd).unwrap();
     jumpy.weights(&mut wj).unwrap();
     assert!(wd[0] > wj[0], "damped {wd:?} jumpy {wj:?}");
     for t in 1..30 {
-        damped.refresh(&[40.0, 0.0], true, t).unwrap();
-        jumpy.refresh(&[40.0, 0.0], true, t).unwrap();
+        damped.refresh(&[40.0, 0.0], 1, true, t).unwrap();
+        jumpy.refresh(&[40.0, 0.0], 1, true, t).unwrap();
     }
     damped.weights(&mut wd).unwrap();
     jumpy.weights(&mut wj).unwrap();
@@ -207,7 +212,7 @@ fn capacity_signals_split_the_saturated_and_cull_the_idle_above_the_floor() {
     load[3] = 40.0;
     load[6] = 0.0;
     load[7] = 0.0;
-    b.refresh(&load, true, 0).unwrap();
+    b.refresh(&load, 1, true, 0).unwrap();
     let s = b.signals().to_vec();
     assert!(s.contains(&CapacitySignal::Split { backend: 3 }), "{s:?}");
     assert!(s.contains(&CapacitySignal::Cull { backend: 6 }), "{s:?}");
@@ -215,14 +220,14 @@ fn capacity_signals_split_the_saturated_and_cull_the_idle_above_the_floor() {
         .iter()
         .any(|x| matches!(x, CapacitySignal::Split { backend } if *backend != 3)));
     // Uniform load: nothing to say. Idle mesh: nothing to say.
-    b.refresh(&[5.0; 8], true, 1).unwrap();
+    b.refresh(&[5.0; 8], 1, true, 1).unwrap();
     assert!(b.signals().is_empty(), "{:?}", b.signals());
-    b.refresh(&[0.0; 8], true, 2).unwrap();
+    b.refresh(&[0.0; 8], 1, true, 2).unwrap();
     assert!(b.signals().is_empty());
     // Never below the floor: with almost everything idle, at most n − floor culls.
     let mut idle = [0.0; 8];
     idle[0] = 50.0;
-    b.refresh(&idle, true, 3).unwrap();
+    b.refresh(&idle, 1, true, 3).unwrap();
     let culls = b
         .signals()
         .iter()
@@ -242,11 +247,11 @@ fn capacity_signals_depend_on_the_records_alone() {
     for t in 0..50 {
         let v = used.pick(t).unwrap();
         used.started(v, t).unwrap();
-        used.refresh(&[t as f64 * 0.1 + 1.0 / 3.0; 8], true, t)
+        used.refresh(&[t as f64 * 0.1 + 1.0 / 3.0; 8], 1, true, t)
             .unwrap();
     }
-    fresh.refresh(&load, true, 100).unwrap();
-    used.refresh(&load, true, 100).unwrap();
+    fresh.refresh(&load, 1, true, 100).unwrap();
+    used.refresh(&load, 1, true, 100).unwrap();
     assert!(!fresh.signals().is_empty());
     assert_eq!(fresh.signals(), used.signals());
 }

@@ -82,7 +82,13 @@ impl NodeState {
                 return;
             }
         };
-        match self.balancer.refresh(&queue, changed, now_ms) {
+        let me = self.id;
+        let peers = self
+            .records
+            .iter()
+            .filter(|r| r.origin != me && !r.queue.is_empty())
+            .count();
+        match self.balancer.refresh(&queue, peers, changed, now_ms) {
             Ok(()) => self.balanced_generation = Some(generation),
             Err(e) => {
                 self.counters.layer_errors += 1;
