@@ -346,3 +346,30 @@ fn a_keyed_mesh_converges_and_ignores_frames_without_the_key() {
     // A node without the key cannot join.
     assert!(MeshKey::new(b"short").is_err());
 }
+
+#[test]
+fn belief_frames_are_sent_only_when_exchange_is_on() {
+    for exchange in [false, true] {
+        let mut sim = Sim::new(6, 17, NetConfig::default(), |i| {
+            let mut c = config(i, 3);
+            c.belief.exchange = exchange;
+            c
+        })
+        .unwrap();
+        sim.run_until(5_000);
+        let received: u64 = sim
+            .nodes
+            .iter()
+            .map(|n| n.status().counters.beliefs_in)
+            .sum();
+        let peers: usize = sim.nodes.iter().map(|n| n.belief().peer_count()).sum();
+        if exchange {
+            assert!(
+                received > 100 && peers > 0,
+                "{received} beliefs, {peers} peers"
+            );
+        } else {
+            assert_eq!((received, peers), (0, 0));
+        }
+    }
+}

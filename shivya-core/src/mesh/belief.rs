@@ -22,6 +22,11 @@ pub struct BeliefConfig {
     pub belief_ttl_ms: u64,
     /// Most peer beliefs held.
     pub max_peer_beliefs: usize,
+    /// Send this node's belief to its most strongly coupled peers after each step (L3
+    /// diffusion across nodes). Off by default: nothing a host sees (routes, picks,
+    /// weights, capacity signals) depends on it, and it was half of an idle mesh's
+    /// frames. Received beliefs are used either way.
+    pub exchange: bool,
 }
 
 impl Default for BeliefConfig {
@@ -30,6 +35,7 @@ impl Default for BeliefConfig {
             agent: AgentConfig::default(),
             belief_ttl_ms: 1_000,
             max_peer_beliefs: 64,
+            exchange: false,
         }
     }
 }

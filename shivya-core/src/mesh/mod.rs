@@ -17,8 +17,11 @@
 //! projected by the workspace's solver, deterministic either way (an exact sparse Cholesky
 //! factor made once per topology by default, Jacobi CG from a zero start when the factor
 //! would be too large), so equal records give bit-identical routes.
-//! Belief exchange (L1–L3) rides on the same links and affects only the agents' free
-//! energies, never the routes. A node that disappears without LEAVE keeps its last record
+//! Each node owns a [`crate::balancer::Balancer`]: the host reports requests and asks
+//! for picks; the node publishes its requests in flight per backend in its record and
+//! hands the merged sums back (see `state/balance.rs`). Belief exchange between the
+//! nodes' own agents (BELIEF frames) is off unless [`BeliefConfig::exchange`] is set: it
+//! affects only the agents' free energies, never routes, picks or weights. A node that disappears without LEAVE keeps its last record
 //! in the mesh (records carry no expiry: expiring by local clock would make nodes
 //! disagree); a node that leaves publishes an empty record first.
 

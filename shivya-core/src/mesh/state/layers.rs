@@ -24,6 +24,7 @@ impl NodeState {
             self.derived_observation()
         };
         match self.belief.step(&obs, now_ms) {
+            Ok(_) if !self.config.belief.exchange => {}
             Ok(r) => {
                 let body = Body::Belief {
                     step: self.belief.steps(),
