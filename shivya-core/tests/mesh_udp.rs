@@ -422,3 +422,26 @@ fn with_reuse_port_a_second_generation_binds_the_same_port() {
     let mut new = new;
     new.step(1).unwrap();
 }
+
+#[test]
+fn after_the_host_clock_steps_back_timers_run_on_schedule() {
+    // The host once reported a time 2000 s ahead, then its clock went back to normal: the
+    // node's timers keep their period instead of waiting 2000 s for the host to catch up.
+    let cfg = NodeConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..NodeConfig::default()
+    };
+    let step = cfg.step_interval_ms;
+    let mut node = Node::bind(cfg, 0).unwrap();
+    node.step(2_000_000).unwrap();
+    let before = node.status().counters.layer_steps;
+    for t in (10..=1_000).step_by(10) {
+        node.step(t).unwrap();
+    }
+    let steps = node.status().counters.layer_steps - before;
+    assert!(
+        steps >= 1_000 / step - 1,
+        "{steps} layer steps in 1000 ms after the step back"
+    );
+    assert!(node.next_timeout_ms(1_000) <= step);
+}

@@ -78,7 +78,8 @@ impl Node {
             }
         }
         self.more_pending = out.more_pending;
-        if self.state.poll_timeout().is_some_and(|t| t <= now_ms) {
+        let node_now = self.state.advance_clock(now_ms);
+        if self.state.poll_timeout().is_some_and(|t| t <= node_now) {
             self.state.handle_timeout(now_ms);
         }
         out.sent = self.flush()?;
@@ -106,14 +107,14 @@ impl Node {
         Ok(sent)
     }
 
-    /// Milliseconds until `step` has timer work (0 when it has work now). A `now_ms` earlier
-    /// than one already seen counts as the latest one seen, so a host clock that steps back
-    /// does not stretch the wait by the size of the step.
+    /// Milliseconds until `step` has timer work (0 when it has work now). After the host
+    /// clock steps back the node's clock moves on from where it was, so the wait is not
+    /// stretched by the size of the step.
     pub fn next_timeout_ms(&self, now_ms: u64) -> u64 {
         if self.more_pending {
             return 0;
         }
-        let now_ms = now_ms.max(self.state.latest_time_ms());
+        let now_ms = self.state.node_time(now_ms);
         self.state
             .poll_timeout()
             .map_or(u64::MAX, |t| t.saturating_sub(now_ms))

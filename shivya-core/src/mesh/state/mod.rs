@@ -59,8 +59,10 @@ pub struct NodeState {
     /// The record generation the balancer last saw.
     balanced_generation: Option<u64>,
     left: bool,
-    /// The latest host time seen; earlier times are treated as this one.
+    /// The node's clock: never decreasing (see `clock`).
     clock_ms: u64,
+    /// Added to host times: the sum of the host clock's steps back.
+    clock_offset_ms: u64,
 }
 
 impl NodeState {
@@ -103,6 +105,7 @@ impl NodeState {
             balanced_generation: None,
             left: false,
             clock_ms: now_ms,
+            clock_offset_ms: 0,
             config,
         })
     }
@@ -132,12 +135,33 @@ impl NodeState {
         &self.belief
     }
 
-    /// The node's notion of now: the host's time, but never earlier than a time already
-    /// seen. A host clock that steps back therefore delays nothing and breaks nothing; a
-    /// jump forward fires each due timer once (no catch-up loop).
+    /// The node's notion of now: the host's time plus an offset that grows whenever the
+    /// host clock steps back, so node time never runs backwards and, after a step back,
+    /// moves on with the host clock again. A host clock that steps back therefore delays
+    /// no timer and breaks nothing (without the offset every timer would wait until the
+    /// host clock caught up with the latest time it had reported); a jump forward fires
+    /// each due timer once (no catch-up loop).
     fn clock(&mut self, now_ms: u64) -> u64 {
-        self.clock_ms = self.clock_ms.max(now_ms);
+        let t = now_ms.saturating_add(self.clock_offset_ms);
+        if t < self.clock_ms {
+            self.clock_offset_ms = self.clock_ms - now_ms;
+        }
+        self.clock_ms = self.clock_ms.max(t);
         self.clock_ms
+    }
+
+    /// Tells the node the host's time without any other input, and returns it on the
+    /// node's clock (what [`poll_timeout`](Self::poll_timeout) compares with).
+    pub fn advance_clock(&mut self, now_ms: u64) -> u64 {
+        self.clock(now_ms)
+    }
+
+    /// Host time `now_ms` on the node's clock, without recording it: the two differ only
+    /// after the host clock has stepped back.
+    pub fn node_time(&self, now_ms: u64) -> u64 {
+        now_ms
+            .saturating_add(self.clock_offset_ms)
+            .max(self.clock_ms)
     }
 
     // -------------------------------------------------------------------------------
@@ -272,7 +296,9 @@ impl NodeState {
         None
     }
 
-    /// When to call [`handle_timeout`](Self::handle_timeout) next (host milliseconds).
+    /// When to call [`handle_timeout`](Self::handle_timeout) next, on the node's clock
+    /// (host milliseconds until the host clock steps back; compare with
+    /// [`node_time`](Self::node_time)).
     #[must_use]
     pub fn poll_timeout(&self) -> Option<u64> {
         if self.left {
@@ -334,7 +360,8 @@ impl NodeState {
         self.counters.send_errors += 1;
     }
 
-    /// The latest host time this node has been given (earlier times count as this one).
+    /// The node's clock: the latest host time given, plus every step back the host clock
+    /// has made since (so it never decreases).
     pub fn latest_time_ms(&self) -> u64 {
         self.clock_ms
     }
