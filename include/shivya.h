@@ -62,6 +62,36 @@
 #define SHIVYA_MAX_RECORD_VALUE 1e15
 
 /**
+ * The balancer's L1 layer (filtered estimates); for `shivya_config_set_balancer_layers`.
+ */
+#define SHIVYA_LAYER_FILTER 1
+
+/**
+ * The balancer's L2 layer (weights from the law).
+ */
+#define SHIVYA_LAYER_LAW 2
+
+/**
+ * The balancer's L3 layer (damped weights).
+ */
+#define SHIVYA_LAYER_DAMPING 4
+
+/**
+ * The balancer's L4 layer (capacity signals).
+ */
+#define SHIVYA_LAYER_CAPACITY 8
+
+/**
+ * The other balancers' records in the decision.
+ */
+#define SHIVYA_LAYER_SHARED 16
+
+/**
+ * Every layer (the default).
+ */
+#define SHIVYA_LAYERS_ALL 31
+
+/**
  * Result of every fallible call. The numbers are fixed forever; new codes get new numbers.
  */
 typedef enum shivya_status {
@@ -106,6 +136,38 @@ typedef enum shivya_status {
 } shivya_status;
 
 /**
+ * What a capacity signal asks for.
+ */
+typedef enum shivya_signal_kind {
+  /**
+   * The backend is saturated: add capacity beside it.
+   */
+  SHIVYA_SIGNAL_SPLIT = 1,
+  /**
+   * The backend is idle: it can be drained.
+   */
+  SHIVYA_SIGNAL_CULL = 2,
+} shivya_signal_kind;
+
+/**
+ * How a request ended (`shivya_request_finished`).
+ */
+typedef enum shivya_outcome {
+  /**
+   * An answer.
+   */
+  SHIVYA_OUTCOME_OK = 0,
+  /**
+   * An error or a timeout: the backend took the request and failed.
+   */
+  SHIVYA_OUTCOME_FAILED = 1,
+  /**
+   * The backend refused it (connection refused, an overload answer).
+   */
+  SHIVYA_OUTCOME_REFUSED = 2,
+} shivya_outcome;
+
+/**
  * A simplicial complex with its solver workspace, for reconciling flows without a mesh.
  * One thread at a time.
  */
@@ -122,6 +184,20 @@ typedef struct shivya_config shivya_config;
  * another thread inside the same node returns `SHIVYA_ERR_BUSY` instead of racing.
  */
 typedef struct shivya_node shivya_node;
+
+/**
+ * A capacity signal for one backend.
+ */
+typedef struct shivya_capacity_signal {
+  /**
+   * The backend (a vertex of the topology).
+   */
+  uint32_t backend;
+  /**
+   * Split or cull.
+   */
+  enum shivya_signal_kind kind;
+} shivya_capacity_signal;
 
 /**
  * One settled route: move `rate` units of work per unit time from `src` to `dst`.
@@ -286,6 +362,57 @@ const char *shivya_status_name(int32_t status);
 size_t shivya_last_error_message(char *buf, size_t cap);
 
 /**
+ * Writes to `*out` the backend (a vertex of the topology) the next request should go to.
+ * Call `shivya_request_started` when it is sent. Cheap enough for every request;
+ * allocates nothing.
+ */
+enum shivya_status shivya_pick(struct shivya_node *node, uint64_t now_ms, uint32_t *out);
+
+/**
+ * Reports that a request went to `backend` at `now_ms`. From the first report on, the
+ * node publishes its requests in flight per backend in its record (do not also call
+ * `shivya_record_queue_len`).
+ */
+enum shivya_status shivya_request_started(struct shivya_node *node,
+                                          uint32_t backend,
+                                          uint64_t now_ms);
+
+/**
+ * Reports that a request to `backend` ended at `now_ms` after `latency_ms` (finite,
+ * ≥ 0) with `outcome` (a `shivya_outcome` value; others are refused).
+ */
+enum shivya_status shivya_request_finished(struct shivya_node *node,
+                                           uint32_t backend,
+                                           double latency_ms,
+                                           uint32_t outcome,
+                                           uint64_t now_ms);
+
+/**
+ * Sets the configured weight of `backend` (finite, > 0, ≤ 1e6; 1 by default), as
+ * nginx's `weight=`: the prior for its capacity.
+ */
+enum shivya_status shivya_set_backend_weight(struct shivya_node *node,
+                                             uint32_t backend,
+                                             double weight);
+
+/**
+ * Copies the dispatch weights (one per vertex, summing to 1) into `buf[0..cap]` and
+ * writes their number to `*len`; `SHIVYA_ERR_BUFFER_TOO_SHORT` with the number needed
+ * in `*len` when `cap` is too small.
+ */
+enum shivya_status shivya_weights(struct shivya_node *node, double *buf, size_t cap, size_t *len);
+
+/**
+ * Copies the capacity signals of the merged records (identical on every node holding
+ * the same records) into `buf[0..cap]`, their number to `*len`;
+ * `SHIVYA_ERR_BUFFER_TOO_SHORT` with the number needed when `cap` is too small.
+ */
+enum shivya_status shivya_capacity_signals(struct shivya_node *node,
+                                           struct shivya_capacity_signal *buf,
+                                           size_t cap,
+                                           size_t *len);
+
+/**
  * Creates a config with defaults (listen 127.0.0.1:0, seed 1, K 4, step 100 ms, a complete
  * workload graph on 4 vertices). Writes the handle to `*out` (set to NULL on error).
  */
@@ -364,6 +491,26 @@ enum shivya_status shivya_config_set_topology(struct shivya_config *config,
  * port while this one still holds it; both receive datagrams until the old one closes.
  */
 enum shivya_status shivya_config_set_reuse_port(struct shivya_config *config, bool reuse_port);
+
+/**
+ * Sets which balancer layers take part (an OR of `SHIVYA_LAYER_*`; other bits are
+ * refused). All by default; switching one off is for comparisons.
+ */
+enum shivya_status shivya_config_set_balancer_layers(struct shivya_config *config, uint32_t layers);
+
+/**
+ * Sets the balancer's weight law: an expression over `q`, `local`, `svc`, `lat`, `sd`,
+ * `err`, `weight` and `n` with `+ - * /`, parentheses, `min`, `max`, `abs`, `tanh`
+ * (at most 1024 bytes). NULL restores the default law. A law that does not parse or
+ * does not fit the VM's budget is refused with a message naming the problem.
+ */
+enum shivya_status shivya_config_set_weight_law(struct shivya_config *config, const char *law);
+
+/**
+ * Sends this node's agent belief to its peers (BELIEF frames) when true; off by default
+ * (nothing a host reads depends on it).
+ */
+enum shivya_status shivya_config_set_belief_exchange(struct shivya_config *config, bool exchange);
 
 /**
  * Chooses what `shivya_settle` keeps: `false` (default) the curl-free part (circulation

@@ -4,6 +4,7 @@
 
 use crate::boundary::{free_boxed, guard, guard_value, try_mut, try_slice, try_str, write_out};
 use crate::status::{shivya_status, Error};
+use shivya_core::balancer::Layers;
 use shivya_core::mesh::{MeshKey, NodeConfig, SettleMode, WorkloadTopology};
 use std::ffi::c_char;
 use std::net::SocketAddr;
@@ -203,6 +204,76 @@ pub extern "C" fn shivya_config_set_reuse_port(
     reuse_port: bool,
 ) -> shivya_status {
     set(config, |c| c.reuse_port = reuse_port)
+}
+
+/// The balancer's L1 layer (filtered estimates); for `shivya_config_set_balancer_layers`.
+pub const SHIVYA_LAYER_FILTER: u32 = 1;
+/// The balancer's L2 layer (weights from the law).
+pub const SHIVYA_LAYER_LAW: u32 = 2;
+/// The balancer's L3 layer (damped weights).
+pub const SHIVYA_LAYER_DAMPING: u32 = 4;
+/// The balancer's L4 layer (capacity signals).
+pub const SHIVYA_LAYER_CAPACITY: u32 = 8;
+/// The other balancers' records in the decision.
+pub const SHIVYA_LAYER_SHARED: u32 = 16;
+/// Every layer (the default).
+pub const SHIVYA_LAYERS_ALL: u32 = 31;
+
+/// Sets which balancer layers take part (an OR of `SHIVYA_LAYER_*`; other bits are
+/// refused). All by default; switching one off is for comparisons.
+#[no_mangle]
+pub extern "C" fn shivya_config_set_balancer_layers(
+    config: *mut shivya_config,
+    layers: u32,
+) -> shivya_status {
+    if layers & !SHIVYA_LAYERS_ALL != 0 {
+        return guard(|| {
+            Err(Error::invalid(format!(
+                "layers {layers:#x} has bits outside SHIVYA_LAYERS_ALL ({SHIVYA_LAYERS_ALL:#x})"
+            )))
+        });
+    }
+    set(config, |c| {
+        c.balancer.layers = Layers {
+            filter: layers & SHIVYA_LAYER_FILTER != 0,
+            law: layers & SHIVYA_LAYER_LAW != 0,
+            damping: layers & SHIVYA_LAYER_DAMPING != 0,
+            capacity: layers & SHIVYA_LAYER_CAPACITY != 0,
+            shared: layers & SHIVYA_LAYER_SHARED != 0,
+        }
+    })
+}
+
+/// Sets the balancer's weight law: an expression over `q`, `local`, `svc`, `lat`, `sd`,
+/// `err`, `weight` and `n` with `+ - * /`, parentheses, `min`, `max`, `abs`, `tanh`
+/// (at most 1024 bytes). NULL restores the default law. A law that does not parse or
+/// does not fit the VM's budget is refused with a message naming the problem.
+#[no_mangle]
+pub extern "C" fn shivya_config_set_weight_law(
+    config: *mut shivya_config,
+    law: *const c_char,
+) -> shivya_status {
+    guard(|| {
+        // SAFETY: as above.
+        let c = unsafe { try_mut(config, "config")? };
+        let law = if law.is_null() {
+            None
+        } else {
+            // SAFETY: non-NULL and NUL-terminated per the contract.
+            Some(unsafe { try_str(law, "law")? }.to_string())
+        };
+        c.update(|c| c.balancer.law = law)
+    })
+}
+
+/// Sends this node's agent belief to its peers (BELIEF frames) when true; off by default
+/// (nothing a host reads depends on it).
+#[no_mangle]
+pub extern "C" fn shivya_config_set_belief_exchange(
+    config: *mut shivya_config,
+    exchange: bool,
+) -> shivya_status {
+    set(config, |c| c.belief.exchange = exchange)
 }
 
 /// Chooses what `shivya_settle` keeps: `false` (default) the curl-free part (circulation

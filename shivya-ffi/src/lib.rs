@@ -28,6 +28,7 @@ mod bindings;
 mod boundary;
 pub mod status;
 
+pub use balance::*;
 pub use bindings::*;
 pub use config::*;
 pub use node::*;
@@ -114,6 +115,7 @@ pub extern "C" fn shivya_last_error_message(buf: *mut c_char, cap: usize) -> usi
 }
 
 // The C objects, in the order their items appear in the header.
+pub mod balance;
 pub mod config;
 pub mod node;
 pub mod reconciler;

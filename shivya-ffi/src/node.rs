@@ -22,12 +22,12 @@ pub struct shivya_node {
 }
 
 /// Exclusive access to a node for the length of one call.
-struct NodeAccess<'a> {
+pub(crate) struct NodeAccess<'a> {
     node: &'a shivya_node,
 }
 
 impl shivya_node {
-    fn enter(&self) -> Result<NodeAccess<'_>, Error> {
+    pub(crate) fn enter(&self) -> Result<NodeAccess<'_>, Error> {
         if self
             .busy
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)

@@ -400,6 +400,82 @@ static void test_host_time_faults(void) {
     CHECK(shivya_record_queue_len(nodes[1], 0, 1.0) == SHIVYA_OK);
 }
 
+static int picks_of(uint32_t backend) {
+    int count = 0;
+    for (int k = 0; k < 200; k++) {
+        uint32_t b = 99;
+        CHECK(shivya_pick(nodes[0], now_ms(), &b) == SHIVYA_OK);
+        CHECK(b < N);
+        if (b == backend) count++;
+    }
+    return count;
+}
+
+static void test_the_balancer_sees_another_balancers_load(void) {
+    const int BAD = SHIVYA_ERR_INVALID_ARGUMENT;
+    /* Node 2 holds 40 requests at backend 2; node 0 hears answers from every backend. */
+    for (int k = 0; k < 40; k++) CHECK(shivya_request_started(nodes[2], 2, now_ms()) == SHIVYA_OK);
+    for (uint32_t b = 0; b < N; b++) {
+        CHECK(shivya_request_started(nodes[0], b, now_ms()) == SHIVYA_OK);
+        CHECK(shivya_request_finished(nodes[0], b, 10.0, SHIVYA_OUTCOME_OK, now_ms()) == SHIVYA_OK);
+    }
+    int before = picks_of(2);
+    uint64_t start = now_ms();
+    int after = before;
+    while (after > 10 && now_ms() - start < 10000) {
+        turn();
+        after = picks_of(2);
+    }
+    printf("picks of the loaded backend: %d of 200 before, %d after %llu ms\n", before, after,
+           (unsigned long long)(now_ms() - start));
+    CHECK(before > 30);
+    CHECK(after <= 10);
+
+    double w[N + 1];
+    size_t len = 0;
+    CHECK_ERR(shivya_weights(nodes[0], w, 1, &len), SHIVYA_ERR_BUFFER_TOO_SHORT);
+    CHECK(len == N);
+    CHECK(shivya_weights(nodes[0], w, N + 1, &len) == SHIVYA_OK);
+    CHECK(len == N);
+    CHECK(fabs(w[0] + w[1] + w[2] - 1.0) < 1e-9);
+    shivya_capacity_signal sig[N];
+    CHECK(shivya_capacity_signals(nodes[0], sig, N, &len) == SHIVYA_OK);
+    CHECK(len <= N);
+
+    /* Bad input: a clear error, nothing counted. */
+    uint32_t b = 0;
+    CHECK_ERR(shivya_pick(NULL, 0, &b), BAD);
+    CHECK_ERR(shivya_pick(nodes[0], 0, NULL), BAD);
+    CHECK_ERR(shivya_request_started(NULL, 0, 0), BAD);
+    CHECK_ERR(shivya_request_started(nodes[0], N, 0), BAD);
+    CHECK_ERR(shivya_request_finished(nodes[0], 0, NAN, SHIVYA_OUTCOME_OK, 0), BAD);
+    CHECK_ERR(shivya_request_finished(nodes[0], 0, -1.0, SHIVYA_OUTCOME_OK, 0), BAD);
+    CHECK_ERR(shivya_request_finished(nodes[0], 0, INFINITY, SHIVYA_OUTCOME_FAILED, 0), BAD);
+    CHECK_ERR(shivya_request_finished(nodes[0], 0, 1.0, 7, 0), BAD);
+    CHECK_ERR(shivya_request_finished(nodes[0], 99, 1.0, SHIVYA_OUTCOME_REFUSED, 0), BAD);
+    CHECK_ERR(shivya_set_backend_weight(nodes[0], 0, 0.0), BAD);
+    CHECK_ERR(shivya_set_backend_weight(nodes[0], 0, NAN), BAD);
+    CHECK_ERR(shivya_set_backend_weight(nodes[0], 7, 1.0), BAD);
+    CHECK_ERR(shivya_weights(nodes[0], NULL, 3, &len), BAD);
+    CHECK_ERR(shivya_capacity_signals(nodes[0], sig, N, NULL), BAD);
+
+    /* The weight law: checked when set, a refused one changes nothing. */
+    shivya_config *c = NULL;
+    char msg[256];
+    CHECK(shivya_config_new(&c) == SHIVYA_OK);
+    CHECK_ERR(shivya_config_set_weight_law(c, "weight / latency"), BAD);
+    shivya_last_error_message(msg, sizeof msg);
+    CHECK(strstr(msg, "unknown name 'latency'") != NULL);
+    CHECK_ERR(shivya_config_set_weight_law(c, "(((q)"), BAD);
+    CHECK(shivya_config_set_weight_law(c, "weight / (svc * (1 + q))") == SHIVYA_OK);
+    CHECK(shivya_config_set_weight_law(c, NULL) == SHIVYA_OK);
+    CHECK_ERR(shivya_config_set_weight_law(NULL, "q"), BAD);
+    CHECK_ERR(shivya_config_set_balancer_layers(c, 64), BAD);
+    CHECK(shivya_config_set_balancer_layers(c, SHIVYA_LAYERS_ALL & ~SHIVYA_LAYER_SHARED) == SHIVYA_OK);
+    CHECK(shivya_config_set_belief_exchange(c, true) == SHIVYA_OK);
+    shivya_config_free(c);
+}
+
 int main(void) {
     test_version_and_names();
     test_three_nodes_settle_to_identical_routes();
@@ -411,6 +487,7 @@ int main(void) {
     test_inputs_that_once_aborted_or_hung_are_refused();
     test_reuse_port_lets_a_second_generation_bind();
     test_host_time_faults();
+    test_the_balancer_sees_another_balancers_load();
     CHECK(shivya_leave(nodes[2]) == SHIVYA_OK);
     /* A write after leaving would never be sent: refused. */
     CHECK_ERR(shivya_record_queue_len(nodes[2], 0, 1.0), SHIVYA_ERR_INVALID_ARGUMENT);
