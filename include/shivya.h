@@ -413,6 +413,13 @@ enum shivya_status shivya_capacity_signals(struct shivya_node *node,
                                            size_t *len);
 
 /**
+ * Writes to `*out` a fingerprint of the records this node holds (FNV-1a over every
+ * `(origin, version)`): nodes holding the same records report the same value, so an
+ * operator can see whether balancers share one view.
+ */
+enum shivya_status shivya_view_digest(const struct shivya_node *node, uint64_t *out);
+
+/**
  * Creates a config with defaults (listen 127.0.0.1:0, seed 1, K 4, step 100 ms, a complete
  * workload graph on 4 vertices). Writes the handle to `*out` (set to NULL on error).
  */

@@ -10,20 +10,19 @@
  *                location = /shivya_metrics { shivya_metrics; } }
  *   }
  *
- * Mapping. Each server of the `shivya` upstream is a vertex, in configuration order; the
- * workload graph connects every pair. This nginx records, for each server i, its queue
- * length q_i = in_flight_i + rt_i / (1 ms), where in_flight_i counts requests it has sent to
- * i and not yet finished, and rt_i is an exponentially weighted mean of i's response time
- * (alpha 0.2; a failed attempt counts as 1 s): one millisecond of typical latency weighs
- * like one request in flight, so a server that answers slowly stays "long" even when the
- * balancer has already drained it (in-flight alone would equalise and oscillate). Every nginx's records are merged by the
- * mesh; settle() returns routes "move rate r from src to dst". A server's net inflow is
- * the sum of rates into it minus the sum out of it; its round-robin weight becomes
- * 1 + round(19 * (net - min) / (max - min)) (1..20), so servers the mesh wants to drain get
- * weight 1 and those it wants to fill get 20. With no routes (no information yet) the
- * configured weights are used: plain smooth weighted round-robin. nginx's own failure
- * handling (max_fails, fail_timeout, proxy_next_upstream) is untouched: the module only
- * sets weights on the round-robin peers.
+ * Decision. Each server of the `shivya` upstream is a backend (a vertex), in configuration
+ * order. The module asks the library for every request: shivya_pick() chooses the server
+ * (the library's balancer: two candidates by the weight law, the one with the smaller
+ * expected delay from this worker's requests in flight, the other balancers' load from
+ * the mesh and the filtered delay per request), shivya_request_started() and
+ * shivya_request_finished() report what happened (a failed attempt as a failure). The
+ * library publishes this worker's requests in flight per server to the mesh. nginx's own
+ * failure handling stays: a server that is down, at max_conns, failed max_fails times
+ * within fail_timeout, or already tried by this request is not used; the module then asks
+ * again (four picks) and falls back to nginx's weighted round-robin, which also handles
+ * backup servers and proxy_next_upstream. Configured weights are the library's prior for
+ * each server's capacity; `shivya_weight_law "<expr>";` replaces the weight law (checked
+ * at `nginx -t`).
  *
  * Event loop. The node's UDP socket is an nginx connection with a read handler, and
  * shivya_next_timeout_ms() arms an nginx timer: no thread, no busy loop.
@@ -46,12 +45,13 @@
 #include <shivya.h>
 
 #define SHIVYA_MAX_SERVERS 48
-#define SHIVYA_MAX_WEIGHT 20
+#define SHIVYA_PICK_TRIES 4
 
 typedef struct {
     ngx_str_t                      listen;
     ngx_array_t                   *peers; /* of ngx_str_t */
     ngx_http_upstream_srv_conf_t  *uscf;
+    ngx_str_t                      law; /* empty: the library's default */
 } ngx_http_shivya_main_conf_t;
 
 typedef struct {
@@ -71,15 +71,15 @@ static ngx_event_t                     ngx_shivya_timer;
 static ngx_http_upstream_rr_peers_t   *ngx_shivya_rr;
 static ngx_uint_t                      ngx_shivya_n;
 static ngx_uint_t                      ngx_shivya_inflight[SHIVYA_MAX_SERVERS];
-static double                          ngx_shivya_rt[SHIVYA_MAX_SERVERS];
-static ngx_int_t                       ngx_shivya_base_weight[SHIVYA_MAX_SERVERS];
-static ngx_int_t                       ngx_shivya_weight[SHIVYA_MAX_SERVERS];
+static double                          ngx_shivya_rt[SHIVYA_MAX_SERVERS]; /* for display */
+static ngx_uint_t                      ngx_shivya_fallbacks;
 
 static void *ngx_http_shivya_create_main_conf(ngx_conf_t *cf);
 static void *ngx_http_shivya_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_shivya_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child);
 static char *ngx_http_shivya_listen(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_shivya_peer(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_http_shivya_weight_law(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_shivya_upstream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_shivya_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_shivya_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
@@ -91,6 +91,8 @@ static ngx_command_t ngx_http_shivya_commands[] = {
       ngx_http_shivya_listen, NGX_HTTP_MAIN_CONF_OFFSET, 0, NULL },
     { ngx_string("shivya_peer"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
       ngx_http_shivya_peer, NGX_HTTP_MAIN_CONF_OFFSET, 0, NULL },
+    { ngx_string("shivya_weight_law"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
+      ngx_http_shivya_weight_law, NGX_HTTP_MAIN_CONF_OFFSET, 0, NULL },
     { ngx_string("shivya"), NGX_HTTP_UPS_CONF | NGX_CONF_NOARGS,
       ngx_http_shivya_upstream, 0, 0, NULL },
     { ngx_string("shivya_status"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS,
@@ -187,6 +189,32 @@ static char *ngx_http_shivya_peer(ngx_conf_t *cf, ngx_command_t *cmd, void *conf
     return NGX_CONF_OK;
 }
 
+/* shivya_weight_law "<expr>": refused at configuration time when the library refuses it. */
+static char *ngx_http_shivya_weight_law(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) {
+    ngx_http_shivya_main_conf_t *mcf = conf;
+    ngx_str_t *value = cf->args->elts;
+    shivya_config *c = NULL;
+    u_char *law;
+    shivya_status st;
+    if (mcf->law.len) return "is duplicate";
+    law = ngx_pnalloc(cf->pool, value[1].len + 1);
+    if (law == NULL) return NGX_CONF_ERROR;
+    ngx_memcpy(law, value[1].data, value[1].len);
+    law[value[1].len] = '\0';
+    if (shivya_config_new(&c) != SHIVYA_OK) return NGX_CONF_ERROR;
+    st = shivya_config_set_weight_law(c, (const char *) law);
+    shivya_config_free(c);
+    if (st != SHIVYA_OK) {
+        char msg[256];
+        shivya_last_error_message(msg, sizeof(msg));
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid shivya_weight_law \"%V\": %s", &value[1], msg);
+        return NGX_CONF_ERROR;
+    }
+    mcf->law.data = law;
+    mcf->law.len = value[1].len;
+    return NGX_CONF_OK;
+}
+
 static ngx_int_t ngx_http_shivya_init_peer(ngx_http_request_t *r, ngx_http_upstream_srv_conf_t *us);
 
 static ngx_int_t ngx_http_shivya_init_upstream(ngx_conf_t *cf, ngx_http_upstream_srv_conf_t *us) {
@@ -231,28 +259,80 @@ static ngx_int_t ngx_http_shivya_peer_index(ngx_http_upstream_rr_peer_t *target)
     return -1;
 }
 
+/* Whether peer `peer` (bit `m` of word `w` in the tried map) may take this request now. */
+static int ngx_http_shivya_usable(ngx_http_upstream_rr_peer_data_t *rrp, ngx_http_upstream_rr_peer_t *peer,
+                                  ngx_uint_t w, uintptr_t m, time_t now) {
+    if (peer->down || (rrp->tried[w] & m)) return 0;
+    if (peer->max_fails && peer->fails >= peer->max_fails && now - peer->checked <= peer->fail_timeout) return 0;
+    if (peer->max_conns && peer->conns >= peer->max_conns) return 0;
+    return 1;
+}
+
+/* The library picks; nginx's rules (down, tried, max_fails, max_conns) veto; round-robin
+ * is the fallback. */
 static ngx_int_t ngx_http_shivya_get_peer(ngx_peer_connection_t *pc, void *data) {
     ngx_http_shivya_peer_data_t *spd = data;
-    ngx_int_t rc = ngx_http_upstream_get_round_robin_peer(pc, &spd->rrp);
-    ngx_int_t i;
+    ngx_http_upstream_rr_peer_data_t *rrp = &spd->rrp;
+    ngx_http_upstream_rr_peers_t *peers = rrp->peers;
+    ngx_http_upstream_rr_peer_t *peer = NULL;
+    ngx_uint_t i = 0, k, w = 0;
+    uintptr_t m = 0;
+    uint32_t pick;
+    time_t now = ngx_time();
+    ngx_int_t rc;
+
     spd->index = NGX_CONF_UNSET_UINT;
-    if (rc != NGX_OK) return rc;
-    i = ngx_http_shivya_peer_index(spd->rrp.current);
-    if (i >= 0 && (ngx_uint_t) i < ngx_shivya_n) {
-        spd->index = (ngx_uint_t) i;
-        spd->start = ngx_current_msec;
-        ngx_shivya_inflight[i]++;
+    if (ngx_shivya_node != NULL && peers == ngx_shivya_rr && peers->number == ngx_shivya_n) {
+        ngx_http_upstream_rr_peers_wlock(peers);
+        for (k = 0; k < SHIVYA_PICK_TRIES && peer == NULL; k++) {
+            ngx_http_upstream_rr_peer_t *p;
+            if (shivya_pick(ngx_shivya_node, ngx_current_msec, &pick) != SHIVYA_OK || pick >= ngx_shivya_n) break;
+            for (p = peers->peer, i = 0; p && i < pick; p = p->next, i++) { /* walk to `pick` */ }
+            if (p == NULL) break;
+            w = i / (8 * sizeof(uintptr_t));
+            m = (uintptr_t) 1 << i % (8 * sizeof(uintptr_t));
+            if (ngx_http_shivya_usable(rrp, p, w, m, now)) peer = p;
+        }
+        if (peer != NULL) {
+            rrp->current = peer;
+            rrp->tried[w] |= m;
+            pc->sockaddr = peer->sockaddr;
+            pc->socklen = peer->socklen;
+            pc->name = &peer->name;
+            peer->conns++;
+            if (now - peer->checked > peer->fail_timeout) peer->checked = now;
+        }
+        ngx_http_upstream_rr_peers_unlock(peers);
     }
-    return rc;
+    if (peer == NULL) {
+        /* Nothing usable among the picks (or no node): nginx's round-robin decides. */
+        ngx_shivya_fallbacks++;
+        rc = ngx_http_upstream_get_round_robin_peer(pc, rrp);
+        if (rc != NGX_OK) return rc;
+        {
+            ngx_int_t found = ngx_http_shivya_peer_index(rrp->current);
+            if (found < 0 || (ngx_uint_t) found >= ngx_shivya_n) return rc;
+            i = (ngx_uint_t) found;
+        }
+    }
+    spd->index = i;
+    spd->start = ngx_current_msec;
+    ngx_shivya_inflight[i]++;
+    if (ngx_shivya_node != NULL) (void) shivya_request_started(ngx_shivya_node, (uint32_t) i, ngx_current_msec);
+    return NGX_OK;
 }
 
 static void ngx_http_shivya_free_peer(ngx_peer_connection_t *pc, void *data, ngx_uint_t state) {
     ngx_http_shivya_peer_data_t *spd = data;
     if (spd->index != NGX_CONF_UNSET_UINT && spd->index < ngx_shivya_n) {
         ngx_uint_t i = spd->index;
-        double rt = (state & NGX_PEER_FAILED) ? 1000.0 : (double) (ngx_current_msec - spd->start);
+        double rt = (double) (ngx_current_msec - spd->start);
+        uint32_t outcome = (state & NGX_PEER_FAILED) ? SHIVYA_OUTCOME_FAILED : SHIVYA_OUTCOME_OK;
         if (ngx_shivya_inflight[i] > 0) ngx_shivya_inflight[i]--;
         ngx_shivya_rt[i] = ngx_shivya_rt[i] == 0.0 ? rt : 0.8 * ngx_shivya_rt[i] + 0.2 * rt;
+        if (ngx_shivya_node != NULL) {
+            (void) shivya_request_finished(ngx_shivya_node, (uint32_t) i, rt, outcome, ngx_current_msec);
+        }
         spd->index = NGX_CONF_UNSET_UINT;
     }
     ngx_http_upstream_free_round_robin_peer(pc, &spd->rrp, state);
@@ -269,56 +349,17 @@ static ngx_int_t ngx_http_shivya_init_peer(ngx_http_request_t *r, ngx_http_upstr
     return NGX_OK;
 }
 
-/* Sets round-robin weights from the settled routes (configured weights when there are none). */
-static void ngx_http_shivya_apply_weights(void) {
-    shivya_route routes[SHIVYA_MAX_SERVERS * SHIVYA_MAX_SERVERS / 2];
-    double net[SHIVYA_MAX_SERVERS], lo = 0, hi = 0;
-    size_t len = 0, k;
-    ngx_uint_t i;
-    ngx_http_upstream_rr_peer_t *p;
-    int have = shivya_settle(ngx_shivya_node, routes, sizeof(routes) / sizeof(routes[0]), &len) == SHIVYA_OK
-               && len > 0;
-    for (i = 0; i < ngx_shivya_n; i++) net[i] = 0;
-    for (k = 0; have && k < len; k++) {
-        if (routes[k].src < ngx_shivya_n) net[routes[k].src] -= routes[k].rate;
-        if (routes[k].dst < ngx_shivya_n) net[routes[k].dst] += routes[k].rate;
-    }
-    for (i = 0; i < ngx_shivya_n; i++) {
-        if (i == 0 || net[i] < lo) lo = net[i];
-        if (i == 0 || net[i] > hi) hi = net[i];
-    }
-    for (i = 0; i < ngx_shivya_n; i++) {
-        if (!have || hi - lo <= 1e-9) {
-            ngx_shivya_weight[i] = ngx_shivya_base_weight[i];
-        } else {
-            ngx_shivya_weight[i] = 1 + (ngx_int_t) (0.5 + (SHIVYA_MAX_WEIGHT - 1) * (net[i] - lo) / (hi - lo));
-        }
-    }
-    for (i = 0, p = ngx_shivya_rr->peer; p && i < ngx_shivya_n; p = p->next, i++) {
-        if (p->weight != ngx_shivya_weight[i]) {
-            p->weight = ngx_shivya_weight[i];
-            p->effective_weight = ngx_shivya_weight[i];
-            p->current_weight = 0;
-        }
-    }
-}
-
 /* ---------------------------------------------------------------------------------- */
 /* Event loop integration */
 
 static void ngx_http_shivya_drive(ngx_log_t *log) {
     uint64_t wait = 1000;
-    ngx_uint_t i;
     if (ngx_shivya_node == NULL) return;
-    for (i = 0; i < ngx_shivya_n; i++) {
-        (void) shivya_record_queue_len(ngx_shivya_node, (uint32_t) i, (double) ngx_shivya_inflight[i] + ngx_shivya_rt[i]);
-    }
     if (shivya_step(ngx_shivya_node, ngx_current_msec) != SHIVYA_OK) {
         char msg[256];
         shivya_last_error_message(msg, sizeof(msg));
         ngx_log_error(NGX_LOG_WARN, log, 0, "shivya: step failed: %s", msg);
     }
-    ngx_http_shivya_apply_weights();
     (void) shivya_next_timeout_ms(ngx_shivya_node, ngx_current_msec, &wait);
     if (wait < 1) wait = 1;
     if (wait > 1000) wait = 1000;
@@ -399,8 +440,7 @@ static ngx_int_t ngx_http_shivya_init_process(ngx_cycle_t *cycle) {
     if (mcf == NULL || mcf->uscf == NULL || mcf->uscf->peer.data == NULL) return NGX_OK;
     ngx_shivya_rr = mcf->uscf->peer.data;
     ngx_shivya_n = ngx_shivya_rr->number;
-    for (i = 0, p = ngx_shivya_rr->peer; p && i < ngx_shivya_n; p = p->next, i++) {
-        ngx_shivya_base_weight[i] = p->weight;
+    for (i = 0; i < ngx_shivya_n; i++) {
         ngx_shivya_inflight[i] = 0;
         ngx_shivya_rt[i] = 0;
     }
@@ -436,6 +476,13 @@ static ngx_int_t ngx_http_shivya_init_process(ngx_cycle_t *cycle) {
         return NGX_ERROR;
     }
     (void) shivya_config_set_topology(cfg, (uint32_t) ngx_shivya_n, NULL, 0);
+    if (mcf->law.len && shivya_config_set_weight_law(cfg, (const char *) mcf->law.data) != SHIVYA_OK) {
+        char msg[256];
+        shivya_last_error_message(msg, sizeof(msg));
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0, "shivya: weight law refused: %s", msg);
+        shivya_config_free(cfg);
+        return NGX_ERROR;
+    }
     if (shivya_node_new(cfg, ngx_current_msec, &ngx_shivya_node) != SHIVYA_OK) {
         char msg[256];
         shivya_last_error_message(msg, sizeof(msg));
@@ -444,6 +491,9 @@ static ngx_int_t ngx_http_shivya_init_process(ngx_cycle_t *cycle) {
         return NGX_ERROR;
     }
     shivya_config_free(cfg);
+    for (i = 0, p = ngx_shivya_rr->peer; p && i < ngx_shivya_n; p = p->next, i++) {
+        (void) shivya_set_backend_weight(ngx_shivya_node, (uint32_t) i, (double) p->weight);
+    }
 
     fd = shivya_fd(ngx_shivya_node);
     ngx_shivya_conn = ngx_get_connection(fd, cycle->log);
@@ -477,6 +527,27 @@ static ngx_int_t ngx_http_shivya_begin(ngx_http_request_t *r, shivya_snapshot *s
     if (ngx_shivya_node == NULL) return NGX_HTTP_SERVICE_UNAVAILABLE;
     if (shivya_node_snapshot(ngx_shivya_node, s) != SHIVYA_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
     return NGX_OK;
+}
+
+/* The library's dispatch share and capacity signal ("split", "cull" or "") per server. */
+static void ngx_http_shivya_decisions(double *share, const char **signal) {
+    shivya_capacity_signal sig[SHIVYA_MAX_SERVERS];
+    size_t n = 0, k;
+    ngx_uint_t i;
+    for (i = 0; i < ngx_shivya_n; i++) {
+        share[i] = 0;
+        signal[i] = "";
+    }
+    if (shivya_weights(ngx_shivya_node, share, ngx_shivya_n, &n) != SHIVYA_OK) {
+        for (i = 0; i < ngx_shivya_n; i++) share[i] = 0;
+    }
+    if (shivya_capacity_signals(ngx_shivya_node, sig, SHIVYA_MAX_SERVERS, &n) == SHIVYA_OK) {
+        for (k = 0; k < n; k++) {
+            if (sig[k].backend < ngx_shivya_n) {
+                signal[sig[k].backend] = sig[k].kind == SHIVYA_SIGNAL_SPLIT ? "split" : "cull";
+            }
+        }
+    }
 }
 
 /* Writes `name` JSON-escaped (which also escapes it for a Prometheus label) if it fits. */
@@ -520,8 +591,13 @@ static ngx_int_t ngx_http_shivya_status_handler(ngx_http_request_t *r) {
     ngx_uint_t i;
     ngx_http_upstream_rr_peer_t *pp;
     ngx_int_t rc;
+    double share[SHIVYA_MAX_SERVERS];
+    const char *signal[SHIVYA_MAX_SERVERS];
+    uint64_t view = 0;
 
     if ((rc = ngx_http_shivya_begin(r, &s)) != NGX_OK) return rc;
+    ngx_http_shivya_decisions(share, signal);
+    (void) shivya_view_digest(ngx_shivya_node, &view);
     /* Ask for the counts, then fetch into buffers of that size. */
     (void) shivya_settle(ngx_shivya_node, NULL, 0, &nr);
     (void) shivya_peers(ngx_shivya_node, NULL, 0, &np);
@@ -538,7 +614,7 @@ static ngx_int_t ngx_http_shivya_status_handler(ngx_http_request_t *r) {
     cap = 256 + 2 * SHIVYA_ID_LEN + np * (SHIVYA_ADDR_LEN + 3) + nr * (3 * NGX_INT32_LEN + 64);
     pp = ngx_shivya_rr ? ngx_shivya_rr->peer : NULL;
     for (i = 0; i < ngx_shivya_n && pp; i++, pp = pp->next) {
-        cap += pp->name.len + ngx_escape_json(NULL, pp->name.data, pp->name.len) + 3 * NGX_INT64_LEN + 96;
+        cap += pp->name.len + ngx_escape_json(NULL, pp->name.data, pp->name.len) + 3 * NGX_INT64_LEN + 160;
     }
     b = ngx_create_temp_buf(r->pool, cap);
     if (b == NULL) return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -546,8 +622,10 @@ static ngx_int_t ngx_http_shivya_status_handler(ngx_http_request_t *r) {
     end = b->end;
     p = ngx_slprintf(p, end, "{\"id\":\"");
     for (k = 0; k < SHIVYA_ID_LEN; k++) p = ngx_slprintf(p, end, "%02xd", (ngx_uint_t) s.id[k]);
-    p = ngx_slprintf(p, end, "\",\"worker\":%ui,\"peer_count\":%uL,\"records\":%uL,\"peers\":[", ngx_worker,
-                     (uint64_t) s.peers, (uint64_t) s.records);
+    p = ngx_slprintf(p, end,
+                     "\",\"worker\":%ui,\"peer_count\":%uL,\"records\":%uL,\"view\":\"%016uxL\",\"fallbacks\":%ui,"
+                     "\"peers\":[",
+                     ngx_worker, (uint64_t) s.peers, (uint64_t) s.records, view, ngx_shivya_fallbacks);
     for (k = 0; k < np; k++) {
         peers[k].addr[SHIVYA_ADDR_LEN - 1] = '\0';
         p = ngx_slprintf(p, end, "%s\"%s\"", k ? "," : "", peers[k].addr);
@@ -562,12 +640,13 @@ static ngx_int_t ngx_http_shivya_status_handler(ngx_http_request_t *r) {
     p = ngx_slprintf(p, end, "],\"servers\":[");
     pp = ngx_shivya_rr ? ngx_shivya_rr->peer : NULL;
     for (i = 0; i < ngx_shivya_n && pp; i++, pp = pp->next) {
-        char rt[40];
+        char rt[40], sh[40];
         snprintf(rt, sizeof(rt), "%.3f", ngx_shivya_rt[i]);
+        snprintf(sh, sizeof(sh), "%.4f", share[i]);
         p = ngx_slprintf(p, end, "%s{\"name\":\"", i ? "," : "");
         p = ngx_http_shivya_put_escaped(p, end, &pp->name);
-        p = ngx_slprintf(p, end, "\",\"weight\":%i,\"in_flight\":%ui,\"rt_ms\":%s}", pp->weight,
-                         ngx_shivya_inflight[i], rt);
+        p = ngx_slprintf(p, end, "\",\"weight\":%i,\"share\":%s,\"in_flight\":%ui,\"rt_ms\":%s,\"signal\":\"%s\"}",
+                         pp->weight, sh, ngx_shivya_inflight[i], rt, signal[i]);
     }
     p = ngx_slprintf(p, end, "]}\n");
     if (p == end) {
@@ -592,12 +671,15 @@ static ngx_int_t ngx_http_shivya_metrics_handler(ngx_http_request_t *r) {
     ngx_uint_t i;
     ngx_http_upstream_rr_peer_t *pp;
     ngx_int_t rc;
+    double share[SHIVYA_MAX_SERVERS];
+    const char *signal[SHIVYA_MAX_SERVERS];
 
     if ((rc = ngx_http_shivya_begin(r, &s)) != NGX_OK) return rc;
+    ngx_http_shivya_decisions(share, signal);
     cap = 4096;
     pp = ngx_shivya_rr ? ngx_shivya_rr->peer : NULL;
     for (i = 0; i < ngx_shivya_n && pp; i++, pp = pp->next) {
-        cap += 3 * (pp->name.len + ngx_escape_json(NULL, pp->name.data, pp->name.len) + 128);
+        cap += 5 * (pp->name.len + ngx_escape_json(NULL, pp->name.data, pp->name.len) + 128);
     }
     b = ngx_create_temp_buf(r->pool, cap);
     if (b == NULL) return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -627,21 +709,26 @@ static ngx_int_t ngx_http_shivya_metrics_handler(ngx_http_request_t *r) {
     p = ngx_slprintf(p, end, "shivya_layer_steps_total{worker=\"%ui\"} %uL\n", ngx_worker, s.layer_steps);
     SHIVYA_FAMILY("shivya_layer_errors_total", "counter", "Failures inside layer-stack steps (the node goes on).");
     p = ngx_slprintf(p, end, "shivya_layer_errors_total{worker=\"%ui\"} %uL\n", ngx_worker, s.layer_errors);
+    SHIVYA_FAMILY("shivya_pick_fallbacks_total", "counter",
+                  "Requests nginx's round-robin placed because no pick was usable (down, tried, max_fails).");
+    p = ngx_slprintf(p, end, "shivya_pick_fallbacks_total{worker=\"%ui\"} %ui\n", ngx_worker, ngx_shivya_fallbacks);
     {
-        static const char *names[3] = {"shivya_server_weight", "shivya_server_in_flight",
-                                       "shivya_server_response_time_ms"};
-        static const char *helps[3] = {"Round-robin weight the mesh gives the server (1..20).",
+        static const char *names[4] = {"shivya_server_share", "shivya_server_in_flight",
+                                       "shivya_server_response_time_ms", "shivya_server_capacity_signal"};
+        static const char *helps[4] = {"Share of candidates the library's weights give the server (0..1).",
                                        "Requests this worker has in flight at the server.",
-                                       "Exponentially weighted mean response time of the server, ms."};
+                                       "Exponentially weighted mean response time of the server, ms.",
+                                       "Capacity signal of the merged records: 1 split (add capacity), -1 cull (drainable), 0 none."};
         ngx_uint_t m;
-        for (m = 0; m < 3; m++) {
+        for (m = 0; m < 4; m++) {
             p = ngx_slprintf(p, end, "# HELP %s %s\n# TYPE %s gauge\n", names[m], helps[m], names[m]);
             pp = ngx_shivya_rr ? ngx_shivya_rr->peer : NULL;
             for (i = 0; i < ngx_shivya_n && pp; i++, pp = pp->next) {
                 char v[40];
-                if (m == 0) snprintf(v, sizeof(v), "%ld", (long) pp->weight);
+                if (m == 0) snprintf(v, sizeof(v), "%.4f", share[i]);
                 else if (m == 1) snprintf(v, sizeof(v), "%lu", (unsigned long) ngx_shivya_inflight[i]);
-                else snprintf(v, sizeof(v), "%.3f", ngx_shivya_rt[i]);
+                else if (m == 2) snprintf(v, sizeof(v), "%.3f", ngx_shivya_rt[i]);
+                else snprintf(v, sizeof(v), "%d", signal[i][0] == 's' ? 1 : signal[i][0] == 'c' ? -1 : 0);
                 p = ngx_slprintf(p, end, "%s{worker=\"%ui\",server=\"", names[m], ngx_worker);
                 p = ngx_http_shivya_put_escaped(p, end, &pp->name);
                 p = ngx_slprintf(p, end, "\"} %s\n", v);

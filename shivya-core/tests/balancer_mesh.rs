@@ -85,9 +85,15 @@ fn capacity_signals_are_identical_wherever_the_records_are() {
         reference.contains(&CapacitySignal::Cull { backend: 4 }),
         "{reference:?}"
     );
+    let digest = sim.nodes[0].records().view_digest();
     for i in 1..n {
         assert_eq!(sim.nodes[i].capacity_signals(), &reference[..], "node {i}");
+        assert_eq!(sim.nodes[i].records().view_digest(), digest, "node {i}");
     }
+    // One more request somewhere: a new version, a new digest once the step publishes it.
+    sim.nodes[3].request_started(0, 10_000).unwrap();
+    sim.run_until(10_200);
+    assert_ne!(sim.nodes[3].records().view_digest(), digest);
 }
 
 #[test]

@@ -168,3 +168,17 @@ pub extern "C" fn shivya_capacity_signals(
         unsafe { fill_buffer(buf, cap, len, &signals, "capacity signals") }
     })
 }
+
+/// Writes to `*out` a fingerprint of the records this node holds (FNV-1a over every
+/// `(origin, version)`): nodes holding the same records report the same value, so an
+/// operator can see whether balancers share one view.
+#[no_mangle]
+pub extern "C" fn shivya_view_digest(node: *const shivya_node, out: *mut u64) -> shivya_status {
+    guard(|| {
+        // SAFETY: as above.
+        let n = unsafe { try_ref(node, "node")? }.enter()?;
+        let digest = n.state().records().view_digest();
+        // SAFETY: as above.
+        unsafe { write_out(out, digest, "out") }
+    })
+}

@@ -2,9 +2,9 @@
 on loopback, one of them 10x slower. Standard library only.
 
 Checks: the slow backend's share of a bounded load falls well below 1/3; both instances'
-/shivya_status list each other and settle to identical routes; under steady traffic, five
-reloads and a binary upgrade of one instance fail no request and leave both instances
-sharing one view; a SIGKILLed worker is respawned and rejoins, failing at most the
+/shivya_status list each other and come to hold the same records (equal view digests);
+under steady traffic, five reloads and a binary upgrade of one instance fail no request
+and leave both instances sharing one view; a SIGKILLed worker is respawned and rejoins, failing at most the
 requests it held; a 48-server upstream's status is complete, valid JSON; with one backend
 killed every request still succeeds; `nginx -t` rejects bad directive arguments by name.
 """
@@ -174,6 +174,7 @@ def wait_for(what, f, deadline=15):
 
 def check_bad_directives(tmp, backends):
     cases = [
+        ('shivya_weight_law "weight / latency";', "shivya_weight_law"),
         ("shivya_listen not-an-address;", "shivya_listen"),
         ("shivya_peer 127.0.0.1;", "shivya_peer"),
         ("shivya_listen 127.0.0.1:70000;", "shivya_listen"),
@@ -183,7 +184,7 @@ def check_bad_directives(tmp, backends):
         os.makedirs(d)
         conf = write_conf(d, free_port(), free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM), backends)
         text = open(conf).read()
-        text = text.replace("    shivya_listen", "    " + bad + "\n    shivya_listen", 1) if "peer" in needle else \
+        text = text.replace("    shivya_listen", "    " + bad + "\n    shivya_listen", 1) if needle != "shivya_listen" else \
             text.replace(text[text.index("    shivya_listen"):text.index("\n", text.index("    shivya_listen"))], "    " + bad)
         open(conf, "w").write(text)
         r = subprocess.run([NGINX, "-t", "-p", d, "-c", conf], capture_output=True, text=True)
@@ -298,17 +299,21 @@ def reloads_upgrade_and_a_killed_worker(dirs, http_ports, master):
     print(f"worker SIGKILL under traffic: {ok} requests ok in all, {failed} failed (at most 4 allowed)")
     assert failed <= 4, f"{failed} requests failed: {traffic.errors[:5]}"
     # Both instances share one view again.
-    def same():
-        a, b = status(http_ports[0]), status(http_ports[1])
-        return a["routes"] and a["routes"] == b["routes"] and a["records"] == 2 == b["records"]
-    wait_for("identical routes on both instances after the operator actions", same, deadline=20)
+    wait_for("one view on both instances after the operator actions",
+             lambda: same_view(http_ports), deadline=20)
     return new_master
+
+
+def same_view(http_ports):
+    """Both instances hold the same two records (equal view digests)."""
+    a, b = status(http_ports[0]), status(http_ports[1])
+    return a["records"] == 2 == b["records"] and a["view"] == b["view"]
 
 
 def big_upstream_status_is_valid_json(tmp):
     """A 48-server upstream (the most one record holds), every server answering at its own
-    pace, so the mesh settles flows on most of its 1 128 edges: /shivya_status must be
-    complete JSON (it used to be cut at 16 KiB)."""
+    pace; while requests are in flight the mesh settles flows on most of its 1 128 edges:
+    /shivya_status must be complete JSON (it used to be cut at 16 KiB)."""
     backends = [Backend(f"b{k}", 0.001 * (1 + k % 7)) for k in range(48)]
     d = os.path.join(tmp, "big")
     os.makedirs(d)
@@ -317,22 +322,36 @@ def big_upstream_status_is_valid_json(tmp):
     p = subprocess.Popen([NGINX, "-p", d, "-c", conf], stderr=subprocess.DEVNULL)
     try:
         wait_for("nginx with 48 servers up", lambda: _up(http_port))
-        with ThreadPoolExecutor(max_workers=8) as ex:
-            codes = list(ex.map(lambda _: get(f"http://127.0.0.1:{http_port}/x")[0], range(480)))
-        assert all(c == 200 for c in codes)
+        # Requests stay in flight (the library publishes them) while the status is read.
+        stop = threading.Event()
+        codes = []
+
+        def load():
+            while not stop.is_set():
+                codes.append(get(f"http://127.0.0.1:{http_port}/x")[0])
+        loaders = [threading.Thread(target=load) for _ in range(24)]
+        for t in loaders:
+            t.start()
 
         def big():
             body = get(f"http://127.0.0.1:{http_port}/shivya_status")[1]
             doc = json.loads(body)  # raises on a cut document
             assert len(doc["servers"]) == 48, len(doc["servers"])
             return len(body) > 16384 and len(doc["routes"]) > 200, body, doc
-        wait_for("a status of more than 16 KiB", lambda: big()[0])
-        _, body, doc = big()
+        try:
+            wait_for("a status of more than 16 KiB", lambda: big()[0])
+            _, body, doc = big()
+        finally:
+            stop.set()
+            for t in loaders:
+                t.join()
+        assert codes and all(c == 200 for c in codes)
+        assert abs(sum(s["share"] for s in doc["servers"]) - 1.0) < 0.01, doc["servers"]
         print(f"48-server upstream: /shivya_status is {len(body)} bytes of valid JSON, "
               f"{len(doc['routes'])} routes")
         m = parse_metrics(get(f"http://127.0.0.1:{http_port}/shivya_metrics")[1])
-        weights = [k for k in m if k[0] == "shivya_server_weight"]
-        assert len(weights) == 48, len(weights)
+        shares = [k for k in m if k[0] == "shivya_server_share"]
+        assert len(shares) == 48, len(shares)
         print(f"48-server upstream: /shivya_metrics parses, {len(m)} samples")
     finally:
         p.terminate()
@@ -388,24 +407,21 @@ def main():
         assert total == REQUESTS
         assert share < SLOW_SHARE_BOUND, f"slow backend share {share:.3f}"
 
-        # Both instances settle to the same routes once the load is over.
-        def same():
-            a, b = status(http_ports[0]), status(http_ports[1])
-            return a["routes"] and a["routes"] == b["routes"] and a["records"] == 2 == b["records"]
-        wait_for("identical settled routes on both instances", same)
+        # Both instances come to hold the same records once the load is over.
+        wait_for("one view on both instances", lambda: same_view(http_ports))
         s0, s1 = status(http_ports[0]), status(http_ports[1])
         assert f"127.0.0.1:{udp[1]}" in s0["peers"] and f"127.0.0.1:{udp[0]}" in s1["peers"]
-        print("routes on both instances:", s0["routes"])
+        print("view digest on both instances:", s0["view"])
         # The Prometheus exposition agrees with the JSON status.
         m = parse_metrics(get(f"http://127.0.0.1:{http_ports[0]}/shivya_metrics")[1])
         assert m[("shivya_peers", (("worker", "0"),))] == s0["peer_count"] >= 1
         assert m[("shivya_records", (("worker", "0"),))] == 2
         for srv in s0["servers"]:
             key = (("worker", "0"), ("server", srv["name"]))
-            assert m[("shivya_server_weight", key)] == srv["weight"], (srv, m)
+            assert abs(m[("shivya_server_share", key)] - srv["share"]) < 1e-3, (srv, m)
         assert m[("shivya_frames_total", (("worker", "0"), ("direction", "in")))] > 0
         print(f"/shivya_metrics: {len(m)} samples, Prometheus text format")
-        print("weights:", [(s["name"], s["weight"]) for s in s0["servers"]])
+        print("shares:", [(s["name"], s["share"]) for s in s0["servers"]])
 
         masters.append(reloads_upgrade_and_a_killed_worker(dirs, http_ports, masters[0]))
 

@@ -89,6 +89,21 @@ impl RecordStore {
         self.records.get(origin).map_or(0, |r| r.version)
     }
 
+    /// A fingerprint of which records are held: FNV-1a over every `(origin, version)` in
+    /// origin order. Nodes holding the same records have the same digest (operators
+    /// compare it to see whether balancers share one view); different sets differ except
+    /// by a 64-bit accident.
+    pub fn view_digest(&self) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for r in self.records.values() {
+            for b in r.origin.0.iter().chain(r.version.to_le_bytes().iter()) {
+                h ^= u64::from(*b);
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        h
+    }
+
     /// Moves whenever a record is stored: equal generations mean equal contents, so a
     /// result computed from the records stays valid while it stands still.
     pub fn generation(&self) -> u64 {
