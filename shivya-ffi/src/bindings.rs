@@ -153,6 +153,9 @@ pub struct ShivyaConfig {
     pub incarnation: u64,
     /// Shared mesh key (≥ 16 bytes) for HMAC-authenticated frames; `None` = off.
     pub auth_key: Option<Vec<u8>>,
+    /// The balancer's weight law (see the C `shivya_config_set_weight_law`); `None` = the
+    /// library's default.
+    pub weight_law: Option<String>,
 }
 
 /// The default settings (127.0.0.1:0, seed 1, step 100 ms, K 4, 4 vertices, complete).
@@ -171,6 +174,7 @@ pub fn default_config() -> ShivyaConfig {
         gradient_only: false,
         incarnation: 0,
         auth_key: None,
+        weight_law: None,
     }
 }
 
@@ -200,6 +204,7 @@ impl TryFrom<&ShivyaConfig> for NodeConfig {
             None => None,
         };
         n.settle_mode = settle_mode(c.gradient_only);
+        n.balancer.law = c.weight_law.clone();
         n.validate()?;
         Ok(n)
     }
@@ -241,6 +246,35 @@ pub struct NodeStatus {
     pub frames_out: u64,
     /// Datagrams dropped, all reasons.
     pub dropped: u64,
+}
+
+/// How a request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum Outcome {
+    /// An answer.
+    Ok,
+    /// An error or a timeout.
+    Failed,
+    /// The backend refused it.
+    Refused,
+}
+
+/// What a capacity signal asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum SignalKind {
+    /// The backend is saturated: add capacity beside it.
+    Split,
+    /// The backend is idle: it can be drained.
+    Cull,
+}
+
+/// A capacity signal for one backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
+pub struct CapacitySignal {
+    /// The backend (a vertex).
+    pub backend: u32,
+    /// Split or cull.
+    pub kind: SignalKind,
 }
 
 /// A routing-table peer.
@@ -318,6 +352,78 @@ impl ShivyaNode {
     /// Records the rate at which this node moves work from `src` to `dst`.
     pub fn record_offload(&self, src: u32, dst: u32, rate: f64) -> Result<(), ShivyaError> {
         self.with(|n| Ok(n.record_offload(src, dst, rate)?))
+    }
+
+    /// The backend (a vertex) for the next request; report it with `request_started`.
+    pub fn pick(&self, now_ms: u64) -> Result<u32, ShivyaError> {
+        self.with(|n| {
+            n.state_mut()
+                .pick(now_ms)
+                .ok_or_else(|| invalid("the topology has no vertices to pick from"))
+        })
+    }
+
+    /// A request went to `backend` at `now_ms`.
+    pub fn request_started(&self, backend: u32, now_ms: u64) -> Result<(), ShivyaError> {
+        self.with(|n| Ok(n.state_mut().request_started(backend, now_ms)?))
+    }
+
+    /// A request to `backend` ended at `now_ms` after `latency_ms`, with `outcome`.
+    pub fn request_finished(
+        &self,
+        backend: u32,
+        latency_ms: f64,
+        outcome: Outcome,
+        now_ms: u64,
+    ) -> Result<(), ShivyaError> {
+        let outcome = match outcome {
+            Outcome::Ok => shivya_core::balancer::Outcome::Ok,
+            Outcome::Failed => shivya_core::balancer::Outcome::Failed,
+            Outcome::Refused => shivya_core::balancer::Outcome::Refused,
+        };
+        self.with(|n| {
+            Ok(n.state_mut()
+                .request_finished(backend, latency_ms, outcome, now_ms)?)
+        })
+    }
+
+    /// Sets the configured weight of `backend` (the prior for its capacity; 1 by default).
+    pub fn set_backend_weight(&self, backend: u32, weight: f64) -> Result<(), ShivyaError> {
+        self.with(|n| Ok(n.state_mut().set_backend_weight(backend, weight)?))
+    }
+
+    /// The dispatch weights, one per backend, summing to 1.
+    pub fn weights(&self) -> Result<Vec<f64>, ShivyaError> {
+        self.with(|n| {
+            let mut w = vec![0.0; n.state().balancer().len()];
+            n.state().weights(&mut w)?;
+            Ok(w)
+        })
+    }
+
+    /// The capacity signals of the merged records.
+    pub fn capacity_signals(&self) -> Result<Vec<CapacitySignal>, ShivyaError> {
+        self.with(|n| {
+            Ok(n.state()
+                .capacity_signals()
+                .iter()
+                .map(|s| match *s {
+                    shivya_core::balancer::CapacitySignal::Split { backend } => CapacitySignal {
+                        backend,
+                        kind: SignalKind::Split,
+                    },
+                    shivya_core::balancer::CapacitySignal::Cull { backend } => CapacitySignal {
+                        backend,
+                        kind: SignalKind::Cull,
+                    },
+                })
+                .collect())
+        })
+    }
+
+    /// A digest of the records held: equal on nodes holding the same records.
+    pub fn view_digest(&self) -> Result<u64, ShivyaError> {
+        self.with(|n| Ok(n.state().records().view_digest()))
     }
 
     /// The settled routes.

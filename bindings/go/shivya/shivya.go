@@ -82,6 +82,7 @@ type Config struct {
 	GradientOnly   bool        // settle keeps only the gradient part
 	Incarnation    uint64      // versions start at Incarnation<<20; use wall-clock ms when restarting without state
 	AuthKey        []byte      // shared mesh key (>= 16 bytes) for authenticated frames; nil = off
+	WeightLaw      string      // the balancer's weight law; "" = the library's default
 }
 
 func withCString(s string, f func(*C.char) C.enum_shivya_status) error {
@@ -144,6 +145,11 @@ func (c *Config) build() (*C.shivya_config, error) {
 	}
 	if err := check(C.shivya_config_set_incarnation(cfg, C.uint64_t(c.Incarnation))); err != nil {
 		return fail(err)
+	}
+	if c.WeightLaw != "" {
+		if err := withCString(c.WeightLaw, func(s *C.char) C.enum_shivya_status { return C.shivya_config_set_weight_law(cfg, s) }); err != nil {
+			return fail(err)
+		}
 	}
 	if len(c.AuthKey) > 0 {
 		k := C.CBytes(c.AuthKey)
@@ -230,6 +236,70 @@ func (n *Node) RecordOffload(src, dst uint32, rate float64) error {
 	return n.do(func(p *C.shivya_node) error {
 		return check(C.shivya_record_offload(p, C.uint32_t(src), C.uint32_t(dst), C.double(rate)))
 	})
+}
+
+// Outcome is how a request ended.
+type Outcome uint32
+
+// The outcomes, as the C header numbers them.
+const (
+	OutcomeOK      Outcome = C.SHIVYA_OUTCOME_OK
+	OutcomeFailed  Outcome = C.SHIVYA_OUTCOME_FAILED
+	OutcomeRefused Outcome = C.SHIVYA_OUTCOME_REFUSED
+)
+
+// Pick returns the backend (a vertex) for the next request; report it with RequestStarted.
+func (n *Node) Pick(nowMs uint64) (uint32, error) {
+	var b C.uint32_t
+	err := n.do(func(p *C.shivya_node) error { return check(C.shivya_pick(p, C.uint64_t(nowMs), &b)) })
+	return uint32(b), err
+}
+
+// RequestStarted reports that a request went to backend at nowMs.
+func (n *Node) RequestStarted(backend uint32, nowMs uint64) error {
+	return n.do(func(p *C.shivya_node) error {
+		return check(C.shivya_request_started(p, C.uint32_t(backend), C.uint64_t(nowMs)))
+	})
+}
+
+// RequestFinished reports that a request to backend ended at nowMs after latencyMs.
+func (n *Node) RequestFinished(backend uint32, latencyMs float64, outcome Outcome, nowMs uint64) error {
+	return n.do(func(p *C.shivya_node) error {
+		return check(C.shivya_request_finished(p, C.uint32_t(backend), C.double(latencyMs), C.uint32_t(outcome), C.uint64_t(nowMs)))
+	})
+}
+
+// SetBackendWeight sets the configured weight of backend (the prior for its capacity).
+func (n *Node) SetBackendWeight(backend uint32, weight float64) error {
+	return n.do(func(p *C.shivya_node) error {
+		return check(C.shivya_set_backend_weight(p, C.uint32_t(backend), C.double(weight)))
+	})
+}
+
+// Weights returns the dispatch weights, one per backend, summing to 1.
+func (n *Node) Weights() ([]float64, error) {
+	var out []float64
+	err := n.do(func(p *C.shivya_node) error {
+		var need C.size_t
+		s := C.shivya_weights(p, nil, 0, &need)
+		if s != C.SHIVYA_OK && s != C.SHIVYA_ERR_BUFFER_TOO_SHORT {
+			return check(s)
+		}
+		out = make([]float64, int(need))
+		if need == 0 {
+			return nil
+		}
+		var got C.size_t
+		return check(C.shivya_weights(p, (*C.double)(unsafe.Pointer(&out[0])), need, &got))
+	})
+	return out, err
+}
+
+// ViewDigest is a fingerprint of the records held: equal on nodes holding the same records.
+func (n *Node) ViewDigest() (uint64, error) {
+	var d C.uint64_t
+	err := n.do(func(p *C.shivya_node) error { return check(C.shivya_view_digest(p, &d)) })
+	return uint64(d), err
 }
 
 // Route is one settled route.

@@ -299,3 +299,79 @@ func TestAThousandScenariosKeepRSSStable(t *testing.T) {
 		t.Fatalf("RSS grew %d KiB over 1000 scenarios", growth)
 	}
 }
+
+func TestTheBalancerSeesAnotherBalancersLoad(t *testing.T) {
+	nodes := makeNodes(t, 3, 900)
+	defer func() {
+		for _, n := range nodes {
+			n.Close()
+		}
+	}()
+	runUntil(t, nodes, "discovery", func() bool {
+		for _, n := range nodes {
+			s, err := n.Status()
+			if err != nil || s.Peers < 2 {
+				return false
+			}
+		}
+		return true
+	})
+	for i := 0; i < 40; i++ {
+		if err := nodes[1].RequestStarted(2, nowMs()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for b := uint32(0); b < 3; b++ {
+		if err := nodes[0].RequestStarted(b, nowMs()); err != nil {
+			t.Fatal(err)
+		}
+		if err := nodes[0].RequestFinished(b, 10, OutcomeOK, nowMs()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	picksOf2 := func() int {
+		c := 0
+		for k := 0; k < 200; k++ {
+			b, err := nodes[0].Pick(nowMs())
+			if err != nil || b > 2 {
+				t.Fatalf("pick %d, %v", b, err)
+			}
+			if b == 2 {
+				c++
+			}
+		}
+		return c
+	}
+	before := picksOf2()
+	runUntil(t, nodes, "picks avoid the loaded backend", func() bool { return picksOf2() <= 10 })
+	if before <= 30 {
+		t.Fatalf("%d picks of backend 2 before the records arrived", before)
+	}
+	w, err := nodes[0].Weights()
+	if err != nil || len(w) != 3 || math.Abs(w[0]+w[1]+w[2]-1) > 1e-9 {
+		t.Fatalf("weights %v, %v", w, err)
+	}
+	runUntil(t, nodes, "one view", func() bool {
+		a, _ := nodes[0].ViewDigest()
+		b, _ := nodes[1].ViewDigest()
+		c, _ := nodes[2].ViewDigest()
+		return a == b && b == c
+	})
+	for _, bad := range []float64{math.NaN(), -1, math.Inf(1)} {
+		err := nodes[0].RequestFinished(0, bad, OutcomeFailed, nowMs())
+		var e *Error
+		if !errors.As(err, &e) || e.Status != InvalidArgument {
+			t.Fatalf("latency %v: %v", bad, err)
+		}
+	}
+	if err := nodes[0].RequestFinished(0, 1, Outcome(9), nowMs()); err == nil {
+		t.Fatal("outcome 9 accepted")
+	}
+	if err := nodes[0].RequestStarted(3, nowMs()); err == nil {
+		t.Fatal("backend 3 of 3 accepted")
+	}
+	if _, err := NewNode(Config{WeightLaw: "weight / latency"}, nowMs()); err == nil ||
+		!strings.Contains(err.Error(), "unknown name 'latency'") {
+		t.Fatalf("bad law: %v", err)
+	}
+}

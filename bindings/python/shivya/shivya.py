@@ -536,6 +536,8 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_shivya_checksum_method_shivyanode_block() != 13405:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_shivya_checksum_method_shivyanode_capacity_signals() != 54657:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_shivya_checksum_method_shivyanode_fd() != 2757:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_shivya_checksum_method_shivyanode_local_addr() != 19273:
@@ -544,9 +546,17 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_shivya_checksum_method_shivyanode_peers() != 33448:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_shivya_checksum_method_shivyanode_pick() != 11049:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_shivya_checksum_method_shivyanode_record_offload() != 52518:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_shivya_checksum_method_shivyanode_record_queue_len() != 14475:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_shivya_checksum_method_shivyanode_request_finished() != 64676:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_shivya_checksum_method_shivyanode_request_started() != 41166:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_shivya_checksum_method_shivyanode_set_backend_weight() != 26941:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_shivya_checksum_method_shivyanode_settle() != 27318:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -557,6 +567,10 @@ def _uniffi_check_api_checksums(lib):
     if lib.uniffi_shivya_checksum_method_shivyanode_step() != 8360:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_shivya_checksum_method_shivyanode_unblock() != 26028:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_shivya_checksum_method_shivyanode_view_digest() != 61220:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_shivya_checksum_method_shivyanode_weights() != 34916:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_shivya_checksum_constructor_shivyanode_new() != 50050:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -607,6 +621,9 @@ _UniffiLib.uniffi_shivya_checksum_constructor_reconciler_new.restype = ctypes.c_
 _UniffiLib.uniffi_shivya_checksum_method_shivyanode_block.argtypes = (
 )
 _UniffiLib.uniffi_shivya_checksum_method_shivyanode_block.restype = ctypes.c_uint16
+_UniffiLib.uniffi_shivya_checksum_method_shivyanode_capacity_signals.argtypes = (
+)
+_UniffiLib.uniffi_shivya_checksum_method_shivyanode_capacity_signals.restype = ctypes.c_uint16
 _UniffiLib.uniffi_shivya_checksum_method_shivyanode_fd.argtypes = (
 )
 _UniffiLib.uniffi_shivya_checksum_method_shivyanode_fd.restype = ctypes.c_uint16
@@ -619,12 +636,24 @@ _UniffiLib.uniffi_shivya_checksum_method_shivyanode_next_timeout_ms.restype = ct
 _UniffiLib.uniffi_shivya_checksum_method_shivyanode_peers.argtypes = (
 )
 _UniffiLib.uniffi_shivya_checksum_method_shivyanode_peers.restype = ctypes.c_uint16
+_UniffiLib.uniffi_shivya_checksum_method_shivyanode_pick.argtypes = (
+)
+_UniffiLib.uniffi_shivya_checksum_method_shivyanode_pick.restype = ctypes.c_uint16
 _UniffiLib.uniffi_shivya_checksum_method_shivyanode_record_offload.argtypes = (
 )
 _UniffiLib.uniffi_shivya_checksum_method_shivyanode_record_offload.restype = ctypes.c_uint16
 _UniffiLib.uniffi_shivya_checksum_method_shivyanode_record_queue_len.argtypes = (
 )
 _UniffiLib.uniffi_shivya_checksum_method_shivyanode_record_queue_len.restype = ctypes.c_uint16
+_UniffiLib.uniffi_shivya_checksum_method_shivyanode_request_finished.argtypes = (
+)
+_UniffiLib.uniffi_shivya_checksum_method_shivyanode_request_finished.restype = ctypes.c_uint16
+_UniffiLib.uniffi_shivya_checksum_method_shivyanode_request_started.argtypes = (
+)
+_UniffiLib.uniffi_shivya_checksum_method_shivyanode_request_started.restype = ctypes.c_uint16
+_UniffiLib.uniffi_shivya_checksum_method_shivyanode_set_backend_weight.argtypes = (
+)
+_UniffiLib.uniffi_shivya_checksum_method_shivyanode_set_backend_weight.restype = ctypes.c_uint16
 _UniffiLib.uniffi_shivya_checksum_method_shivyanode_settle.argtypes = (
 )
 _UniffiLib.uniffi_shivya_checksum_method_shivyanode_settle.restype = ctypes.c_uint16
@@ -640,6 +669,12 @@ _UniffiLib.uniffi_shivya_checksum_method_shivyanode_step.restype = ctypes.c_uint
 _UniffiLib.uniffi_shivya_checksum_method_shivyanode_unblock.argtypes = (
 )
 _UniffiLib.uniffi_shivya_checksum_method_shivyanode_unblock.restype = ctypes.c_uint16
+_UniffiLib.uniffi_shivya_checksum_method_shivyanode_view_digest.argtypes = (
+)
+_UniffiLib.uniffi_shivya_checksum_method_shivyanode_view_digest.restype = ctypes.c_uint16
+_UniffiLib.uniffi_shivya_checksum_method_shivyanode_weights.argtypes = (
+)
+_UniffiLib.uniffi_shivya_checksum_method_shivyanode_weights.restype = ctypes.c_uint16
 _UniffiLib.uniffi_shivya_checksum_constructor_shivyanode_new.argtypes = (
 )
 _UniffiLib.uniffi_shivya_checksum_constructor_shivyanode_new.restype = ctypes.c_uint16
@@ -675,6 +710,11 @@ _UniffiLib.uniffi_shivya_fn_method_shivyanode_block.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_shivya_fn_method_shivyanode_block.restype = None
+_UniffiLib.uniffi_shivya_fn_method_shivyanode_capacity_signals.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_shivya_fn_method_shivyanode_capacity_signals.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_shivya_fn_method_shivyanode_fd.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -696,6 +736,12 @@ _UniffiLib.uniffi_shivya_fn_method_shivyanode_peers.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_shivya_fn_method_shivyanode_peers.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_shivya_fn_method_shivyanode_pick.argtypes = (
+    ctypes.c_uint64,
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_shivya_fn_method_shivyanode_pick.restype = ctypes.c_uint32
 _UniffiLib.uniffi_shivya_fn_method_shivyanode_record_offload.argtypes = (
     ctypes.c_uint64,
     ctypes.c_uint32,
@@ -711,6 +757,29 @@ _UniffiLib.uniffi_shivya_fn_method_shivyanode_record_queue_len.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_shivya_fn_method_shivyanode_record_queue_len.restype = None
+_UniffiLib.uniffi_shivya_fn_method_shivyanode_request_finished.argtypes = (
+    ctypes.c_uint64,
+    ctypes.c_uint32,
+    ctypes.c_double,
+    _UniffiRustBuffer,
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_shivya_fn_method_shivyanode_request_finished.restype = None
+_UniffiLib.uniffi_shivya_fn_method_shivyanode_request_started.argtypes = (
+    ctypes.c_uint64,
+    ctypes.c_uint32,
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_shivya_fn_method_shivyanode_request_started.restype = None
+_UniffiLib.uniffi_shivya_fn_method_shivyanode_set_backend_weight.argtypes = (
+    ctypes.c_uint64,
+    ctypes.c_uint32,
+    ctypes.c_double,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_shivya_fn_method_shivyanode_set_backend_weight.restype = None
 _UniffiLib.uniffi_shivya_fn_method_shivyanode_settle.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -738,6 +807,16 @@ _UniffiLib.uniffi_shivya_fn_method_shivyanode_unblock.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_shivya_fn_method_shivyanode_unblock.restype = None
+_UniffiLib.uniffi_shivya_fn_method_shivyanode_view_digest.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_shivya_fn_method_shivyanode_view_digest.restype = ctypes.c_uint64
+_UniffiLib.uniffi_shivya_fn_method_shivyanode_weights.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_shivya_fn_method_shivyanode_weights.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_shivya_fn_constructor_shivyanode_new.argtypes = (
     _UniffiRustBuffer,
     ctypes.c_uint64,
@@ -785,6 +864,94 @@ class _UniffiFfiConverterUInt32(_UniffiConverterPrimitiveInt):
     @staticmethod
     def write(value, buf):
         buf.write_u32(value)
+
+
+
+
+
+
+class SignalKind(enum.Enum):
+    """
+    What a capacity signal asks for.
+"""
+    
+    SPLIT = 0
+    """
+    The backend is saturated: add capacity beside it.
+"""
+    
+    CULL = 1
+    """
+    The backend is idle: it can be drained.
+"""
+    
+
+
+class _UniffiFfiConverterTypeSignalKind(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        variant = buf.read_i32()
+        if variant == 1:
+            return SignalKind.SPLIT
+        if variant == 2:
+            return SignalKind.CULL
+        raise InternalError("Raw enum value doesn't match any cases")
+
+    @staticmethod
+    def check_lower(value):
+        if value == SignalKind.SPLIT:
+            return
+        if value == SignalKind.CULL:
+            return
+        raise ValueError(value)
+
+    @staticmethod
+    def write(value, buf):
+        if value == SignalKind.SPLIT:
+            buf.write_i32(1)
+        if value == SignalKind.CULL:
+            buf.write_i32(2)
+
+
+
+@dataclass
+class CapacitySignal:
+    """
+    A capacity signal for one backend.
+"""
+    def __init__(self, *, backend:int, kind:SignalKind):
+        self.backend = backend
+        self.kind = kind
+        
+        
+
+    
+    def __str__(self):
+        return "CapacitySignal(backend={}, kind={})".format(self.backend, self.kind)
+    def __eq__(self, other):
+        if self.backend != other.backend:
+            return False
+        if self.kind != other.kind:
+            return False
+        return True
+
+class _UniffiFfiConverterTypeCapacitySignal(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return CapacitySignal(
+            backend=_UniffiFfiConverterUInt32.read(buf),
+            kind=_UniffiFfiConverterTypeSignalKind.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterUInt32.check_lower(value.backend)
+        _UniffiFfiConverterTypeSignalKind.check_lower(value.kind)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiFfiConverterUInt32.write(value.backend, buf)
+        _UniffiFfiConverterTypeSignalKind.write(value.kind, buf)
 
 @dataclass
 class Edge:
@@ -1242,12 +1409,37 @@ class _UniffiFfiConverterOptionalBytes(_UniffiConverterRustBuffer):
         else:
             raise InternalError("Unexpected flag byte for optional type")
 
+class _UniffiFfiConverterOptionalString(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        if value is not None:
+            _UniffiFfiConverterString.check_lower(value)
+
+    @classmethod
+    def write(cls, value, buf):
+        if value is None:
+            buf.write_u8(0)
+            return
+
+        buf.write_u8(1)
+        _UniffiFfiConverterString.write(value, buf)
+
+    @classmethod
+    def read(cls, buf):
+        flag = buf.read_u8()
+        if flag == 0:
+            return None
+        elif flag == 1:
+            return _UniffiFfiConverterString.read(buf)
+        else:
+            raise InternalError("Unexpected flag byte for optional type")
+
 @dataclass
 class ShivyaConfig:
     """
     Node settings. Defaults: see [`default_config`].
 """
-    def __init__(self, *, listen:str, bootstrap:typing.List[str], seed:int, step_interval_ms:int, k:int, cg_tolerance:float, n_vertices:int, edges:typing.List[Edge], gradient_only:bool, incarnation:int, auth_key:typing.Optional[bytes]):
+    def __init__(self, *, listen:str, bootstrap:typing.List[str], seed:int, step_interval_ms:int, k:int, cg_tolerance:float, n_vertices:int, edges:typing.List[Edge], gradient_only:bool, incarnation:int, auth_key:typing.Optional[bytes], weight_law:typing.Optional[str]):
         self.listen = listen
         self.bootstrap = bootstrap
         self.seed = seed
@@ -1259,12 +1451,13 @@ class ShivyaConfig:
         self.gradient_only = gradient_only
         self.incarnation = incarnation
         self.auth_key = auth_key
+        self.weight_law = weight_law
         
         
 
     
     def __str__(self):
-        return "ShivyaConfig(listen={}, bootstrap={}, seed={}, step_interval_ms={}, k={}, cg_tolerance={}, n_vertices={}, edges={}, gradient_only={}, incarnation={}, auth_key={})".format(self.listen, self.bootstrap, self.seed, self.step_interval_ms, self.k, self.cg_tolerance, self.n_vertices, self.edges, self.gradient_only, self.incarnation, self.auth_key)
+        return "ShivyaConfig(listen={}, bootstrap={}, seed={}, step_interval_ms={}, k={}, cg_tolerance={}, n_vertices={}, edges={}, gradient_only={}, incarnation={}, auth_key={}, weight_law={})".format(self.listen, self.bootstrap, self.seed, self.step_interval_ms, self.k, self.cg_tolerance, self.n_vertices, self.edges, self.gradient_only, self.incarnation, self.auth_key, self.weight_law)
     def __eq__(self, other):
         if self.listen != other.listen:
             return False
@@ -1288,6 +1481,8 @@ class ShivyaConfig:
             return False
         if self.auth_key != other.auth_key:
             return False
+        if self.weight_law != other.weight_law:
+            return False
         return True
 
 class _UniffiFfiConverterTypeShivyaConfig(_UniffiConverterRustBuffer):
@@ -1305,6 +1500,7 @@ class _UniffiFfiConverterTypeShivyaConfig(_UniffiConverterRustBuffer):
             gradient_only=_UniffiFfiConverterBoolean.read(buf),
             incarnation=_UniffiFfiConverterUInt64.read(buf),
             auth_key=_UniffiFfiConverterOptionalBytes.read(buf),
+            weight_law=_UniffiFfiConverterOptionalString.read(buf),
         )
 
     @staticmethod
@@ -1320,6 +1516,7 @@ class _UniffiFfiConverterTypeShivyaConfig(_UniffiConverterRustBuffer):
         _UniffiFfiConverterBoolean.check_lower(value.gradient_only)
         _UniffiFfiConverterUInt64.check_lower(value.incarnation)
         _UniffiFfiConverterOptionalBytes.check_lower(value.auth_key)
+        _UniffiFfiConverterOptionalString.check_lower(value.weight_law)
 
     @staticmethod
     def write(value, buf):
@@ -1334,6 +1531,7 @@ class _UniffiFfiConverterTypeShivyaConfig(_UniffiConverterRustBuffer):
         _UniffiFfiConverterBoolean.write(value.gradient_only, buf)
         _UniffiFfiConverterUInt64.write(value.incarnation, buf)
         _UniffiFfiConverterOptionalBytes.write(value.auth_key, buf)
+        _UniffiFfiConverterOptionalString.write(value.weight_law, buf)
 
 @dataclass
 class Triangle:
@@ -1379,6 +1577,66 @@ class _UniffiFfiConverterTypeTriangle(_UniffiConverterRustBuffer):
         _UniffiFfiConverterUInt32.write(value.a, buf)
         _UniffiFfiConverterUInt32.write(value.b, buf)
         _UniffiFfiConverterUInt32.write(value.c, buf)
+
+
+
+
+
+
+class Outcome(enum.Enum):
+    """
+    How a request ended.
+"""
+    
+    OK = 0
+    """
+    An answer.
+"""
+    
+    FAILED = 1
+    """
+    An error or a timeout.
+"""
+    
+    REFUSED = 2
+    """
+    The backend refused it.
+"""
+    
+
+
+class _UniffiFfiConverterTypeOutcome(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        variant = buf.read_i32()
+        if variant == 1:
+            return Outcome.OK
+        if variant == 2:
+            return Outcome.FAILED
+        if variant == 3:
+            return Outcome.REFUSED
+        raise InternalError("Raw enum value doesn't match any cases")
+
+    @staticmethod
+    def check_lower(value):
+        if value == Outcome.OK:
+            return
+        if value == Outcome.FAILED:
+            return
+        if value == Outcome.REFUSED:
+            return
+        raise ValueError(value)
+
+    @staticmethod
+    def write(value, buf):
+        if value == Outcome.OK:
+            buf.write_i32(1)
+        if value == Outcome.FAILED:
+            buf.write_i32(2)
+        if value == Outcome.REFUSED:
+            buf.write_i32(3)
+
+
 
 
 
@@ -1674,6 +1932,29 @@ class _UniffiFfiConverterTypeReconciler:
     def write(cls, value: Reconciler, buf: _UniffiRustBuffer):
         buf.write_u64(cls.lower(value))
 
+class _UniffiFfiConverterSequenceTypeCapacitySignal(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        for item in value:
+            _UniffiFfiConverterTypeCapacitySignal.check_lower(item)
+
+    @classmethod
+    def write(cls, value, buf):
+        items = len(value)
+        buf.write_i32(items)
+        for item in value:
+            _UniffiFfiConverterTypeCapacitySignal.write(item, buf)
+
+    @classmethod
+    def read(cls, buf):
+        count = buf.read_i32()
+        if count < 0:
+            raise InternalError("Unexpected negative sequence length")
+
+        return [
+            _UniffiFfiConverterTypeCapacitySignal.read(buf) for i in range(count)
+        ]
+
 class _UniffiFfiConverterInt32(_UniffiConverterPrimitiveInt):
     CLASS_NAME = "i32"
     VALUE_MIN = -2**31
@@ -1744,6 +2025,11 @@ class ShivyaNodeProtocol(typing.Protocol):
         Drops all traffic to and from `addr` (partition tests).
 """
         raise NotImplementedError
+    def capacity_signals(self, ) -> typing.List[CapacitySignal]:
+        """
+        The capacity signals of the merged records.
+"""
+        raise NotImplementedError
     def fd(self, ) -> int:
         """
         The socket's file descriptor, for the host's poll loop.
@@ -1764,6 +2050,11 @@ class ShivyaNodeProtocol(typing.Protocol):
         The routing table's peers.
 """
         raise NotImplementedError
+    def pick(self, now_ms: int) -> int:
+        """
+        The backend (a vertex) for the next request; report it with `request_started`.
+"""
+        raise NotImplementedError
     def record_offload(self, src: int,dst: int,rate: float) -> None:
         """
         Records the rate at which this node moves work from `src` to `dst`.
@@ -1772,6 +2063,21 @@ class ShivyaNodeProtocol(typing.Protocol):
     def record_queue_len(self, vertex: int,queue_len: float) -> None:
         """
         Records this node's queue length at `vertex`.
+"""
+        raise NotImplementedError
+    def request_finished(self, backend: int,latency_ms: float,outcome: Outcome,now_ms: int) -> None:
+        """
+        A request to `backend` ended at `now_ms` after `latency_ms`, with `outcome`.
+"""
+        raise NotImplementedError
+    def request_started(self, backend: int,now_ms: int) -> None:
+        """
+        A request went to `backend` at `now_ms`.
+"""
+        raise NotImplementedError
+    def set_backend_weight(self, backend: int,weight: float) -> None:
+        """
+        Sets the configured weight of `backend` (the prior for its capacity; 1 by default).
 """
         raise NotImplementedError
     def settle(self, ) -> typing.List[Route]:
@@ -1800,6 +2106,16 @@ class ShivyaNodeProtocol(typing.Protocol):
     def unblock(self, addr: str) -> None:
         """
         Lifts a `block`.
+"""
+        raise NotImplementedError
+    def view_digest(self, ) -> int:
+        """
+        A digest of the records held: equal on nodes holding the same records.
+"""
+        raise NotImplementedError
+    def weights(self, ) -> typing.List[float]:
+        """
+        The dispatch weights, one per backend, summing to 1.
 """
         raise NotImplementedError
 
@@ -1862,6 +2178,21 @@ class ShivyaNode(ShivyaNodeProtocol):
         _uniffi_ffi_result = _uniffi_rust_call_with_error(
             _uniffi_error_converter,
             _UniffiLib.uniffi_shivya_fn_method_shivyanode_block,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def capacity_signals(self, ) -> typing.List[CapacitySignal]:
+        """
+        The capacity signals of the merged records.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterSequenceTypeCapacitySignal.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeShivyaError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_shivya_fn_method_shivyanode_capacity_signals,
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
@@ -1928,6 +2259,24 @@ class ShivyaNode(ShivyaNodeProtocol):
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
+    def pick(self, now_ms: int) -> int:
+        """
+        The backend (a vertex) for the next request; report it with `request_started`.
+"""
+        
+        _UniffiFfiConverterUInt64.check_lower(now_ms)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterUInt64.lower(now_ms),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterUInt32.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeShivyaError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_shivya_fn_method_shivyanode_pick,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
     def record_offload(self, src: int,dst: int,rate: float) -> None:
         """
         Records the rate at which this node moves work from `src` to `dst`.
@@ -1970,6 +2319,75 @@ class ShivyaNode(ShivyaNodeProtocol):
         _uniffi_ffi_result = _uniffi_rust_call_with_error(
             _uniffi_error_converter,
             _UniffiLib.uniffi_shivya_fn_method_shivyanode_record_queue_len,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def request_finished(self, backend: int,latency_ms: float,outcome: Outcome,now_ms: int) -> None:
+        """
+        A request to `backend` ended at `now_ms` after `latency_ms`, with `outcome`.
+"""
+        
+        _UniffiFfiConverterUInt32.check_lower(backend)
+
+        _UniffiFfiConverterFloat64.check_lower(latency_ms)
+
+        _UniffiFfiConverterTypeOutcome.check_lower(outcome)
+
+        _UniffiFfiConverterUInt64.check_lower(now_ms)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterUInt32.lower(backend),
+            _UniffiFfiConverterFloat64.lower(latency_ms),
+            _UniffiFfiConverterTypeOutcome.lower(outcome),
+            _UniffiFfiConverterUInt64.lower(now_ms),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeShivyaError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_shivya_fn_method_shivyanode_request_finished,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def request_started(self, backend: int,now_ms: int) -> None:
+        """
+        A request went to `backend` at `now_ms`.
+"""
+        
+        _UniffiFfiConverterUInt32.check_lower(backend)
+
+        _UniffiFfiConverterUInt64.check_lower(now_ms)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterUInt32.lower(backend),
+            _UniffiFfiConverterUInt64.lower(now_ms),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeShivyaError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_shivya_fn_method_shivyanode_request_started,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def set_backend_weight(self, backend: int,weight: float) -> None:
+        """
+        Sets the configured weight of `backend` (the prior for its capacity; 1 by default).
+"""
+        
+        _UniffiFfiConverterUInt32.check_lower(backend)
+
+        _UniffiFfiConverterFloat64.check_lower(weight)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterUInt32.lower(backend),
+            _UniffiFfiConverterFloat64.lower(weight),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeShivyaError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_shivya_fn_method_shivyanode_set_backend_weight,
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
@@ -2057,6 +2475,36 @@ class ShivyaNode(ShivyaNodeProtocol):
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
+    def view_digest(self, ) -> int:
+        """
+        A digest of the records held: equal on nodes holding the same records.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterUInt64.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeShivyaError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_shivya_fn_method_shivyanode_view_digest,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def weights(self, ) -> typing.List[float]:
+        """
+        The dispatch weights, one per backend, summing to 1.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterSequenceFloat64.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeShivyaError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_shivya_fn_method_shivyanode_weights,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
 
 
 
@@ -2140,7 +2588,10 @@ def version() -> str:
 
 __all__ = [
     "InternalError",
+    "SignalKind",
+    "Outcome",
     "ShivyaError",
+    "CapacitySignal",
     "Edge",
     "NodeStatus",
     "PeerInfo",

@@ -135,6 +135,45 @@ def test_bad_config_and_port_in_use():
         a.close()
 
 
+def test_the_balancer_sees_another_balancers_load_and_refuses_bad_reports():
+    nodes = make_nodes()
+    try:
+        run_until(nodes, lambda: all(n.status().peers >= 2 for n in nodes))
+        # Node 1 holds 40 requests at backend 2; node 0 has answers from every backend.
+        for _ in range(40):
+            nodes[1].request_started(2, now_ms())
+        for b in range(3):
+            nodes[0].request_started(b, now_ms())
+            nodes[0].request_finished(b, 10.0, shivya.Outcome.OK, now_ms())
+
+        def picks_of_2():
+            return sum(nodes[0].pick(now_ms()) == 2 for _ in range(200))
+        before = picks_of_2()
+        run_until(nodes, lambda: picks_of_2() <= 10)
+        assert before > 30, before
+        w = nodes[0].weights()
+        assert len(w) == 3 and abs(sum(w) - 1) < 1e-9
+        assert isinstance(nodes[0].capacity_signals(), list)
+        run_until(nodes, lambda: len({n.view_digest() for n in nodes}) == 1)
+
+        for bad in (math.nan, -1.0, math.inf):
+            with pytest.raises(shivya.ShivyaError.InvalidArgument) as e:
+                nodes[0].request_finished(0, bad, shivya.Outcome.FAILED, now_ms())
+            assert "latency_ms" in str(e.value)
+        with pytest.raises(shivya.ShivyaError.InvalidArgument):
+            nodes[0].request_started(3, now_ms())
+        with pytest.raises(shivya.ShivyaError.InvalidArgument):
+            nodes[0].set_backend_weight(0, 0.0)
+    finally:
+        for n in nodes:
+            n.close()
+    cfg = shivya.default_config()
+    cfg.weight_law = "weight / latency"
+    with pytest.raises(shivya.ShivyaError.InvalidArgument) as e:
+        shivya.ShivyaNode(cfg, 0)
+    assert "unknown name 'latency'" in str(e.value)
+
+
 def test_bowtie_reconciliation_matches_rust_bit_for_bit():
     with open(GOLDEN) as f:
         g = json.load(f)

@@ -789,6 +789,11 @@ public protocol ShivyaNodeProtocol: AnyObject, Sendable {
     func block(addr: String) throws 
     
     /**
+     * The capacity signals of the merged records.
+     */
+    func capacitySignals() throws  -> [CapacitySignal]
+    
+    /**
      * The socket's file descriptor, for the host's poll loop.
      */
     func fd() throws  -> Int32
@@ -809,6 +814,11 @@ public protocol ShivyaNodeProtocol: AnyObject, Sendable {
     func peers() throws  -> [PeerInfo]
     
     /**
+     * The backend (a vertex) for the next request; report it with `request_started`.
+     */
+    func pick(nowMs: UInt64) throws  -> UInt32
+    
+    /**
      * Records the rate at which this node moves work from `src` to `dst`.
      */
     func recordOffload(src: UInt32, dst: UInt32, rate: Double) throws 
@@ -817,6 +827,21 @@ public protocol ShivyaNodeProtocol: AnyObject, Sendable {
      * Records this node's queue length at `vertex`.
      */
     func recordQueueLen(vertex: UInt32, queueLen: Double) throws 
+    
+    /**
+     * A request to `backend` ended at `now_ms` after `latency_ms`, with `outcome`.
+     */
+    func requestFinished(backend: UInt32, latencyMs: Double, outcome: Outcome, nowMs: UInt64) throws 
+    
+    /**
+     * A request went to `backend` at `now_ms`.
+     */
+    func requestStarted(backend: UInt32, nowMs: UInt64) throws 
+    
+    /**
+     * Sets the configured weight of `backend` (the prior for its capacity; 1 by default).
+     */
+    func setBackendWeight(backend: UInt32, weight: Double) throws 
     
     /**
      * The settled routes.
@@ -845,6 +870,16 @@ public protocol ShivyaNodeProtocol: AnyObject, Sendable {
      * Lifts a `block`.
      */
     func unblock(addr: String) throws 
+    
+    /**
+     * A digest of the records held: equal on nodes holding the same records.
+     */
+    func viewDigest() throws  -> UInt64
+    
+    /**
+     * The dispatch weights, one per backend, summing to 1.
+     */
+    func weights() throws  -> [Double]
     
 }
 /**
@@ -929,6 +964,18 @@ open func block(addr: String)throws   {try rustCallWithError(FfiConverterTypeShi
 }
     
     /**
+     * The capacity signals of the merged records.
+     */
+open func capacitySignals()throws  -> [CapacitySignal]  {
+    return try  FfiConverterSequenceTypeCapacitySignal.lift(try rustCallWithError(FfiConverterTypeShivyaError_lift) {
+        uniffiCallStatus in
+    uniffi_shivya_fn_method_shivyanode_capacity_signals(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
      * The socket's file descriptor, for the host's poll loop.
      */
 open func fd()throws  -> Int32  {
@@ -978,6 +1025,19 @@ open func peers()throws  -> [PeerInfo]  {
 }
     
     /**
+     * The backend (a vertex) for the next request; report it with `request_started`.
+     */
+open func pick(nowMs: UInt64)throws  -> UInt32  {
+    return try  FfiConverterUInt32.lift(try rustCallWithError(FfiConverterTypeShivyaError_lift) {
+        uniffiCallStatus in
+    uniffi_shivya_fn_method_shivyanode_pick(
+            self.uniffiCloneHandle(),
+        FfiConverterUInt64.lower(nowMs),uniffiCallStatus
+    )
+})
+}
+    
+    /**
      * Records the rate at which this node moves work from `src` to `dst`.
      */
 open func recordOffload(src: UInt32, dst: UInt32, rate: Double)throws   {try rustCallWithError(FfiConverterTypeShivyaError_lift) {
@@ -1000,6 +1060,47 @@ open func recordQueueLen(vertex: UInt32, queueLen: Double)throws   {try rustCall
             self.uniffiCloneHandle(),
         FfiConverterUInt32.lower(vertex),
         FfiConverterDouble.lower(queueLen),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * A request to `backend` ended at `now_ms` after `latency_ms`, with `outcome`.
+     */
+open func requestFinished(backend: UInt32, latencyMs: Double, outcome: Outcome, nowMs: UInt64)throws   {try rustCallWithError(FfiConverterTypeShivyaError_lift) {
+        uniffiCallStatus in
+    uniffi_shivya_fn_method_shivyanode_request_finished(
+            self.uniffiCloneHandle(),
+        FfiConverterUInt32.lower(backend),
+        FfiConverterDouble.lower(latencyMs),
+        FfiConverterTypeOutcome_lower(outcome),
+        FfiConverterUInt64.lower(nowMs),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * A request went to `backend` at `now_ms`.
+     */
+open func requestStarted(backend: UInt32, nowMs: UInt64)throws   {try rustCallWithError(FfiConverterTypeShivyaError_lift) {
+        uniffiCallStatus in
+    uniffi_shivya_fn_method_shivyanode_request_started(
+            self.uniffiCloneHandle(),
+        FfiConverterUInt32.lower(backend),
+        FfiConverterUInt64.lower(nowMs),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Sets the configured weight of `backend` (the prior for its capacity; 1 by default).
+     */
+open func setBackendWeight(backend: UInt32, weight: Double)throws   {try rustCallWithError(FfiConverterTypeShivyaError_lift) {
+        uniffiCallStatus in
+    uniffi_shivya_fn_method_shivyanode_set_backend_weight(
+            self.uniffiCloneHandle(),
+        FfiConverterUInt32.lower(backend),
+        FfiConverterDouble.lower(weight),uniffiCallStatus
     )
 }
 }
@@ -1066,6 +1167,30 @@ open func unblock(addr: String)throws   {try rustCallWithError(FfiConverterTypeS
 }
 }
     
+    /**
+     * A digest of the records held: equal on nodes holding the same records.
+     */
+open func viewDigest()throws  -> UInt64  {
+    return try  FfiConverterUInt64.lift(try rustCallWithError(FfiConverterTypeShivyaError_lift) {
+        uniffiCallStatus in
+    uniffi_shivya_fn_method_shivyanode_view_digest(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The dispatch weights, one per backend, summing to 1.
+     */
+open func weights()throws  -> [Double]  {
+    return try  FfiConverterSequenceDouble.lift(try rustCallWithError(FfiConverterTypeShivyaError_lift) {
+        uniffiCallStatus in
+    uniffi_shivya_fn_method_shivyanode_weights(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
 
     
 }
@@ -1112,6 +1237,75 @@ public func FfiConverterTypeShivyaNode_lower(_ value: ShivyaNode) -> UInt64 {
 }
 
 
+
+
+/**
+ * A capacity signal for one backend.
+ */
+public struct CapacitySignal: Equatable, Hashable {
+    /**
+     * The backend (a vertex).
+     */
+    public var backend: UInt32
+    /**
+     * Split or cull.
+     */
+    public var kind: SignalKind
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The backend (a vertex).
+         */backend: UInt32, 
+        /**
+         * Split or cull.
+         */kind: SignalKind) {
+        self.backend = backend
+        self.kind = kind
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension CapacitySignal: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeCapacitySignal: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> CapacitySignal {
+        return
+            try CapacitySignal(
+                backend: FfiConverterUInt32.read(from: &buf), 
+                kind: FfiConverterTypeSignalKind.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: CapacitySignal, into buf: inout [UInt8]) {
+        FfiConverterUInt32.write(value.backend, into: &buf)
+        FfiConverterTypeSignalKind.write(value.kind, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCapacitySignal_lift(_ buf: RustBuffer) throws -> CapacitySignal {
+    return try FfiConverterTypeCapacitySignal.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCapacitySignal_lower(_ value: CapacitySignal) -> RustBuffer {
+    return FfiConverterTypeCapacitySignal.lower(value)
+}
 
 
 /**
@@ -1629,6 +1823,11 @@ public struct ShivyaConfig: Equatable, Hashable {
      * Shared mesh key (≥ 16 bytes) for HMAC-authenticated frames; `None` = off.
      */
     public var authKey: Data?
+    /**
+     * The balancer's weight law (see the C `shivya_config_set_weight_law`); `None` = the
+     * library's default.
+     */
+    public var weightLaw: String?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -1667,7 +1866,11 @@ public struct ShivyaConfig: Equatable, Hashable {
          */incarnation: UInt64, 
         /**
          * Shared mesh key (≥ 16 bytes) for HMAC-authenticated frames; `None` = off.
-         */authKey: Data?) {
+         */authKey: Data?, 
+        /**
+         * The balancer's weight law (see the C `shivya_config_set_weight_law`); `None` = the
+         * library's default.
+         */weightLaw: String?) {
         self.listen = listen
         self.bootstrap = bootstrap
         self.seed = seed
@@ -1679,6 +1882,7 @@ public struct ShivyaConfig: Equatable, Hashable {
         self.gradientOnly = gradientOnly
         self.incarnation = incarnation
         self.authKey = authKey
+        self.weightLaw = weightLaw
     }
 
     
@@ -1707,7 +1911,8 @@ public struct FfiConverterTypeShivyaConfig: FfiConverterRustBuffer {
                 edges: FfiConverterSequenceTypeEdge.read(from: &buf), 
                 gradientOnly: FfiConverterBool.read(from: &buf), 
                 incarnation: FfiConverterUInt64.read(from: &buf), 
-                authKey: FfiConverterOptionData.read(from: &buf)
+                authKey: FfiConverterOptionData.read(from: &buf), 
+                weightLaw: FfiConverterOptionString.read(from: &buf)
         )
     }
 
@@ -1723,6 +1928,7 @@ public struct FfiConverterTypeShivyaConfig: FfiConverterRustBuffer {
         FfiConverterBool.write(value.gradientOnly, into: &buf)
         FfiConverterUInt64.write(value.incarnation, into: &buf)
         FfiConverterOptionData.write(value.authKey, into: &buf)
+        FfiConverterOptionString.write(value.weightLaw, into: &buf)
     }
 }
 
@@ -1819,6 +2025,91 @@ public func FfiConverterTypeTriangle_lift(_ buf: RustBuffer) throws -> Triangle 
 public func FfiConverterTypeTriangle_lower(_ value: Triangle) -> RustBuffer {
     return FfiConverterTypeTriangle.lower(value)
 }
+
+
+/**
+ * How a request ended.
+ */
+
+public enum Outcome: Equatable, Hashable {
+    
+    /**
+     * An answer.
+     */
+    case ok
+    /**
+     * An error or a timeout.
+     */
+    case failed
+    /**
+     * The backend refused it.
+     */
+    case refused
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension Outcome: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeOutcome: FfiConverterRustBuffer {
+    typealias SwiftType = Outcome
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Outcome {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .ok
+        
+        case 2: return .failed
+        
+        case 3: return .refused
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: Outcome, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .ok:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .failed:
+            writeInt(&buf, Int32(2))
+        
+        
+        case .refused:
+            writeInt(&buf, Int32(3))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeOutcome_lift(_ buf: RustBuffer) throws -> Outcome {
+    return try FfiConverterTypeOutcome.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeOutcome_lower(_ value: Outcome) -> RustBuffer {
+    return FfiConverterTypeOutcome.lower(value)
+}
+
 
 
 /**
@@ -1983,6 +2274,105 @@ public func FfiConverterTypeShivyaError_lower(_ value: ShivyaError) -> RustBuffe
     return FfiConverterTypeShivyaError.lower(value)
 }
 
+
+/**
+ * What a capacity signal asks for.
+ */
+
+public enum SignalKind: Equatable, Hashable {
+    
+    /**
+     * The backend is saturated: add capacity beside it.
+     */
+    case split
+    /**
+     * The backend is idle: it can be drained.
+     */
+    case cull
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension SignalKind: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeSignalKind: FfiConverterRustBuffer {
+    typealias SwiftType = SignalKind
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SignalKind {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .split
+        
+        case 2: return .cull
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: SignalKind, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .split:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .cull:
+            writeInt(&buf, Int32(2))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSignalKind_lift(_ buf: RustBuffer) throws -> SignalKind {
+    return try FfiConverterTypeSignalKind.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSignalKind_lower(_ value: SignalKind) -> RustBuffer {
+    return FfiConverterTypeSignalKind.lower(value)
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionString: FfiConverterRustBuffer {
+    typealias SwiftType = String?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterString.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterString.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
@@ -2052,6 +2442,31 @@ fileprivate struct FfiConverterSequenceString: FfiConverterRustBuffer {
         seq.reserveCapacity(Int(len))
         for _ in 0 ..< len {
             seq.append(try FfiConverterString.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeCapacitySignal: FfiConverterRustBuffer {
+    typealias SwiftType = [CapacitySignal]
+
+    public static func write(_ value: [CapacitySignal], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeCapacitySignal.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [CapacitySignal] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [CapacitySignal]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeCapacitySignal.read(from: &buf))
         }
         return seq
     }
@@ -2207,6 +2622,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_shivya_checksum_method_shivyanode_block() != 13405) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_shivya_checksum_method_shivyanode_capacity_signals() != 54657) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_shivya_checksum_method_shivyanode_fd() != 2757) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -2219,10 +2637,22 @@ private let initializationResult: InitializationResult = {
     if (uniffi_shivya_checksum_method_shivyanode_peers() != 33448) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_shivya_checksum_method_shivyanode_pick() != 11049) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_shivya_checksum_method_shivyanode_record_offload() != 52518) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_shivya_checksum_method_shivyanode_record_queue_len() != 14475) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_shivya_checksum_method_shivyanode_request_finished() != 64676) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_shivya_checksum_method_shivyanode_request_started() != 41166) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_shivya_checksum_method_shivyanode_set_backend_weight() != 26941) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_shivya_checksum_method_shivyanode_settle() != 27318) {
@@ -2238,6 +2668,12 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_shivya_checksum_method_shivyanode_unblock() != 26028) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_shivya_checksum_method_shivyanode_view_digest() != 61220) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_shivya_checksum_method_shivyanode_weights() != 34916) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_shivya_checksum_constructor_reconciler_new() != 25728) {

@@ -288,6 +288,11 @@ uint64_t uniffi_shivya_fn_constructor_shivyanode_new(RustBuffer config, uint64_t
 void uniffi_shivya_fn_method_shivyanode_block(uint64_t ptr, RustBuffer addr, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_METHOD_SHIVYANODE_CAPACITY_SIGNALS
+#define UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_METHOD_SHIVYANODE_CAPACITY_SIGNALS
+RustBuffer uniffi_shivya_fn_method_shivyanode_capacity_signals(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_METHOD_SHIVYANODE_FD
 #define UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_METHOD_SHIVYANODE_FD
 int32_t uniffi_shivya_fn_method_shivyanode_fd(uint64_t ptr, RustCallStatus *_Nonnull out_status
@@ -308,6 +313,11 @@ uint64_t uniffi_shivya_fn_method_shivyanode_next_timeout_ms(uint64_t ptr, uint64
 RustBuffer uniffi_shivya_fn_method_shivyanode_peers(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_METHOD_SHIVYANODE_PICK
+#define UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_METHOD_SHIVYANODE_PICK
+uint32_t uniffi_shivya_fn_method_shivyanode_pick(uint64_t ptr, uint64_t now_ms, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_METHOD_SHIVYANODE_RECORD_OFFLOAD
 #define UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_METHOD_SHIVYANODE_RECORD_OFFLOAD
 void uniffi_shivya_fn_method_shivyanode_record_offload(uint64_t ptr, uint32_t src, uint32_t dst, double rate, RustCallStatus *_Nonnull out_status
@@ -316,6 +326,21 @@ void uniffi_shivya_fn_method_shivyanode_record_offload(uint64_t ptr, uint32_t sr
 #ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_METHOD_SHIVYANODE_RECORD_QUEUE_LEN
 #define UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_METHOD_SHIVYANODE_RECORD_QUEUE_LEN
 void uniffi_shivya_fn_method_shivyanode_record_queue_len(uint64_t ptr, uint32_t vertex, double queue_len, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_METHOD_SHIVYANODE_REQUEST_FINISHED
+#define UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_METHOD_SHIVYANODE_REQUEST_FINISHED
+void uniffi_shivya_fn_method_shivyanode_request_finished(uint64_t ptr, uint32_t backend, double latency_ms, RustBuffer outcome, uint64_t now_ms, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_METHOD_SHIVYANODE_REQUEST_STARTED
+#define UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_METHOD_SHIVYANODE_REQUEST_STARTED
+void uniffi_shivya_fn_method_shivyanode_request_started(uint64_t ptr, uint32_t backend, uint64_t now_ms, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_METHOD_SHIVYANODE_SET_BACKEND_WEIGHT
+#define UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_METHOD_SHIVYANODE_SET_BACKEND_WEIGHT
+void uniffi_shivya_fn_method_shivyanode_set_backend_weight(uint64_t ptr, uint32_t backend, double weight, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_METHOD_SHIVYANODE_SETTLE
@@ -341,6 +366,16 @@ void uniffi_shivya_fn_method_shivyanode_step(uint64_t ptr, uint64_t now_ms, Rust
 #ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_METHOD_SHIVYANODE_UNBLOCK
 #define UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_METHOD_SHIVYANODE_UNBLOCK
 void uniffi_shivya_fn_method_shivyanode_unblock(uint64_t ptr, RustBuffer addr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_METHOD_SHIVYANODE_VIEW_DIGEST
+#define UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_METHOD_SHIVYANODE_VIEW_DIGEST
+uint64_t uniffi_shivya_fn_method_shivyanode_view_digest(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_METHOD_SHIVYANODE_WEIGHTS
+#define UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_METHOD_SHIVYANODE_WEIGHTS
+RustBuffer uniffi_shivya_fn_method_shivyanode_weights(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_FUNC_DEFAULT_CONFIG
@@ -645,6 +680,12 @@ uint16_t uniffi_shivya_checksum_method_shivyanode_block(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_CHECKSUM_METHOD_SHIVYANODE_CAPACITY_SIGNALS
+#define UNIFFI_FFIDEF_UNIFFI_SHIVYA_CHECKSUM_METHOD_SHIVYANODE_CAPACITY_SIGNALS
+uint16_t uniffi_shivya_checksum_method_shivyanode_capacity_signals(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_CHECKSUM_METHOD_SHIVYANODE_FD
 #define UNIFFI_FFIDEF_UNIFFI_SHIVYA_CHECKSUM_METHOD_SHIVYANODE_FD
 uint16_t uniffi_shivya_checksum_method_shivyanode_fd(void
@@ -669,6 +710,12 @@ uint16_t uniffi_shivya_checksum_method_shivyanode_peers(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_CHECKSUM_METHOD_SHIVYANODE_PICK
+#define UNIFFI_FFIDEF_UNIFFI_SHIVYA_CHECKSUM_METHOD_SHIVYANODE_PICK
+uint16_t uniffi_shivya_checksum_method_shivyanode_pick(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_CHECKSUM_METHOD_SHIVYANODE_RECORD_OFFLOAD
 #define UNIFFI_FFIDEF_UNIFFI_SHIVYA_CHECKSUM_METHOD_SHIVYANODE_RECORD_OFFLOAD
 uint16_t uniffi_shivya_checksum_method_shivyanode_record_offload(void
@@ -678,6 +725,24 @@ uint16_t uniffi_shivya_checksum_method_shivyanode_record_offload(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_CHECKSUM_METHOD_SHIVYANODE_RECORD_QUEUE_LEN
 #define UNIFFI_FFIDEF_UNIFFI_SHIVYA_CHECKSUM_METHOD_SHIVYANODE_RECORD_QUEUE_LEN
 uint16_t uniffi_shivya_checksum_method_shivyanode_record_queue_len(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_CHECKSUM_METHOD_SHIVYANODE_REQUEST_FINISHED
+#define UNIFFI_FFIDEF_UNIFFI_SHIVYA_CHECKSUM_METHOD_SHIVYANODE_REQUEST_FINISHED
+uint16_t uniffi_shivya_checksum_method_shivyanode_request_finished(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_CHECKSUM_METHOD_SHIVYANODE_REQUEST_STARTED
+#define UNIFFI_FFIDEF_UNIFFI_SHIVYA_CHECKSUM_METHOD_SHIVYANODE_REQUEST_STARTED
+uint16_t uniffi_shivya_checksum_method_shivyanode_request_started(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_CHECKSUM_METHOD_SHIVYANODE_SET_BACKEND_WEIGHT
+#define UNIFFI_FFIDEF_UNIFFI_SHIVYA_CHECKSUM_METHOD_SHIVYANODE_SET_BACKEND_WEIGHT
+uint16_t uniffi_shivya_checksum_method_shivyanode_set_backend_weight(void
     
 );
 #endif
@@ -708,6 +773,18 @@ uint16_t uniffi_shivya_checksum_method_shivyanode_step(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_CHECKSUM_METHOD_SHIVYANODE_UNBLOCK
 #define UNIFFI_FFIDEF_UNIFFI_SHIVYA_CHECKSUM_METHOD_SHIVYANODE_UNBLOCK
 uint16_t uniffi_shivya_checksum_method_shivyanode_unblock(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_CHECKSUM_METHOD_SHIVYANODE_VIEW_DIGEST
+#define UNIFFI_FFIDEF_UNIFFI_SHIVYA_CHECKSUM_METHOD_SHIVYANODE_VIEW_DIGEST
+uint16_t uniffi_shivya_checksum_method_shivyanode_view_digest(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_CHECKSUM_METHOD_SHIVYANODE_WEIGHTS
+#define UNIFFI_FFIDEF_UNIFFI_SHIVYA_CHECKSUM_METHOD_SHIVYANODE_WEIGHTS
+uint16_t uniffi_shivya_checksum_method_shivyanode_weights(void
     
 );
 #endif

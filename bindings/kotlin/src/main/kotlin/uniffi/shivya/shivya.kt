@@ -685,6 +685,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_shivya_checksum_method_shivyanode_block(
     ): Int
+    external fun uniffi_shivya_checksum_method_shivyanode_capacity_signals(
+    ): Int
     external fun uniffi_shivya_checksum_method_shivyanode_fd(
     ): Int
     external fun uniffi_shivya_checksum_method_shivyanode_local_addr(
@@ -693,9 +695,17 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_shivya_checksum_method_shivyanode_peers(
     ): Int
+    external fun uniffi_shivya_checksum_method_shivyanode_pick(
+    ): Int
     external fun uniffi_shivya_checksum_method_shivyanode_record_offload(
     ): Int
     external fun uniffi_shivya_checksum_method_shivyanode_record_queue_len(
+    ): Int
+    external fun uniffi_shivya_checksum_method_shivyanode_request_finished(
+    ): Int
+    external fun uniffi_shivya_checksum_method_shivyanode_request_started(
+    ): Int
+    external fun uniffi_shivya_checksum_method_shivyanode_set_backend_weight(
     ): Int
     external fun uniffi_shivya_checksum_method_shivyanode_settle(
     ): Int
@@ -706,6 +716,10 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_shivya_checksum_method_shivyanode_step(
     ): Int
     external fun uniffi_shivya_checksum_method_shivyanode_unblock(
+    ): Int
+    external fun uniffi_shivya_checksum_method_shivyanode_view_digest(
+    ): Int
+    external fun uniffi_shivya_checksum_method_shivyanode_weights(
     ): Int
     external fun uniffi_shivya_checksum_constructor_reconciler_new(
     ): Int
@@ -749,6 +763,8 @@ internal object UniffiLib {
     ): Long
     external fun uniffi_shivya_fn_method_shivyanode_block(`ptr`: Long,`addr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
+    external fun uniffi_shivya_fn_method_shivyanode_capacity_signals(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_shivya_fn_method_shivyanode_fd(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Int
     external fun uniffi_shivya_fn_method_shivyanode_local_addr(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -757,9 +773,17 @@ internal object UniffiLib {
     ): Long
     external fun uniffi_shivya_fn_method_shivyanode_peers(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_shivya_fn_method_shivyanode_pick(`ptr`: Long,`nowMs`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Int
     external fun uniffi_shivya_fn_method_shivyanode_record_offload(`ptr`: Long,`src`: Int,`dst`: Int,`rate`: Double,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_shivya_fn_method_shivyanode_record_queue_len(`ptr`: Long,`vertex`: Int,`queueLen`: Double,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_shivya_fn_method_shivyanode_request_finished(`ptr`: Long,`backend`: Int,`latencyMs`: Double,`outcome`: RustBuffer.ByValue,`nowMs`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_shivya_fn_method_shivyanode_request_started(`ptr`: Long,`backend`: Int,`nowMs`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_shivya_fn_method_shivyanode_set_backend_weight(`ptr`: Long,`backend`: Int,`weight`: Double,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_shivya_fn_method_shivyanode_settle(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -771,6 +795,10 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_shivya_fn_method_shivyanode_unblock(`ptr`: Long,`addr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
+    external fun uniffi_shivya_fn_method_shivyanode_view_digest(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_shivya_fn_method_shivyanode_weights(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_shivya_fn_func_default_config(uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_shivya_fn_func_version(uniffi_out_err: UniffiRustCallStatus, 
@@ -909,6 +937,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_shivya_checksum_method_shivyanode_block() and 0xFFFF) != 13405) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_shivya_checksum_method_shivyanode_capacity_signals() and 0xFFFF) != 54657) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_shivya_checksum_method_shivyanode_fd() and 0xFFFF) != 2757) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -921,10 +952,22 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_shivya_checksum_method_shivyanode_peers() and 0xFFFF) != 33448) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_shivya_checksum_method_shivyanode_pick() and 0xFFFF) != 11049) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_shivya_checksum_method_shivyanode_record_offload() and 0xFFFF) != 52518) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_shivya_checksum_method_shivyanode_record_queue_len() and 0xFFFF) != 14475) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_shivya_checksum_method_shivyanode_request_finished() and 0xFFFF) != 64676) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_shivya_checksum_method_shivyanode_request_started() and 0xFFFF) != 41166) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_shivya_checksum_method_shivyanode_set_backend_weight() and 0xFFFF) != 26941) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_shivya_checksum_method_shivyanode_settle() and 0xFFFF) != 27318) {
@@ -940,6 +983,12 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_shivya_checksum_method_shivyanode_unblock() and 0xFFFF) != 26028) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_shivya_checksum_method_shivyanode_view_digest() and 0xFFFF) != 61220) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_shivya_checksum_method_shivyanode_weights() and 0xFFFF) != 34916) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_shivya_checksum_constructor_reconciler_new() and 0xFFFF) != 25728) {
@@ -1707,6 +1756,11 @@ public interface ShivyaNodeInterface {
     fun `block`(`addr`: kotlin.String)
     
     /**
+     * The capacity signals of the merged records.
+     */
+    fun `capacitySignals`(): List<CapacitySignal>
+    
+    /**
      * The socket's file descriptor, for the host's poll loop.
      */
     fun `fd`(): kotlin.Int
@@ -1727,6 +1781,11 @@ public interface ShivyaNodeInterface {
     fun `peers`(): List<PeerInfo>
     
     /**
+     * The backend (a vertex) for the next request; report it with `request_started`.
+     */
+    fun `pick`(`nowMs`: kotlin.ULong): kotlin.UInt
+    
+    /**
      * Records the rate at which this node moves work from `src` to `dst`.
      */
     fun `recordOffload`(`src`: kotlin.UInt, `dst`: kotlin.UInt, `rate`: kotlin.Double)
@@ -1735,6 +1794,21 @@ public interface ShivyaNodeInterface {
      * Records this node's queue length at `vertex`.
      */
     fun `recordQueueLen`(`vertex`: kotlin.UInt, `queueLen`: kotlin.Double)
+    
+    /**
+     * A request to `backend` ended at `now_ms` after `latency_ms`, with `outcome`.
+     */
+    fun `requestFinished`(`backend`: kotlin.UInt, `latencyMs`: kotlin.Double, `outcome`: Outcome, `nowMs`: kotlin.ULong)
+    
+    /**
+     * A request went to `backend` at `now_ms`.
+     */
+    fun `requestStarted`(`backend`: kotlin.UInt, `nowMs`: kotlin.ULong)
+    
+    /**
+     * Sets the configured weight of `backend` (the prior for its capacity; 1 by default).
+     */
+    fun `setBackendWeight`(`backend`: kotlin.UInt, `weight`: kotlin.Double)
     
     /**
      * The settled routes.
@@ -1763,6 +1837,16 @@ public interface ShivyaNodeInterface {
      * Lifts a `block`.
      */
     fun `unblock`(`addr`: kotlin.String)
+    
+    /**
+     * A digest of the records held: equal on nodes holding the same records.
+     */
+    fun `viewDigest`(): kotlin.ULong
+    
+    /**
+     * The dispatch weights, one per backend, summing to 1.
+     */
+    fun `weights`(): List<kotlin.Double>
     
     companion object
 }
@@ -1903,6 +1987,23 @@ open class ShivyaNode: Disposable, AutoCloseable, ShivyaNodeInterface
 
     
     /**
+     * The capacity signals of the merged records.
+     */
+    @Throws(ShivyaException::class)override fun `capacitySignals`(): List<CapacitySignal> {
+            return FfiConverterSequenceTypeCapacitySignal.lift(
+    callWithHandle {
+    uniffiRustCallWithError(ShivyaException) { _status ->
+    UniffiLib.uniffi_shivya_fn_method_shivyanode_capacity_signals(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
      * The socket's file descriptor, for the host's poll loop.
      */
     @Throws(ShivyaException::class)override fun `fd`(): kotlin.Int {
@@ -1972,6 +2073,24 @@ open class ShivyaNode: Disposable, AutoCloseable, ShivyaNodeInterface
 
     
     /**
+     * The backend (a vertex) for the next request; report it with `request_started`.
+     */
+    @Throws(ShivyaException::class)override fun `pick`(`nowMs`: kotlin.ULong): kotlin.UInt {
+            return FfiConverterUInt.lift(
+    callWithHandle {
+    uniffiRustCallWithError(ShivyaException) { _status ->
+    UniffiLib.uniffi_shivya_fn_method_shivyanode_pick(
+        it,
+        
+        FfiConverterULong.lower(`nowMs`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
      * Records the rate at which this node moves work from `src` to `dst`.
      */
     @Throws(ShivyaException::class)override fun `recordOffload`(`src`: kotlin.UInt, `dst`: kotlin.UInt, `rate`: kotlin.Double)
@@ -2002,6 +2121,62 @@ open class ShivyaNode: Disposable, AutoCloseable, ShivyaNodeInterface
         
         FfiConverterUInt.lower(`vertex`),
         FfiConverterDouble.lower(`queueLen`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * A request to `backend` ended at `now_ms` after `latency_ms`, with `outcome`.
+     */
+    @Throws(ShivyaException::class)override fun `requestFinished`(`backend`: kotlin.UInt, `latencyMs`: kotlin.Double, `outcome`: Outcome, `nowMs`: kotlin.ULong)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(ShivyaException) { _status ->
+    UniffiLib.uniffi_shivya_fn_method_shivyanode_request_finished(
+        it,
+        
+        FfiConverterUInt.lower(`backend`),
+        FfiConverterDouble.lower(`latencyMs`),
+        FfiConverterTypeOutcome.lower(`outcome`),
+        FfiConverterULong.lower(`nowMs`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * A request went to `backend` at `now_ms`.
+     */
+    @Throws(ShivyaException::class)override fun `requestStarted`(`backend`: kotlin.UInt, `nowMs`: kotlin.ULong)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(ShivyaException) { _status ->
+    UniffiLib.uniffi_shivya_fn_method_shivyanode_request_started(
+        it,
+        
+        FfiConverterUInt.lower(`backend`),
+        FfiConverterULong.lower(`nowMs`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * Sets the configured weight of `backend` (the prior for its capacity; 1 by default).
+     */
+    @Throws(ShivyaException::class)override fun `setBackendWeight`(`backend`: kotlin.UInt, `weight`: kotlin.Double)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(ShivyaException) { _status ->
+    UniffiLib.uniffi_shivya_fn_method_shivyanode_set_backend_weight(
+        it,
+        
+        FfiConverterUInt.lower(`backend`),
+        FfiConverterDouble.lower(`weight`),_status)
 }
     }
     
@@ -2095,6 +2270,40 @@ open class ShivyaNode: Disposable, AutoCloseable, ShivyaNodeInterface
     
 
     
+    /**
+     * A digest of the records held: equal on nodes holding the same records.
+     */
+    @Throws(ShivyaException::class)override fun `viewDigest`(): kotlin.ULong {
+            return FfiConverterULong.lift(
+    callWithHandle {
+    uniffiRustCallWithError(ShivyaException) { _status ->
+    UniffiLib.uniffi_shivya_fn_method_shivyanode_view_digest(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The dispatch weights, one per backend, summing to 1.
+     */
+    @Throws(ShivyaException::class)override fun `weights`(): List<kotlin.Double> {
+            return FfiConverterSequenceDouble.lift(
+    callWithHandle {
+    uniffiRustCallWithError(ShivyaException) { _status ->
+    UniffiLib.uniffi_shivya_fn_method_shivyanode_weights(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
 
     
 
@@ -2129,6 +2338,53 @@ public object FfiConverterTypeShivyaNode: FfiConverter<ShivyaNode, Long> {
 
     override fun write(value: ShivyaNode, buf: ByteBuffer) {
         buf.putLong(lower(value))
+    }
+}
+
+
+
+/**
+ * A capacity signal for one backend.
+ */
+data class CapacitySignal (
+    /**
+     * The backend (a vertex).
+     */
+    var `backend`: kotlin.UInt
+    , 
+    /**
+     * Split or cull.
+     */
+    var `kind`: SignalKind
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeCapacitySignal: FfiConverterRustBuffer<CapacitySignal> {
+    override fun read(buf: ByteBuffer): CapacitySignal {
+        return CapacitySignal(
+            FfiConverterUInt.read(buf),
+            FfiConverterTypeSignalKind.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: CapacitySignal) = (
+            FfiConverterUInt.allocationSize(value.`backend`) +
+            FfiConverterTypeSignalKind.allocationSize(value.`kind`)
+    )
+
+    override fun write(value: CapacitySignal, buf: ByteBuffer) {
+            FfiConverterUInt.write(value.`backend`, buf)
+            FfiConverterTypeSignalKind.write(value.`kind`, buf)
     }
 }
 
@@ -2525,6 +2781,12 @@ data class ShivyaConfig (
      * Shared mesh key (≥ 16 bytes) for HMAC-authenticated frames; `None` = off.
      */
     var `authKey`: kotlin.ByteArray?
+    , 
+    /**
+     * The balancer's weight law (see the C `shivya_config_set_weight_law`); `None` = the
+     * library's default.
+     */
+    var `weightLaw`: kotlin.String?
     
 ){
     
@@ -2552,6 +2814,7 @@ public object FfiConverterTypeShivyaConfig: FfiConverterRustBuffer<ShivyaConfig>
             FfiConverterBoolean.read(buf),
             FfiConverterULong.read(buf),
             FfiConverterOptionalByteArray.read(buf),
+            FfiConverterOptionalString.read(buf),
         )
     }
 
@@ -2566,7 +2829,8 @@ public object FfiConverterTypeShivyaConfig: FfiConverterRustBuffer<ShivyaConfig>
             FfiConverterSequenceTypeEdge.allocationSize(value.`edges`) +
             FfiConverterBoolean.allocationSize(value.`gradientOnly`) +
             FfiConverterULong.allocationSize(value.`incarnation`) +
-            FfiConverterOptionalByteArray.allocationSize(value.`authKey`)
+            FfiConverterOptionalByteArray.allocationSize(value.`authKey`) +
+            FfiConverterOptionalString.allocationSize(value.`weightLaw`)
     )
 
     override fun write(value: ShivyaConfig, buf: ByteBuffer) {
@@ -2581,6 +2845,7 @@ public object FfiConverterTypeShivyaConfig: FfiConverterRustBuffer<ShivyaConfig>
             FfiConverterBoolean.write(value.`gradientOnly`, buf)
             FfiConverterULong.write(value.`incarnation`, buf)
             FfiConverterOptionalByteArray.write(value.`authKey`, buf)
+            FfiConverterOptionalString.write(value.`weightLaw`, buf)
     }
 }
 
@@ -2638,6 +2903,53 @@ public object FfiConverterTypeTriangle: FfiConverterRustBuffer<Triangle> {
             FfiConverterUInt.write(value.`c`, buf)
     }
 }
+
+
+
+/**
+ * How a request ended.
+ */
+
+enum class Outcome {
+    
+    /**
+     * An answer.
+     */
+    OK,
+    /**
+     * An error or a timeout.
+     */
+    FAILED,
+    /**
+     * The backend refused it.
+     */
+    REFUSED;
+
+    
+
+
+    companion object
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeOutcome: FfiConverterRustBuffer<Outcome> {
+    override fun read(buf: ByteBuffer) = try {
+        Outcome.values()[buf.getInt() - 1]
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
+    }
+
+    override fun allocationSize(value: Outcome) = 4UL
+
+    override fun write(value: Outcome, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
+    }
+}
+
+
 
 
 
@@ -2764,6 +3076,81 @@ public object FfiConverterTypeShivyaError : FfiConverterRustBuffer<ShivyaExcepti
 
 
 
+/**
+ * What a capacity signal asks for.
+ */
+
+enum class SignalKind {
+    
+    /**
+     * The backend is saturated: add capacity beside it.
+     */
+    SPLIT,
+    /**
+     * The backend is idle: it can be drained.
+     */
+    CULL;
+
+    
+
+
+    companion object
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeSignalKind: FfiConverterRustBuffer<SignalKind> {
+    override fun read(buf: ByteBuffer) = try {
+        SignalKind.values()[buf.getInt() - 1]
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
+    }
+
+    override fun allocationSize(value: SignalKind) = 4UL
+
+    override fun write(value: SignalKind, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
+    }
+}
+
+
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalString: FfiConverterRustBuffer<kotlin.String?> {
+    override fun read(buf: ByteBuffer): kotlin.String? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterString.read(buf)
+    }
+
+    override fun allocationSize(value: kotlin.String?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterString.allocationSize(value)
+        }
+    }
+
+    override fun write(value: kotlin.String?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterString.write(value, buf)
+        }
+    }
+}
+
+
+
 
 /**
  * @suppress
@@ -2846,6 +3233,34 @@ public object FfiConverterSequenceString: FfiConverterRustBuffer<List<kotlin.Str
         buf.putInt(value.size)
         value.iterator().forEach {
             FfiConverterString.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeCapacitySignal: FfiConverterRustBuffer<List<CapacitySignal>> {
+    override fun read(buf: ByteBuffer): List<CapacitySignal> {
+        val len = buf.getInt()
+        return List<CapacitySignal>(len) {
+            FfiConverterTypeCapacitySignal.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<CapacitySignal>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeCapacitySignal.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<CapacitySignal>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeCapacitySignal.write(it, buf)
         }
     }
 }
