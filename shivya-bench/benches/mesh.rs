@@ -102,5 +102,48 @@ fn idle_step(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, wire, idle_step);
+/// The per-request decision: `pick` on a balancer over N backends with every estimate in
+/// play (answers heard, the others' load from records), and the report pair around it.
+fn pick(c: &mut Criterion) {
+    use shivya_core::balancer::{Balancer, BalancerConfig, Outcome};
+    let mut group = c.benchmark_group("balancer");
+    for n in [3u32, 48, 512] {
+        let edges: Vec<(u32, u32)> = (0..n.saturating_sub(1)).map(|v| (v, v + 1)).collect();
+        let mut b = Balancer::new(BalancerConfig::default(), n, &edges, 7, 0).unwrap();
+        let merged: Vec<f64> = (0..n).map(|v| 1.0 + (v % 7) as f64 / 3.0).collect();
+        for t in 0..2_000u64 {
+            let v = (t % u64::from(n)) as u32;
+            b.started(v, t).unwrap();
+            b.finished(v, 1.0 + (t % 13) as f64, Outcome::Ok, t)
+                .unwrap();
+        }
+        b.refresh(&merged, 3, true, 2_000).unwrap();
+        group.bench_function(format!("pick/{n}"), |bench| {
+            let mut t = 2_000u64;
+            bench.iter(|| {
+                t += 1;
+                black_box(b.pick(black_box(t)))
+            })
+        });
+        group.bench_function(format!("pick_start_finish/{n}"), |bench| {
+            let mut t = 2_000u64;
+            bench.iter(|| {
+                t += 1;
+                let v = b.pick(t).unwrap_or(0);
+                b.started(v, t).unwrap();
+                b.finished(v, 3.0, Outcome::Ok, t).unwrap();
+            })
+        });
+        group.bench_function(format!("refresh/{n}"), |bench| {
+            let mut t = 2_000u64;
+            bench.iter(|| {
+                t += 1;
+                b.refresh(black_box(&merged), 3, false, t).unwrap()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, wire, idle_step, pick);
 criterion_main!(benches);

@@ -359,3 +359,16 @@ fn writes_after_leaving_are_refused_not_silently_dropped() {
     assert_eq!(n.record_offload(0, 1, 0.2), Err(MeshError::Left));
     assert_eq!(n.status().own_version, version);
 }
+
+#[test]
+fn writing_the_value_already_held_makes_no_new_version() {
+    let mut n = node(WorkloadTopology::complete(3).unwrap(), SettleMode::CurlFree);
+    n.record_queue_len(1, 0.1).unwrap();
+    n.record_offload(0, 1, 1.0 / 3.0).unwrap();
+    let v = n.own_record().version;
+    n.record_queue_len(1, 0.1).unwrap();
+    n.record_offload(0, 1, 1.0 / 3.0).unwrap();
+    assert_eq!(n.own_record().version, v, "an identical write must not be gossiped");
+    n.record_queue_len(1, 0.1 + 1e-12).unwrap();
+    assert_eq!(n.own_record().version, v + 1);
+}

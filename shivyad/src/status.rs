@@ -99,6 +99,26 @@ pub fn snapshot_json(node: &mut Node, vertex: u32, history: &[f64]) -> String {
         }
     }
     o.push(']');
+    json::key(&mut o, false, "view");
+    json::string(
+        &mut o,
+        &format!("{:016x}", node.state().records().view_digest()),
+    );
+    // The capacity signals of the merged records (L4): identical on every node that holds
+    // the same records.
+    json::key(&mut o, false, "signals");
+    o.push('[');
+    for (i, sig) in node.state().capacity_signals().iter().enumerate() {
+        if i > 0 {
+            o.push(',');
+        }
+        let (backend, kind) = match *sig {
+            shivya_core::balancer::CapacitySignal::Split { backend } => (backend, "split"),
+            shivya_core::balancer::CapacitySignal::Cull { backend } => (backend, "cull"),
+        };
+        let _ = write!(o, "{{\"vertex\":{backend},\"signal\":\"{kind}\"}}");
+    }
+    o.push(']');
     json::key(&mut o, false, "f_history");
     o.push('[');
     for (i, f) in history.iter().enumerate() {

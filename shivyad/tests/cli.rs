@@ -138,6 +138,16 @@ fn three_daemons_mesh_report_identical_routes_and_a_stopped_one_cleans_up() {
         },
     );
     let j = status_json(&ds[0].socket).unwrap();
+    // One view, one set of capacity signals (L4) on every daemon.
+    for d in &ds[1..] {
+        let k = status_json(&d.socket).unwrap();
+        assert_eq!(field(&k, "view"), field(&j, "view"), "{k}");
+        assert_eq!(field(&k, "signals"), field(&j, "signals"), "{k}");
+    }
+    assert!(
+        field(&j, "signals").is_some_and(|s| s.starts_with('[')),
+        "{j}"
+    );
     for p in &ports[1..] {
         assert!(
             j.contains(&format!("127.0.0.1:{p}")),

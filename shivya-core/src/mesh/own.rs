@@ -53,7 +53,8 @@ impl Entry for (u32, u32, f64) {
 }
 
 /// Sets the entry `key` of a sorted list to `value`; 0 removes it. A new entry beyond
-/// `max` is refused and nothing changes. Returns whether the list was written.
+/// `max` is refused and nothing changes. Returns whether the list changed (writing the
+/// value it already holds changes nothing).
 fn upsert<E: Entry>(
     list: &mut Vec<E>,
     key: E::Key,
@@ -65,6 +66,8 @@ fn upsert<E: Entry>(
         Ok(k) if value == 0.0 => {
             list.remove(k);
         }
+        // The same value again is no write: no new version, nothing to gossip.
+        Ok(k) if list[k].value_mut().to_bits() == value.to_bits() => return Ok(false),
         Ok(k) => *list[k].value_mut() = value,
         Err(_) if value == 0.0 => return Ok(false),
         Err(k) => {

@@ -1,0 +1,3 @@
+module shivya.dev/loadgen
+
+go 1.22
