@@ -209,6 +209,8 @@ pub struct ClusterConfig {
     pub rtt_ms: f64,
     /// Seed of arrivals, service times and choices (identical across policies).
     pub seed: u64,
+    /// Candidates per Shivya pick (the balancer's `choices`).
+    pub choices: u32,
 }
 
 impl Default for ClusterConfig {
@@ -223,6 +225,7 @@ impl Default for ClusterConfig {
             base_rate: 100.0,
             rtt_ms: 0.5,
             seed: 1,
+            choices: BalancerConfig::default().choices,
         }
     }
 }
@@ -329,7 +332,11 @@ struct ProbeAnswer {
 }
 
 struct World {
+    /// Live service rates (the scenario changes them).
     mu: Vec<f64>,
+    /// The capacities the policies are configured with (nginx's `weight=`): the rates at
+    /// the start. Only JSQ (the bound) and the servers' own probe answers see `mu`.
+    config_mu: Vec<f64>,
     failed: Vec<bool>,
     epoch: Vec<u32>,
     queue: Vec<VecDeque<Job>>,
@@ -450,6 +457,7 @@ pub fn run(policy: Policy, cfg: &ClusterConfig) -> Result<ClusterResult, String>
     };
     let mut w = World {
         mu: mu.clone(),
+        config_mu: mu.clone(),
         failed: vec![false; n],
         epoch: vec![0; n],
         queue: vec![VecDeque::new(); n],
@@ -505,6 +513,7 @@ pub fn run(policy: Policy, cfg: &ClusterConfig) -> Result<ClusterResult, String>
                 layers,
                 info_age_ms: period as f64,
                 latency_prior_ms: 1.0 / mean_mu,
+                choices: cfg.choices,
                 ..BalancerConfig::default()
             },
             ..NodeConfig::default()
@@ -802,7 +811,7 @@ fn dispatch(
             let mut best = start;
             for j in 0..n {
                 let s = (start + j) % n;
-                let c = |s: usize| f64::from(ds.own[k][s] + 1) / w.mu[s];
+                let c = |s: usize| f64::from(ds.own[k][s] + 1) / w.config_mu[s];
                 if c(s) < c(best) {
                     best = s;
                 }
@@ -811,7 +820,7 @@ fn dispatch(
         }
         Policy::P2cStale => {
             let (a, b) = two(w, n);
-            let c = |s: usize| (ds.view[k][s] + 1.0) / w.mu[s];
+            let c = |s: usize| (ds.view[k][s] + 1.0) / w.config_mu[s];
             if c(b) < c(a) {
                 b
             } else {
@@ -822,7 +831,9 @@ fn dispatch(
             let (a, b) = two(w, n);
             w.probes += 2;
             delay = cfg.rtt_ms;
-            if cost(w, b) < cost(w, a) {
+            // The probes return queue lengths; capacities are the configured ones.
+            let c = |s: usize| (w.queue[s].len() + 1) as f64 / w.config_mu[s];
+            if c(b) < c(a) {
                 b
             } else {
                 a

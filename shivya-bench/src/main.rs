@@ -54,6 +54,9 @@ struct Args {
     /// Cluster only: the mesh's gossip and layer period, ms.
     #[arg(long, default_value_t = 50)]
     period_ms: u64,
+    /// Cluster only: candidates per Shivya pick.
+    #[arg(long, default_value_t = 2)]
+    choices: u32,
     /// Cluster only: seeds per setting (medians and ranges over them).
     #[arg(long, default_value_t = 5)]
     seeds: usize,
@@ -181,6 +184,7 @@ fn run_cluster(args: &Args) -> Result<(), String> {
                     scenario,
                     duration_ms,
                     period_ms: args.period_ms,
+                    choices: args.choices,
                     ..cluster::ClusterConfig::default()
                 };
                 let t0 = Instant::now();

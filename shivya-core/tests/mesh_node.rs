@@ -368,7 +368,11 @@ fn writing_the_value_already_held_makes_no_new_version() {
     let v = n.own_record().version;
     n.record_queue_len(1, 0.1).unwrap();
     n.record_offload(0, 1, 1.0 / 3.0).unwrap();
-    assert_eq!(n.own_record().version, v, "an identical write must not be gossiped");
+    assert_eq!(
+        n.own_record().version,
+        v,
+        "an identical write must not be gossiped"
+    );
     n.record_queue_len(1, 0.1 + 1e-12).unwrap();
     assert_eq!(n.own_record().version, v + 1);
 }

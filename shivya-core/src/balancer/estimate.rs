@@ -22,7 +22,11 @@ pub const RELAX_LATENCIES: f64 = 4.0;
 /// A report's deviation from its mean is trusted for about this many service times.
 pub const TRUST_SERVICES: f64 = 3.0;
 /// Variance of one `ln(latency)` observation.
-pub const OBS_VAR: f64 = 0.25;
+pub const OBS_VAR: f64 = 4.0;
+/// Weight of one innovation in the running surprise.
+pub const SURPRISE_WEIGHT: f64 = 0.1;
+/// A running surprise beyond this (in `ln` units: a factor of about 2) resets the gain.
+pub const SURPRISE_LIMIT: f64 = 0.7;
 /// Growth of the `ln(latency)` variance per millisecond without observations.
 pub const DRIFT_PER_MS: f64 = 1e-3;
 /// Largest standard deviation reported (a belief never grows past "no idea").
@@ -41,6 +45,8 @@ pub(super) struct LatencyBelief {
     var: f64,
     at_ms: u64,
     observed: bool,
+    /// Exponential average of the innovations (zero while the belief is right).
+    surprise: f64,
     /// Plain exponential average of `svc` (what is used with L1 switched off).
     ewma_svc: f64,
     /// Exponential average of the observed latency, ms.
@@ -56,6 +62,7 @@ impl LatencyBelief {
             var: 1.0,
             at_ms: now_ms,
             observed: false,
+            surprise: 0.0,
             ewma_svc: prior_ms,
             ewma_latency: prior_ms,
             err: 0.0,
@@ -83,7 +90,14 @@ impl LatencyBelief {
         if failed {
             y = y.max(self.mean_ln + FAILURE_PENALTY.ln());
         }
-        let p = self.predicted_var(now_ms);
+        // A persistent run of surprises in one direction (the backend changed, not noise)
+        // widens the belief so that it moves at once instead of at the steady gain.
+        self.surprise += SURPRISE_WEIGHT * (y - self.mean_ln - self.surprise);
+        let mut p = self.predicted_var(now_ms);
+        if self.surprise.abs() > SURPRISE_LIMIT {
+            p += self.surprise * self.surprise;
+            self.surprise = 0.0;
+        }
         let k = p / (p + OBS_VAR);
         self.mean_ln += k * (y - self.mean_ln);
         self.var = (1.0 - k) * p;
