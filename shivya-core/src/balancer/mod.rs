@@ -276,6 +276,10 @@ pub struct Balancer {
     peers: f64,
     target: Vec<f64>,
     weight: Vec<f64>,
+    /// Per backend: delay per request (optimistic), as of the last refresh or answer.
+    unit: Vec<f64>,
+    /// Per backend: what the records add to the queue in the decision.
+    others_term: Vec<f64>,
     cumulative: Vec<f64>,
     signals: Vec<CapacitySignal>,
     stress: Vec<f64>,
@@ -317,6 +321,8 @@ impl Balancer {
             target: vec![0.0; n],
             weight: vec![1.0 / n.max(1) as f64; n],
             cumulative: vec![0.0; n],
+            unit: vec![0.0; n],
+            others_term: vec![0.0; n],
             signals: Vec::new(),
             stress: Vec::with_capacity(n),
             rng: Rng::new(seed ^ 0x6261_6c61_6e63_6572),
@@ -325,6 +331,9 @@ impl Balancer {
             config,
         };
         b.rebuild_cumulative();
+        for i in 0..n {
+            b.recache(i, now_ms);
+        }
         Ok(b)
     }
 
@@ -386,6 +395,8 @@ impl Balancer {
         }
         self.base[i] = weight;
         self.latency[i].set_prior(self.config.latency_prior_ms / weight);
+        let now = self.clock_ms;
+        self.recache(i, now);
         Ok(())
     }
 
@@ -427,6 +438,7 @@ impl Balancer {
         }
         let queued = f64::from(self.local[i]) + self.predicted_others(i, now);
         self.latency[i].observe(latency_ms, queued, failed, now);
+        self.recache(i, now);
         Ok(())
     }
 
@@ -535,6 +547,9 @@ impl Balancer {
             }
         }
         self.rebuild_cumulative();
+        for i in 0..self.len() {
+            self.recache(i, now);
+        }
         if records_changed {
             if layers.capacity && layers.shared {
                 capacity::signals(
@@ -575,20 +590,24 @@ impl Balancer {
         self.cumulative.partition_point(|&c| c <= x).min(n - 1)
     }
 
-    /// The expected delay of one more request at backend `i`, ms,
-    /// optimistic by one standard deviation of the latency belief (a backend not measured
-    /// for a while gets tried again rather than written off for good).
-    fn cost(&self, i: usize, now: u64) -> f64 {
+    /// Recomputes backend `i`'s part of the per-request cost that does not change with
+    /// every request (so `pick` does arithmetic only): the delay per request, optimistic
+    /// by one standard deviation of its belief (a backend not measured for a while gets
+    /// tried again rather than written off for good), and the others' term, both as of
+    /// now (the last refresh or answer).
+    fn recache(&mut self, i: usize, now: u64) {
         let filter = self.config.layers.filter;
         let b = &self.latency[i];
-        let others = self.others[i].decision_term(
-            filter,
-            self.peers,
-            self.config.info_age_ms,
-            b.svc_ms(filter),
-        );
-        let queue = (f64::from(self.local[i]) + others).max(0.0);
-        (queue + 1.0) * b.svc_ms(filter) * (-b.sd(filter, now)).exp()
+        let svc = b.svc_ms(filter);
+        self.unit[i] = svc * (-b.sd(filter, now)).exp();
+        self.others_term[i] =
+            self.others[i].decision_term(filter, self.peers, self.config.info_age_ms, svc);
+    }
+
+    /// The expected delay of one more request at backend `i`, ms.
+    fn cost(&self, i: usize) -> f64 {
+        let queue = (f64::from(self.local[i]) + self.others_term[i]).max(0.0);
+        (queue + 1.0) * self.unit[i]
     }
 
     /// The backend for the next request (call [`Balancer::started`] when it is sent).
@@ -598,13 +617,13 @@ impl Balancer {
         if n == 0 {
             return None;
         }
-        let now = self.clock(now_ms);
+        self.clock(now_ms);
         self.counters.picks += 1;
         let a = self.draw();
         if n == 1 {
             return Some(0);
         }
-        let mut best = (a, self.cost(a, now));
+        let mut best = (a, self.cost(a));
         for _ in 1..self.config.choices.min(n as u32) {
             let mut b = self.draw();
             for _ in 0..3 {
@@ -613,7 +632,7 @@ impl Balancer {
                 }
                 b = self.draw();
             }
-            let c = self.cost(b, now);
+            let c = self.cost(b);
             if c < best.1 {
                 best = (b, c);
             }
