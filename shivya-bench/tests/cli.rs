@@ -37,8 +37,16 @@ fn bad_arguments_are_refused() {
     let out = bench().args(["cluster", "--n", "eight"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     // Parsed but meaningless: an error message, not a panic.
+    // The output directory is made before measuring: keep it out of the source tree.
+    let dir = std::env::temp_dir().join(format!("shivya-bench-bad-{}", std::process::id()));
     for bad in [["--n", "0"], ["--load", "NaN"], ["--policy", "magic"]] {
-        let out = bench().arg("cluster").args(bad).output().unwrap();
+        let out = bench()
+            .arg("cluster")
+            .args(bad)
+            .arg("--out")
+            .arg(&dir)
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(1), "{bad:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
@@ -46,6 +54,7 @@ fn bad_arguments_are_refused() {
             "{err}"
         );
     }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
