@@ -295,6 +295,48 @@ func (n *Node) Weights() ([]float64, error) {
 	return out, err
 }
 
+// Signal is what a capacity signal asks for.
+type Signal uint32
+
+// The signals, as the C header numbers them.
+const (
+	SignalSplit Signal = C.SHIVYA_SIGNAL_SPLIT // saturated: add capacity beside it
+	SignalCull  Signal = C.SHIVYA_SIGNAL_CULL  // idle: it can be drained
+)
+
+// CapacitySignal is a capacity signal for one backend.
+type CapacitySignal struct {
+	Backend uint32
+	Kind    Signal
+}
+
+// CapacitySignals returns the capacity signals of the merged records (identical on every
+// node holding the same records).
+func (n *Node) CapacitySignals() ([]CapacitySignal, error) {
+	var out []CapacitySignal
+	err := n.do(func(p *C.shivya_node) error {
+		var need C.size_t
+		s := C.shivya_capacity_signals(p, nil, 0, &need)
+		if s != C.SHIVYA_OK && s != C.SHIVYA_ERR_BUFFER_TOO_SHORT {
+			return check(s)
+		}
+		out = []CapacitySignal{}
+		if need == 0 {
+			return nil
+		}
+		buf := make([]C.shivya_capacity_signal, int(need))
+		var got C.size_t
+		if err := check(C.shivya_capacity_signals(p, &buf[0], need, &got)); err != nil {
+			return err
+		}
+		for i := 0; i < int(got); i++ {
+			out = append(out, CapacitySignal{Backend: uint32(buf[i].backend), Kind: Signal(buf[i].kind)})
+		}
+		return nil
+	})
+	return out, err
+}
+
 // ViewDigest is a fingerprint of the records held: equal on nodes holding the same records.
 func (n *Node) ViewDigest() (uint64, error) {
 	var d C.uint64_t

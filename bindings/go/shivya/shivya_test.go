@@ -351,6 +351,19 @@ func TestTheBalancerSeesAnotherBalancersLoad(t *testing.T) {
 	if err != nil || len(w) != 3 || math.Abs(w[0]+w[1]+w[2]-1) > 1e-9 {
 		t.Fatalf("weights %v, %v", w, err)
 	}
+	// Backend 2 carries nearly all the load: the merged records ask for capacity there.
+	runUntil(t, nodes, "a split signal for backend 2", func() bool {
+		sig, err := nodes[0].CapacitySignals()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range sig {
+			if s == (CapacitySignal{Backend: 2, Kind: SignalSplit}) {
+				return true
+			}
+		}
+		return false
+	})
 	runUntil(t, nodes, "one view", func() bool {
 		a, _ := nodes[0].ViewDigest()
 		b, _ := nodes[1].ViewDigest()
