@@ -138,12 +138,20 @@ fn three_daemons_mesh_report_identical_routes_and_a_stopped_one_cleans_up() {
         },
     );
     let j = status_json(&ds[0].socket).unwrap();
-    // One view, one set of capacity signals (L4) on every daemon.
-    for d in &ds[1..] {
-        let k = status_json(&d.socket).unwrap();
-        assert_eq!(field(&k, "view"), field(&j, "view"), "{k}");
-        assert_eq!(field(&k, "signals"), field(&j, "signals"), "{k}");
-    }
+    // One view, then one set of capacity signals (L4) on every daemon: signals follow the
+    // records at each daemon's next layer step.
+    wait_for(
+        "one view and one set of signals",
+        Duration::from_secs(15),
+        || {
+            let s: Vec<String> = ds.iter().filter_map(|d| status_json(&d.socket)).collect();
+            s.len() == ds.len()
+                && s.iter().all(|k| field(k, "view") == field(&s[0], "view"))
+                && s.iter()
+                    .all(|k| field(k, "signals") == field(&s[0], "signals"))
+        },
+    );
+    let j = status_json(&ds[0].socket).unwrap();
     assert!(
         field(&j, "signals").is_some_and(|s| s.starts_with('[')),
         "{j}"

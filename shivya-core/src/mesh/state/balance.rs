@@ -54,8 +54,8 @@ impl NodeState {
         Ok(self.balancer.weights(out)?)
     }
 
-    /// The capacity signals of the merged records (identical on nodes holding the same
-    /// records).
+    /// The capacity signals of the merged records as of the last layer step (identical on
+    /// nodes that held the same records at their last step).
     pub fn capacity_signals(&self) -> &[CapacitySignal] {
         self.balancer.signals()
     }
