@@ -137,7 +137,6 @@ fn three_daemons_mesh_report_identical_routes_and_a_stopped_one_cleans_up() {
                 && routes.iter().all(|r| *r == routes[0])
         },
     );
-    let j = status_json(&ds[0].socket).unwrap();
     // One view, then one set of capacity signals (L4) on every daemon: signals follow the
     // records at each daemon's next layer step.
     wait_for(
