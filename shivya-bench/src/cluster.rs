@@ -630,15 +630,7 @@ pub fn run(policy: Policy, cfg: &ClusterConfig) -> Result<ClusterResult, String>
                     };
                     dispatch(&mut ds, &mut mesh, &mut w, cfg, job, MESH_WARMUP_MS);
                 }
-                Event::Deliver { server, job } => deliver(
-                    &mut ds,
-                    &mut mesh,
-                    &mut w,
-                    cfg,
-                    server as usize,
-                    job,
-                    MESH_WARMUP_MS,
-                ),
+                Event::Deliver { server, job } => deliver(&mut w, cfg, server as usize, job),
                 Event::Departure { server, epoch } => {
                     let s = server as usize;
                     if epoch != w.epoch[s] || w.failed[s] {
@@ -896,7 +888,7 @@ fn dispatch(
             },
         );
     } else {
-        deliver(ds, mesh, w, cfg, target, job, offset);
+        deliver(w, cfg, target, job);
     }
 }
 
@@ -924,16 +916,7 @@ fn prequal_pick(pool: &mut Vec<ProbeAnswer>, w: &mut World, n: usize) -> usize {
     pool.swap_remove(i).server as usize
 }
 
-fn deliver(
-    ds: &mut Dispatch,
-    mesh: &mut Option<Sim>,
-    w: &mut World,
-    cfg: &ClusterConfig,
-    server: usize,
-    job: Job,
-    offset: u64,
-) {
-    let _ = (ds, mesh, offset);
+fn deliver(w: &mut World, cfg: &ClusterConfig, server: usize, job: Job) {
     if w.failed[server] {
         w.schedule(
             w.now + cfg.rtt_ms,

@@ -74,13 +74,14 @@ impl NodeState {
         }
         let generation = self.records.generation();
         let changed = self.balanced_generation != Some(generation);
-        let queue = match self.settle_now() {
-            Ok(s) => s.queue.clone(),
-            Err(e) => {
-                self.counters.layer_errors += 1;
-                tracing::warn!(error = %e, "reconciliation failed");
-                return;
-            }
+        if let Err(e) = self.settle_now() {
+            self.counters.layer_errors += 1;
+            tracing::warn!(error = %e, "reconciliation failed");
+            return;
+        }
+        // settle_now just stored it; borrowed as a field, beside the balancer, not copied.
+        let Some((_, settlement)) = self.last_settle.as_ref() else {
+            return;
         };
         let me = self.id;
         let peers = self
@@ -88,7 +89,10 @@ impl NodeState {
             .iter()
             .filter(|r| r.origin != me && !r.queue.is_empty())
             .count();
-        match self.balancer.refresh(&queue, peers, changed, now_ms) {
+        match self
+            .balancer
+            .refresh(&settlement.queue, peers, changed, now_ms)
+        {
             Ok(()) => self.balanced_generation = Some(generation),
             Err(e) => {
                 self.counters.layer_errors += 1;
