@@ -163,6 +163,14 @@ fn merged_writes_of_several_origins_add_up() {
     }
     assert_eq!(c.settlement().unwrap().queue, vec![10.0, 0.0]);
     assert_eq!(c.status().counters.records_merged, 3);
+    // Information age: a's record changed at t = 2, b's at t = 1; the stale copy of a's
+    // record did not refresh it.
+    let ages = c.record_ages(1_001);
+    assert_eq!(ages.origins, 2);
+    assert_eq!(ages.max_ms, 1_000);
+    assert_eq!(ages.mean_ms, 999.5);
+    // A host clock that steps back does not make ages negative or smaller.
+    assert_eq!(c.record_ages(0).max_ms, 1);
 }
 
 #[test]

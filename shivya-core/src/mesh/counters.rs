@@ -116,6 +116,17 @@ pub struct Counters {
     pub send_errors: u64,
 }
 
+/// Age of the other origins' records at one node (see `NodeState::record_ages`).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct RecordAges {
+    /// Other origins whose record this node holds.
+    pub origins: usize,
+    /// Mean time since each last changed here, in milliseconds.
+    pub mean_ms: f64,
+    /// The longest such time, in milliseconds.
+    pub max_ms: u64,
+}
+
 /// A snapshot of the node.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Status {

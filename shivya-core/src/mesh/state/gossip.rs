@@ -79,6 +79,7 @@ impl NodeState {
         match self.records.merge(r) {
             MergeOutcome::Applied => {
                 self.counters.records_merged += 1;
+                self.received_ms.insert(r.origin, self.clock_ms);
                 let rounds = self
                     .config
                     .rumor_rounds

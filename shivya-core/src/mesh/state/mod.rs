@@ -15,7 +15,7 @@ pub use gossip::{AMPLIFICATION, RUMOR_RECORDS};
 
 use super::belief::{BeliefReport, BeliefState, OBS_DIM};
 use super::config::NodeConfig;
-use super::counters::{Counters, Status};
+use super::counters::{Counters, RecordAges, Status};
 use super::outbox::Outbox;
 use super::own::OwnRecord;
 use super::records::RecordStore;
@@ -49,6 +49,9 @@ pub struct NodeState {
     digest_cursor: NodeId,
     /// Records to rumour: origin → rounds left (ordered map: deterministic choice).
     hot: BTreeMap<NodeId, u32>,
+    /// When each other origin's record last changed here (node time): the information
+    /// age an operator reads. Same keys as the record store, so bounded like it.
+    received_ms: BTreeMap<NodeId, u64>,
     /// The last settlement and the record generation it was computed from.
     last_settle: Option<(u64, Settlement)>,
     counters: Counters,
@@ -98,6 +101,7 @@ impl NodeState {
             next_layer_ms: now_ms.saturating_add(config.step_interval_ms),
             digest_cursor: NodeId::ZERO,
             hot: BTreeMap::new(),
+            received_ms: BTreeMap::new(),
             last_settle: None,
             counters: Counters::default(),
             balancer,
@@ -364,6 +368,25 @@ impl NodeState {
     /// has made since (so it never decreases).
     pub fn latest_time_ms(&self) -> u64 {
         self.clock_ms
+    }
+
+    /// How old the other origins' records are here at `now_ms` (host time): time since
+    /// each last changed at this node. A record that has not changed for long is either
+    /// from a quiet balancer or from one that is gone.
+    pub fn record_ages(&self, now_ms: u64) -> RecordAges {
+        let now = self.node_time(now_ms);
+        let mut ages = RecordAges::default();
+        let mut sum = 0.0;
+        for t in self.received_ms.values() {
+            let age = now.saturating_sub(*t);
+            ages.origins += 1;
+            ages.max_ms = ages.max_ms.max(age);
+            sum += age as f64;
+        }
+        if ages.origins > 0 {
+            ages.mean_ms = sum / ages.origins as f64;
+        }
+        ages
     }
 
     /// A snapshot.
