@@ -14,6 +14,9 @@ pub const CLIENT_DEADLINE_MS: u64 = 2_000;
 /// Longest request accepted: a status command line or an HTTP request head.
 pub const MAX_REQUEST: usize = 8 * 1024;
 
+/// Most header lines read from one HTTP request.
+const MAX_HEADERS: usize = 32;
+
 /// Which interface a client came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -62,8 +65,17 @@ pub enum Request {
     Pending,
     /// A status command line.
     Command(String),
-    /// An HTTP request head (still in the socket: it was only peeked) of `len` bytes.
-    Head { text: String, len: usize },
+    /// An HTTP request head, parsed by httparse (still in the socket: it was only peeked),
+    /// of `len` bytes.
+    Head {
+        method: String,
+        path: String,
+        /// `Upgrade: websocket`.
+        websocket: bool,
+        len: usize,
+    },
+    /// Not an HTTP request (answered 400 and closed); `len` bytes were peeked.
+    Bad { why: String, len: usize },
     /// The client went away or sent more than [`MAX_REQUEST`]: drop it.
     Gone,
 }
@@ -152,13 +164,31 @@ impl Client {
                 Err(_) => return Request::Gone,
             }
         };
-        match head[..n].windows(4).position(|w| w == b"\r\n\r\n") {
-            Some(end) => Request::Head {
-                text: String::from_utf8_lossy(&head[..end + 4]).into_owned(),
-                len: end + 4,
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(&head[..n]) {
+            Ok(httparse::Status::Complete(len)) => {
+                let websocket = req.headers.iter().any(|h| {
+                    h.name.eq_ignore_ascii_case("upgrade")
+                        && std::str::from_utf8(h.value)
+                            .is_ok_and(|v| v.trim().eq_ignore_ascii_case("websocket"))
+                });
+                Request::Head {
+                    method: req.method.unwrap_or("").to_string(),
+                    path: req.path.unwrap_or("/").to_string(),
+                    websocket,
+                    len,
+                }
+            }
+            Ok(httparse::Status::Partial) if n >= MAX_REQUEST => Request::Bad {
+                why: format!("request head longer than {MAX_REQUEST} bytes"),
+                len: n,
             },
-            None if n >= MAX_REQUEST => Request::Gone,
-            None => Request::Pending,
+            Ok(httparse::Status::Partial) => Request::Pending,
+            Err(e) => Request::Bad {
+                why: format!("malformed request: {e}"),
+                len: n,
+            },
         }
     }
 

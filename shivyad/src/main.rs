@@ -3,7 +3,7 @@
 //! Unix status socket and a live WebSocket dashboard. One thread, one mio poll loop.
 
 mod clients;
-mod json;
+mod metrics;
 mod server;
 mod state_file;
 mod status;

@@ -1,6 +1,7 @@
 //! The daemon's event loop and its two local interfaces (status socket, dashboard).
 
 use crate::clients::{Client, Kind, Request, Stream};
+use crate::metrics::Timings;
 use crate::status::{snapshot_json, table};
 use crate::{sys, RunArgs};
 use mio::unix::SourceFd;
@@ -92,6 +93,7 @@ struct Daemon {
     conns: BTreeMap<Token, Client>,
     next_token: usize,
     start: Instant,
+    timings: Timings,
 }
 
 impl Daemon {
@@ -101,7 +103,8 @@ impl Daemon {
 
     fn snapshot(&mut self) -> String {
         let h: Vec<f64> = self.history.iter().copied().collect();
-        snapshot_json(&mut self.node, self.vertex, &h)
+        let now = self.now();
+        snapshot_json(&mut self.node, self.vertex, &h, now)
     }
 
     /// Host sampling (or the fixed load), the F_collective history, the dashboard feed.
@@ -215,9 +218,18 @@ impl Daemon {
                     body.push(b'\n');
                     return self.answer(token, c, body, registry);
                 }
-                Request::Head { text, len } => {
-                    let lower = text.to_ascii_lowercase();
-                    if lower.contains("upgrade: websocket") {
+                Request::Bad { why, len } => {
+                    let _ = c.consume(len);
+                    let body = http("400 Bad Request", "text/plain", format!("{why}\n"));
+                    return self.answer(token, c, body.into_bytes(), registry);
+                }
+                Request::Head {
+                    method,
+                    path,
+                    websocket,
+                    len,
+                } => {
+                    if websocket {
                         let _ = registry.deregister(&mut SourceFd(&c.stream.fd()));
                         if let Stream::Tcp(s) = c.stream {
                             if let Err(e) = self.websocket(s) {
@@ -229,8 +241,7 @@ impl Daemon {
                     if c.consume(len).is_err() {
                         return Self::drop_client(registry, c);
                     }
-                    let path = lower.split_whitespace().nth(1).unwrap_or("/").to_string();
-                    let body = self.http_response(&path).into_bytes();
+                    let body = self.http_response(&method, &path).into_bytes();
                     return self.answer(token, c, body, registry);
                 }
             }
@@ -257,14 +268,13 @@ impl Daemon {
     /// permissions decide who may use it).
     fn command(&mut self, line: &str) -> String {
         let words: Vec<&str> = line.split_whitespace().collect();
-        let err = |m: String| {
-            let mut o = String::from("{\"ok\":false,\"error\":");
-            crate::json::string(&mut o, &m);
-            o.push('}');
-            o
-        };
+        let err = |m: String| serde_json::json!({"ok": false, "error": m}).to_string();
         match words.as_slice() {
             ["status"] => self.snapshot(),
+            ["metrics"] => {
+                let now = self.now();
+                crate::metrics::render(&mut self.node, &self.timings, now)
+            }
             ["records"] => crate::status::records_json(self.node.state()),
             ["write", v, q] => {
                 let (Ok(v), Ok(q)) = (v.parse::<u32>(), q.parse::<f64>()) else {
@@ -294,7 +304,7 @@ impl Daemon {
                 Err(e) => err(format!("bad address {a:?}: {e}")),
             },
             _ => err(format!(
-                "unknown request {line:?}; use status, records, write, block or unblock"
+                "unknown request {line:?}; use status, metrics, records, write, block or unblock"
             )),
         }
     }
@@ -315,18 +325,45 @@ impl Daemon {
         Ok(())
     }
 
-    /// The answer to a plain HTTP request for `path`.
-    fn http_response(&mut self, path: &str) -> String {
+    /// The answer to a plain HTTP request (`GET`; `HEAD` gets the same head, no body).
+    fn http_response(&mut self, method: &str, target: &str) -> String {
+        if method != "GET" && method != "HEAD" {
+            return http(
+                "405 Method Not Allowed",
+                "text/plain",
+                format!("{method} is not served here; use GET\n"),
+            );
+        }
+        let path = target.split('?').next().unwrap_or(target);
         let (code, ctype, body) = match path {
             "/" | "/index.html" => ("200 OK", "text/html; charset=utf-8", DASHBOARD.to_string()),
             "/status.json" => ("200 OK", "application/json", self.snapshot()),
+            "/metrics" => {
+                let now = self.now();
+                (
+                    "200 OK",
+                    crate::metrics::CONTENT_TYPE,
+                    crate::metrics::render(&mut self.node, &self.timings, now),
+                )
+            }
             _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
         };
-        format!(
-            "HTTP/1.1 {code}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
+        let mut out = http(code, ctype, body);
+        if method == "HEAD" {
+            if let Some(end) = out.find("\r\n\r\n") {
+                out.truncate(end + 4);
+            }
+        }
+        out
     }
+}
+
+/// A complete HTTP/1.1 response that closes the connection.
+fn http(code: &str, ctype: &str, body: String) -> String {
+    format!(
+        "HTTP/1.1 {code}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
 }
 
 /// Runs the daemon until SIGINT/SIGTERM.
@@ -341,7 +378,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         .with_ansi(!args.daemon && std::io::IsTerminal::is_terminal(&io::stderr()))
         .with_writer(io::stderr)
         .init();
-    sys::install_signal_handlers()
+    let stop = sys::install_signal_handlers()
         .map_err(|e| fail(format!("cannot install signal handlers: {e}")))?;
 
     let vertex = args.vertex.unwrap_or(u32::from(args.port) % args.vertices);
@@ -446,6 +483,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         conns: BTreeMap::new(),
         next_token: FIRST_CLIENT,
         start,
+        timings: Timings::default(),
     };
     let reg = poll.registry();
     reg.register(d.node.socket_mut(), UDP, Interest::READABLE)
@@ -470,7 +508,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
 
     let mut events = Events::with_capacity(64);
     let mut next_tick = 0u64;
-    while !sys::stop_requested() {
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
         let now = d.now();
         let wait = d
             .node
@@ -504,8 +542,16 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         }
         d.prune_clients(registry);
         let now = d.now();
+        let layer_steps = d.node.status().counters.layer_steps;
+        let t0 = Instant::now();
         if let Err(e) = d.node.step(now) {
             tracing::warn!(error = %e, "step failed; continuing");
+        }
+        let took = t0.elapsed().as_secs_f64();
+        if d.node.status().counters.layer_steps != layer_steps {
+            d.timings.layer_step.observe(took);
+        } else {
+            d.timings.io_step.observe(took);
         }
         if now >= next_tick {
             next_tick = now + args.interval_ms;
@@ -536,7 +582,7 @@ pub fn query_status(socket: &Path, as_json: bool) -> Result<(), Failure> {
     if as_json {
         print!("{out}");
     } else {
-        print!("{}", table(out.trim()));
+        print!("{}", table(out.trim()).map_err(fail)?);
     }
     Ok(())
 }

@@ -1,40 +1,22 @@
-//! The few POSIX calls the daemon needs: fork/setsid, descriptor redirection, signals.
+//! The few POSIX calls the daemon needs: fork/setsid and descriptor redirection; signals
+//! through signal-hook.
 
 use std::ffi::CString;
 use std::io;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    if STOP.swap(true, Ordering::SeqCst) {
-        // Second signal: leave at once. `_exit` is async-signal-safe.
-        // SAFETY: terminating the process is always sound here.
-        unsafe { libc::_exit(130) };
+/// Routes SIGINT and SIGTERM to the returned stop flag, through signal-hook; a second
+/// signal while the flag is already set exits at once with status 130.
+pub fn install_signal_handlers() -> io::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // Registered first, so it sees the flag before this signal sets it.
+        signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&stop))?;
+        signal_hook::flag::register(sig, Arc::clone(&stop))?;
     }
-}
-
-/// Routes SIGINT and SIGTERM to the stop flag (a second one exits immediately).
-pub fn install_signal_handlers() -> io::Result<()> {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: a zeroed sigaction with a plain handler and an empty mask is valid; the
-        // handler only touches an atomic and calls `_exit`.
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as *const () as usize;
-            libc::sigemptyset(&mut sa.sa_mask);
-            if libc::sigaction(sig, &sa, std::ptr::null_mut()) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Whether a stop was requested.
-pub fn stop_requested() -> bool {
-    STOP.load(Ordering::SeqCst)
+    Ok(stop)
 }
 
 fn open_for_append(path: &Path) -> io::Result<libc::c_int> {

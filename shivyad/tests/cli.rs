@@ -84,15 +84,10 @@ fn status_json(socket: &Path) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn field<'a>(json: &'a str, key: &str) -> Option<&'a str> {
-    let pat = format!("\"{key}\":");
-    let rest = &json[json.find(&pat)? + pat.len()..];
-    if rest.starts_with('[') {
-        let end = rest.find(']')?;
-        Some(&rest[..=end])
-    } else {
-        Some(&rest[..rest.find([',', '}'])?])
-    }
+/// One top-level field of a status snapshot, as compact JSON text.
+fn field(json: &str, key: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    Some(v.get(key)?.to_string())
 }
 
 fn wait_for(what: &str, deadline: Duration, mut f: impl FnMut() -> bool) {
@@ -130,10 +125,12 @@ fn three_daemons_mesh_report_identical_routes_and_a_stopped_one_cleans_up() {
                 return false;
             }
             let s: Vec<String> = s.into_iter().flatten().collect();
-            let peers_ok = s.iter().all(|j| field(j, "peer_count") == Some("2"));
-            let routes: Vec<Option<&str>> = s.iter().map(|j| field(j, "routes")).collect();
+            let peers_ok = s
+                .iter()
+                .all(|j| field(j, "peer_count").as_deref() == Some("2"));
+            let routes: Vec<Option<String>> = s.iter().map(|j| field(j, "routes")).collect();
             peers_ok
-                && routes[0].is_some_and(|r| r.len() > 2)
+                && routes[0].as_ref().is_some_and(|r| r.len() > 2)
                 && routes.iter().all(|r| *r == routes[0])
         },
     );
@@ -162,11 +159,14 @@ fn three_daemons_mesh_report_identical_routes_and_a_stopped_one_cleans_up() {
         );
     }
     // Queues 1, 5, 9 at vertices 0, 1, 2 (gain 1): the settled routes are exact.
+    let v: serde_json::Value = serde_json::from_str(&j).unwrap();
     assert_eq!(
-        field(&j, "routes"),
-        Some(
-            r#"[{"src":1,"dst":0,"rate":4.0},{"src":2,"dst":0,"rate":8.0},{"src":2,"dst":1,"rate":4.0}]"#
-        )
+        v["routes"],
+        serde_json::json!([
+            {"src": 1, "dst": 0, "rate": 4.0},
+            {"src": 2, "dst": 0, "rate": 8.0},
+            {"src": 2, "dst": 1, "rate": 4.0}
+        ])
     );
     // The table view works too.
     let table = Command::new(BIN)
@@ -196,7 +196,8 @@ fn three_daemons_mesh_report_identical_routes_and_a_stopped_one_cleans_up() {
         Duration::from_secs(10),
         || {
             ds.iter().all(|d| {
-                status_json(&d.socket).is_some_and(|j| field(&j, "peer_count") == Some("1"))
+                status_json(&d.socket)
+                    .is_some_and(|j| field(&j, "peer_count").as_deref() == Some("1"))
             })
         },
     );
@@ -392,5 +393,203 @@ fn stalled_local_clients_do_not_stall_the_daemon() {
         assert_eq!(s.read(&mut b).unwrap_or(0), 0);
     }
     // And the daemon still answers.
+    assert!(status_json(&socket).is_some());
+}
+
+/// One HTTP exchange: `raw` is sent as is, the whole answer (head and body) returned.
+fn http_exchange(port: u16, raw: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut t = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    t.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    t.write_all(raw).unwrap();
+    let mut out = Vec::new();
+    let _ = t.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A strict reader of the OpenMetrics text the daemon serves: every sample belongs to a
+/// family declared by `# TYPE` before it, names and labels are well formed, values parse,
+/// and the text ends with `# EOF`. Returns (name, labels, value) per sample.
+fn parse_openmetrics(text: &str) -> Vec<(String, String, f64)> {
+    let valid_name = |n: &str| {
+        !n.is_empty()
+            && n.chars().enumerate().all(|(i, c)| {
+                c == '_' || c == ':' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit())
+            })
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines.last(),
+        Some(&"# EOF"),
+        "the exposition ends with # EOF"
+    );
+    let mut families: Vec<(String, String)> = Vec::new();
+    let mut samples = Vec::new();
+    for line in &lines[..lines.len() - 1] {
+        if let Some(rest) = line.strip_prefix("# ") {
+            let mut w = rest.splitn(3, ' ');
+            let (kind, name) = (w.next().unwrap(), w.next().unwrap_or(""));
+            assert!(valid_name(name), "bad family name in {line:?}");
+            match kind {
+                "TYPE" => families.push((name.to_string(), w.next().unwrap_or("").to_string())),
+                "HELP" | "UNIT" => {}
+                _ => panic!("unknown comment {line:?}"),
+            }
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("no value in {line:?}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line:?}"));
+        let (name, labels) = match series.find('{') {
+            Some(i) => {
+                assert!(series.ends_with('}'), "unclosed labels in {line:?}");
+                let labels = &series[i + 1..series.len() - 1];
+                for pair in labels.split(',') {
+                    let (k, v) = pair
+                        .split_once('=')
+                        .unwrap_or_else(|| panic!("bad label in {line:?}"));
+                    assert!(valid_name(k), "bad label name in {line:?}");
+                    assert!(
+                        v.len() >= 2 && v.starts_with('"') && v.ends_with('"'),
+                        "bad label value in {line:?}"
+                    );
+                }
+                (&series[..i], labels)
+            }
+            None => (series, ""),
+        };
+        assert!(valid_name(name), "bad metric name in {line:?}");
+        let family = families
+            .last()
+            .unwrap_or_else(|| panic!("{line:?} before any # TYPE"));
+        let suffixes = [
+            "", "_total", "_bucket", "_count", "_sum", "_created", "_info",
+        ];
+        assert!(
+            suffixes.iter().any(|s| *name == format!("{}{s}", family.0)),
+            "{name} outside its family {}",
+            family.0
+        );
+        samples.push((name.to_string(), labels.to_string(), value));
+    }
+    samples
+}
+
+#[test]
+fn http_serves_metrics_that_agree_with_the_status_and_refuses_bad_requests() {
+    let dir = tmpdir("metrics");
+    let port = free_udp_port();
+    let http = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let socket = dir.join("d.sock");
+    let _daemon = Daemon {
+        child: Command::new(BIN)
+            .args([
+                "--port",
+                &port.to_string(),
+                "--vertices",
+                "3",
+                "--load",
+                "2.5",
+            ])
+            .args(["--interval-ms", "100", "--log-level", "warn", "--visualize"])
+            .args(["--ws-port", &http.to_string()])
+            .arg("--socket")
+            .arg(&socket)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+        socket: socket.clone(),
+        pid_file: dir.join("unused.pid"),
+    };
+    wait_for("a layer step ran", Duration::from_secs(10), || {
+        status_json(&socket).is_some_and(|j| {
+            let v: serde_json::Value = serde_json::from_str(&j).unwrap();
+            v["counters"]["layer_steps"].as_u64() > Some(0)
+        })
+    });
+    let answer = http_exchange(http, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert!(head.contains("application/openmetrics-text"), "{head}");
+    let samples = parse_openmetrics(body);
+    let value = |name: &str, labels: &str| {
+        samples
+            .iter()
+            .find(|s| s.0 == name && s.1 == labels)
+            .map(|s| s.2)
+            .unwrap_or_else(|| panic!("no {name}{{{labels}}} in {body}"))
+    };
+    let status: serde_json::Value = serde_json::from_str(&status_json(&socket).unwrap()).unwrap();
+    assert_eq!(value("shivya_peers", ""), 0.0);
+    assert_eq!(
+        value("shivya_records", ""),
+        status["records"].as_f64().unwrap()
+    );
+    // This daemon's own load is the merged load at its vertex (port % 3), 2.5.
+    let vertex = status["vertex"].as_u64().unwrap();
+    assert_eq!(
+        value("shivya_backend_load", &format!("backend=\"{vertex}\"")),
+        2.5
+    );
+    for b in 0..3 {
+        let w = value("shivya_backend_weight", &format!("backend=\"{b}\""));
+        assert!(w.is_finite() && w >= 0.0);
+        assert_eq!(
+            value("shivya_backend_in_flight", &format!("backend=\"{b}\"")),
+            0.0
+        );
+    }
+    assert_eq!(
+        value("shivya_dropped_frames_total", "reason=\"bad_magic\""),
+        0.0
+    );
+    assert!(value("shivya_layer_steps_total", "") >= 1.0);
+    assert!(value("shivya_layer_step_seconds_count", "") >= 1.0);
+    assert!(samples
+        .iter()
+        .any(|s| s.0 == "shivya_record_age_max_seconds"));
+    // The status socket answers the same exposition.
+    {
+        use std::io::{Read, Write};
+        let mut u = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+        u.write_all(b"metrics\n").unwrap();
+        let mut text = String::new();
+        u.read_to_string(&mut text).unwrap();
+        let again = parse_openmetrics(text.trim_end());
+        assert!(
+            again.iter().any(|s| s.0 == "shivya_backend_weight"),
+            "{text}"
+        );
+    }
+
+    // HEAD: the head alone. Other methods, garbage and oversized heads: an error answer.
+    let head_only = http_exchange(http, b"HEAD /status.json HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(
+        head_only.starts_with("HTTP/1.1 200 OK") && head_only.ends_with("\r\n\r\n"),
+        "{head_only}"
+    );
+    let post = http_exchange(http, b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+    assert!(post.starts_with("HTTP/1.1 405"), "{post}");
+    let garbage = http_exchange(http, b"\x00\x01 not http at all\r\n\r\n");
+    assert!(garbage.starts_with("HTTP/1.1 400"), "{garbage}");
+    let mut huge = b"GET / HTTP/1.1\r\nX: ".to_vec();
+    huge.extend(std::iter::repeat_n(b'a', 9000));
+    let big = http_exchange(http, &huge);
+    assert!(
+        big.starts_with("HTTP/1.1 400"),
+        "{}",
+        &big[..big.len().min(80)]
+    );
+    let missing = http_exchange(http, b"GET /nothing HTTP/1.1\r\n\r\n");
+    assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+    // And the daemon still serves.
     assert!(status_json(&socket).is_some());
 }

@@ -1,7 +1,8 @@
 """The shivyad dashboard in a real headless Chromium (Selenium + Debian's chromedriver).
 
 Starts two daemons with --visualize on the first, loads the page, waits until it shows
-the peer count and at least one settled-flow edge, checks the browser console is free
+the peer count, at least one settled-flow edge, the weight of every backend and the
+information age plotted over time, checks the browser console is free
 of errors, and saves a screenshot as a test artifact.
 """
 import os
@@ -61,6 +62,14 @@ def main():
         wait = WebDriverWait(driver, 15)
         wait.until(lambda d: int(d.find_element(By.ID, "peer-count").text or "0") >= 1)
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "line.route")) >= 1)
+        # Weights and information age plotted over time: one line per backend, each with
+        # at least two samples, and an age line.
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "polyline.weight-line")) == 4
+                   and all(len(e.get_attribute("points").split()) >= 2
+                           for e in d.find_elements(By.CSS_SELECTOR, "polyline.weight-line")))
+        wait.until(lambda d: len(d.find_element(By.ID, "age-line").get_attribute("points").split()) >= 2)
+        age_now = driver.find_element(By.ID, "age-now").text
+        assert age_now.isdigit(), age_now
         peers = int(driver.find_element(By.ID, "peer-count").text)
         routes = len(driver.find_elements(By.CSS_SELECTOR, "line.route"))
         vertices = len(driver.find_elements(By.CSS_SELECTOR, "circle.vertex"))
