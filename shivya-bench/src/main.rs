@@ -21,6 +21,9 @@ enum What {
     Cluster,
     /// Discovery and heal times, simulator and real UDP.
     Membership,
+    /// Redraw the charts from the tables already in --out (cluster.csv, membership.csv)
+    /// without measuring again.
+    Charts,
 }
 
 /// Reproducible measurements of the Shivya mesh.
@@ -348,6 +351,122 @@ fn run_membership(args: &Args) -> Result<(), String> {
     )
 }
 
+mod charts {
+    //! The published charts, redrawn from the published tables.
+    use super::write;
+    use shivya_bench::report::{bars, lines, Series};
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    fn read(path: &Path) -> Result<Vec<csv::StringRecord>, String> {
+        let mut r = csv::Reader::from_path(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        r.records()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    fn num(s: &str) -> f64 {
+        s.trim().parse().unwrap_or(f64::NAN)
+    }
+
+    /// cluster-p99-90-n{N}.svg for every N of the steady scenario at 90 % load, and
+    /// membership.svg, from the CSVs in `out`.
+    pub fn redraw(out: &Path) -> Result<(), String> {
+        let rows = read(&out.join("cluster.csv"))?;
+        // Columns: scenario, D, N, load, policy, p50, p99 (median), …
+        let steady: Vec<&csv::StringRecord> = rows
+            .iter()
+            .filter(|r| r.get(0) == Some("steady") && r.get(3) == Some("90%"))
+            .collect();
+        let ns: BTreeSet<usize> = steady
+            .iter()
+            .filter_map(|r| r.get(2)?.parse().ok())
+            .collect();
+        for n in ns {
+            let at_n: Vec<&&csv::StringRecord> = steady
+                .iter()
+                .filter(|r| r.get(2).and_then(|v| v.parse().ok()) == Some(n))
+                .collect();
+            let ds: BTreeSet<usize> = at_n.iter().filter_map(|r| r.get(1)?.parse().ok()).collect();
+            let mut policies: Vec<String> = Vec::new();
+            for r in &at_n {
+                let p = r.get(4).unwrap_or("").to_string();
+                if !policies.contains(&p) {
+                    policies.push(p);
+                }
+            }
+            let series: Vec<Series> = policies
+                .iter()
+                .map(|p| Series {
+                    name: p.clone(),
+                    values: ds
+                        .iter()
+                        .map(|d| {
+                            at_n.iter()
+                                .find(|r| {
+                                    r.get(4) == Some(p.as_str())
+                                        && r.get(1).and_then(|v| v.parse().ok()) == Some(*d)
+                                })
+                                .map_or(f64::NAN, |r| num(r.get(6).unwrap_or("")))
+                        })
+                        .collect(),
+                    dashed: false,
+                })
+                .collect();
+            let groups: Vec<String> = ds.iter().map(|d| format!("D={d}")).collect();
+            write(
+                out,
+                &format!("cluster-p99-90-n{n}.svg"),
+                &bars(
+                    &format!(
+                        "p99 sojourn, steady scenario, 90% load, N={n} servers (ms, log scale)"
+                    ),
+                    "ms",
+                    &groups,
+                    &series,
+                    true,
+                ),
+            )?;
+        }
+        let rows = read(&out.join("membership.csv"))?;
+        // Columns: transport, N, …, rounds (4), …, heal rounds (worst) (8), …, SWIM (10).
+        let sim: Vec<&csv::StringRecord> =
+            rows.iter().filter(|r| r.get(0) == Some("sim")).collect();
+        let col =
+            |i: usize| -> Vec<f64> { sim.iter().map(|r| num(r.get(i).unwrap_or(""))).collect() };
+        let series = vec![
+            Series {
+                name: "discovery (rounds)".into(),
+                values: col(4),
+                dashed: false,
+            },
+            Series {
+                name: "heal (rounds, worst)".into(),
+                values: col(8),
+                dashed: false,
+            },
+            Series {
+                name: "SWIM reference".into(),
+                values: col(10),
+                dashed: true,
+            },
+        ];
+        write(
+            out,
+            "membership.svg",
+            &lines(
+                "Rounds to full knowledge",
+                "gossip rounds",
+                "nodes",
+                &col(1),
+                &series,
+                true,
+                false,
+            ),
+        )
+    }
+}
+
 fn main() {
     let args = Args::parse();
     // Fail before measuring, not after, when the results cannot be written.
@@ -359,6 +478,7 @@ fn main() {
         What::Solvers => run_solvers(&args),
         What::Cluster => run_cluster(&args),
         What::Membership => run_membership(&args),
+        What::Charts => charts::redraw(&args.out),
         What::All => run_solvers(&args)
             .and_then(|()| run_membership(&args))
             .and_then(|()| run_cluster(&args)),

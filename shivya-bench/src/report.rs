@@ -1,6 +1,6 @@
-//! Tables (Markdown on stdout, CSV on disk) and small SVG charts, made without any
-//! plotting dependency.
+//! Tables (Markdown on stdout, CSV on disk) and SVG charts drawn by plotters.
 
+use plotters::prelude::*;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -81,160 +81,83 @@ pub struct Series {
     pub dashed: bool,
 }
 
-const COLORS: [&str; 8] = [
-    "#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c",
+/// Twelve distinguishable colours (Tableau 10 and two more): every policy of the
+/// cluster chart gets its own.
+const COLORS: [RGBColor; 12] = [
+    RGBColor(0x4e, 0x79, 0xa7),
+    RGBColor(0xf2, 0x8e, 0x2b),
+    RGBColor(0x59, 0xa1, 0x4f),
+    RGBColor(0xe1, 0x57, 0x59),
+    RGBColor(0x76, 0xb7, 0xb2),
+    RGBColor(0xed, 0xc9, 0x48),
+    RGBColor(0xb0, 0x7a, 0xa1),
+    RGBColor(0xff, 0x9d, 0xa7),
+    RGBColor(0x9c, 0x75, 0x5f),
+    RGBColor(0xba, 0xb0, 0xac),
+    RGBColor(0x1f, 0x1f, 0x1f),
+    RGBColor(0x8c, 0xd1, 0x7d),
 ];
-const W: f64 = 760.0;
-const H: f64 = 420.0;
-const LEFT: f64 = 70.0;
-const RIGHT: f64 = 190.0;
-const TOP: f64 = 40.0;
-const BOTTOM: f64 = 50.0;
+/// Width of the legend panel right of the plot.
+const LEGEND: u32 = 190;
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
-struct Axis {
-    lo: f64,
-    hi: f64,
-    log: bool,
-}
-
-impl Axis {
-    fn fit(values: impl Iterator<Item = f64>, log: bool) -> Axis {
-        let vals: Vec<f64> = values
-            .filter(|v| v.is_finite() && (!log || *v > 0.0))
-            .collect();
-        let (mut lo, mut hi) = vals
-            .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
-                (a.min(v), b.max(v))
-            });
-        if !lo.is_finite() {
-            (lo, hi) = (1.0, 10.0);
-        }
-        if log {
-            lo = 10f64.powf(lo.log10().floor());
-            hi = 10f64.powf(hi.log10().ceil());
-            if hi <= lo {
-                hi = lo * 10.0;
-            }
-        } else {
-            lo = lo.min(0.0);
-            if hi <= lo {
-                hi = lo + 1.0;
-            }
-            // Five ticks on a 1-2-5 step.
-            let raw = (hi - lo) / 5.0;
-            let mag = 10f64.powf(raw.log10().floor());
-            let step = [1.0, 2.0, 5.0, 10.0]
-                .iter()
-                .map(|m| m * mag)
-                .find(|s| *s >= raw)
-                .unwrap_or(10.0 * mag);
-            hi = lo + (((hi - lo) / step).ceil()).max(1.0) * step;
-        }
-        Axis { lo, hi, log }
-    }
-
-    /// 0 at `lo`, 1 at `hi`.
-    fn frac(&self, v: f64) -> f64 {
-        if self.log {
-            (v.log10() - self.lo.log10()) / (self.hi.log10() - self.lo.log10())
-        } else {
-            (v - self.lo) / (self.hi - self.lo)
-        }
-    }
-
-    fn ticks(&self) -> Vec<f64> {
-        if self.log {
-            let mut t = Vec::new();
-            let mut v = self.lo;
-            while v <= self.hi * 1.0001 {
-                t.push(v);
-                v *= 10.0;
-            }
-            t
-        } else {
-            let raw = (self.hi - self.lo) / 5.0;
-            let mag = 10f64.powf(raw.log10().floor());
-            let step = [1.0, 2.0, 5.0, 10.0]
-                .iter()
-                .map(|m| m * mag)
-                .find(|s| *s >= raw * 0.999)
-                .unwrap_or(10.0 * mag);
-            let n = ((self.hi - self.lo) / step).round() as usize;
-            (0..=n).map(|i| self.lo + step * i as f64).collect()
-        }
-    }
-}
-
-fn tick_label(v: f64) -> String {
-    if v != 0.0 && (v.abs() >= 1e4 || v.abs() < 1e-2) {
-        format!("{v:.0e}")
-    } else if v.fract() == 0.0 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.2}")
-    }
-}
-
-fn frame(title: &str, y_label: &str, x_label: &str, y: &Axis) -> String {
-    let mut s = String::new();
-    let _ = write!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/><text x="{}" y="22" text-anchor="middle" font-size="15">{}</text>"#,
-        (LEFT + W - RIGHT) / 2.0,
-        escape(title)
-    );
-    let (x0, x1, y0, y1) = (LEFT, W - RIGHT, TOP, H - BOTTOM);
-    for t in y.ticks() {
-        let py = y1 - y.frac(t) * (y1 - y0);
-        let _ = write!(
-            s,
-            r##"<line x1="{x0}" x2="{x1}" y1="{py:.1}" y2="{py:.1}" stroke="#e0e0e0"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
-            x0 - 6.0,
-            py + 4.0,
-            tick_label(t)
-        );
-    }
-    let _ = write!(
-        s,
-        r#"<line x1="{x0}" x2="{x0}" y1="{y0}" y2="{y1}" stroke="black"/><line x1="{x0}" x2="{x1}" y1="{y1}" y2="{y1}" stroke="black"/><text transform="translate(16,{}) rotate(-90)" text-anchor="middle">{}</text><text x="{}" y="{}" text-anchor="middle">{}</text>"#,
-        (y0 + y1) / 2.0,
-        escape(y_label),
-        (x0 + x1) / 2.0,
-        H - 12.0,
-        escape(x_label)
-    );
-    s
-}
-
-fn legend(s: &mut String, series: &[Series]) {
+/// The legend, in its own panel (never over the data).
+fn legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    series: &[Series],
+    line: bool,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     for (i, se) in series.iter().enumerate() {
-        let y = TOP + 10.0 + 20.0 * i as f64;
-        let x = W - RIGHT + 15.0;
-        let dash = if se.dashed {
-            r#" stroke-dasharray="6,4""#
+        let color = COLORS[i % COLORS.len()];
+        let y = 50 + 20 * i as i32;
+        if line {
+            let style = color.stroke_width(2);
+            area.draw(&PathElement::new(vec![(8, y), (28, y)], style))?;
         } else {
-            ""
+            area.draw(&Rectangle::new([(8, y - 6), (24, y + 6)], color.filled()))?;
+        }
+        let label = if se.dashed {
+            format!("{} (dashed)", se.name)
+        } else {
+            se.name.clone()
         };
-        let _ = write!(
-            s,
-            r#"<line x1="{x}" x2="{}" y1="{y}" y2="{y}" stroke="{}" stroke-width="3"{dash}/><text x="{}" y="{}">{}</text>"#,
-            x + 22.0,
-            COLORS[i % COLORS.len()],
-            x + 28.0,
-            y + 4.0,
-            escape(&se.name)
-        );
+        area.draw(&Text::new(label, (34, y - 7), ("sans-serif", 13)))?;
+    }
+    Ok(())
+}
+
+const SIZE: (u32, u32) = (900, 440);
+
+/// The range of the drawable values (finite, and positive on a log axis), widened a
+/// little; a fixed range when there is nothing to draw.
+fn range(values: impl Iterator<Item = f64>, log: bool) -> (f64, f64) {
+    let vals: Vec<f64> = values
+        .filter(|v| v.is_finite() && (!log || *v > 0.0))
+        .collect();
+    let lo = vals.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = vals.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if !lo.is_finite() {
+        return (1.0, 10.0);
+    }
+    if log {
+        (lo / 1.5, hi * 1.5)
+    } else {
+        let pad = ((hi - lo) * 0.08).max(1e-9);
+        ((lo - pad).min(0.0f64.max(lo - pad)), hi + pad)
     }
 }
 
-/// Grouped bars: one group per label, one bar per series.
+fn drawable(v: f64, log: bool) -> bool {
+    v.is_finite() && (!log || v > 0.0)
+}
+
+fn failed(e: impl std::fmt::Display) -> String {
+    // An SVG string backend only fails on a bug of ours (a bad range); say so in the file.
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\"><text y=\"20\">chart failed: {e}</text></svg>\n"
+    )
+}
+
+/// Grouped bars, drawn by plotters: one group per label, one bar per series.
 pub fn bars(
     title: &str,
     y_label: &str,
@@ -242,45 +165,66 @@ pub fn bars(
     series: &[Series],
     log_y: bool,
 ) -> String {
-    let y = Axis::fit(series.iter().flat_map(|s| s.values.iter().copied()), log_y);
-    let mut s = frame(title, y_label, "", &y);
-    let (x0, x1, y0, y1) = (LEFT, W - RIGHT, TOP, H - BOTTOM);
-    let gw = (x1 - x0) / groups.len().max(1) as f64;
-    let bw = gw * 0.8 / series.len().max(1) as f64;
-    for (g, label) in groups.iter().enumerate() {
-        let gx = x0 + gw * g as f64 + gw * 0.1;
-        let _ = write!(
-            s,
-            r#"<text x="{:.1}" y="{}" text-anchor="middle">{}</text>"#,
-            x0 + gw * (g as f64 + 0.5),
-            y1 + 16.0,
-            escape(label)
-        );
-        for (i, se) in series.iter().enumerate() {
-            let v = se.values.get(g).copied().unwrap_or(f64::NAN);
-            if !v.is_finite() || (log_y && v <= 0.0) {
-                continue;
+    let mut out = String::new();
+    let r = (|| -> Result<(), Box<dyn std::error::Error + '_>> {
+        let whole = SVGBackend::with_string(&mut out, SIZE).into_drawing_area();
+        whole.fill(&WHITE)?;
+        let (root, side) = whole.split_horizontally(SIZE.0 - LEGEND);
+        legend(&side, series, false)?;
+        let (lo, hi) = range(series.iter().flat_map(|s| s.values.iter().copied()), log_y);
+        let n = groups.len().max(1) as f64;
+        let label = |x: &f64| {
+            let g = x.floor();
+            if (x - g - 0.5).abs() < 1e-6 && g >= 0.0 {
+                groups.get(g as usize).cloned().unwrap_or_default()
+            } else {
+                String::new()
             }
-            let f = y.frac(v).clamp(0.0, 1.0);
-            let top = y1 - f * (y1 - y0);
-            let _ = write!(
-                s,
-                r#"<rect x="{:.1}" y="{top:.1}" width="{:.1}" height="{:.1}" fill="{}"><title>{}: {}</title></rect>"#,
-                gx + bw * i as f64,
-                bw * 0.95,
-                y1 - top,
-                COLORS[i % COLORS.len()],
-                escape(&se.name),
-                v
-            );
+        };
+        let bw = 0.8 / series.len().max(1) as f64;
+        macro_rules! draw {
+            ($y:expr, $base:expr) => {{
+                let mut chart = ChartBuilder::on(&root)
+                    .caption(title, ("sans-serif", 18))
+                    .margin(12)
+                    .x_label_area_size(36)
+                    .y_label_area_size(64)
+                    .build_cartesian_2d(0.0..n, $y)?;
+                chart
+                    .configure_mesh()
+                    .disable_x_mesh()
+                    .x_labels(groups.len() * 2 + 1)
+                    .x_label_formatter(&label)
+                    .y_desc(y_label)
+                    .draw()?;
+                for (i, se) in series.iter().enumerate() {
+                    let color = COLORS[i % COLORS.len()];
+                    let bars = se.values.iter().enumerate().filter_map(|(g, &v)| {
+                        drawable(v, log_y).then(|| {
+                            let x = g as f64 + 0.1 + bw * i as f64;
+                            Rectangle::new([(x, $base), (x + bw * 0.95, v)], color.filled())
+                        })
+                    });
+                    chart.draw_series(bars)?;
+                }
+            }};
         }
+        if log_y {
+            draw!((lo..hi).log_scale(), lo);
+        } else {
+            draw!(lo.min(0.0)..hi, lo.min(0.0));
+        }
+        whole.present()?;
+        Ok(())
+    })();
+    match r {
+        Ok(()) => out,
+        Err(e) => failed(e),
     }
-    legend(&mut s, series);
-    s.push_str("</svg>\n");
-    s
 }
 
-/// Lines over shared x values, with markers.
+/// Lines over shared x values, with markers, drawn by plotters; dashed series are
+/// reference curves.
 pub fn lines(
     title: &str,
     y_label: &str,
@@ -290,53 +234,58 @@ pub fn lines(
     log_x: bool,
     log_y: bool,
 ) -> String {
-    let y = Axis::fit(series.iter().flat_map(|s| s.values.iter().copied()), log_y);
-    let x = Axis::fit(xs.iter().copied(), log_x);
-    let mut s = frame(title, y_label, x_label, &y);
-    let (x0, x1, y0, y1) = (LEFT, W - RIGHT, TOP, H - BOTTOM);
-    for &t in xs {
-        let px = x0 + x.frac(t) * (x1 - x0);
-        let _ = write!(
-            s,
-            r#"<text x="{px:.1}" y="{}" text-anchor="middle">{}</text>"#,
-            y1 + 16.0,
-            tick_label(t)
-        );
-    }
-    for (i, se) in series.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
-        let pts: Vec<(f64, f64)> = xs
-            .iter()
-            .zip(&se.values)
-            .filter(|(_, v)| v.is_finite() && (!log_y || **v > 0.0))
-            .map(|(&a, &v)| {
-                (
-                    x0 + x.frac(a) * (x1 - x0),
-                    y1 - y.frac(v).clamp(0.0, 1.0) * (y1 - y0),
-                )
-            })
-            .collect();
-        let path: Vec<String> = pts.iter().map(|(a, b)| format!("{a:.1},{b:.1}")).collect();
-        let dash = if se.dashed {
-            r#" stroke-dasharray="6,4""#
-        } else {
-            ""
-        };
-        let _ = write!(
-            s,
-            r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"{dash}/>"#,
-            path.join(" ")
-        );
-        for (a, b) in pts {
-            let _ = write!(
-                s,
-                r#"<circle cx="{a:.1}" cy="{b:.1}" r="3.5" fill="{color}"/>"#
-            );
+    let mut out = String::new();
+    let r = (|| -> Result<(), Box<dyn std::error::Error + '_>> {
+        let whole = SVGBackend::with_string(&mut out, SIZE).into_drawing_area();
+        whole.fill(&WHITE)?;
+        let (root, side) = whole.split_horizontally(SIZE.0 - LEGEND);
+        legend(&side, series, true)?;
+        let (ylo, yhi) = range(series.iter().flat_map(|s| s.values.iter().copied()), log_y);
+        let (xlo, xhi) = range(xs.iter().copied(), log_x);
+        macro_rules! draw {
+            ($x:expr, $y:expr) => {{
+                let mut chart = ChartBuilder::on(&root)
+                    .caption(title, ("sans-serif", 18))
+                    .margin(12)
+                    .x_label_area_size(40)
+                    .y_label_area_size(64)
+                    .build_cartesian_2d($x, $y)?;
+                chart
+                    .configure_mesh()
+                    .x_desc(x_label)
+                    .y_desc(y_label)
+                    .draw()?;
+                for (i, se) in series.iter().enumerate() {
+                    let color = COLORS[i % COLORS.len()];
+                    let pts: Vec<(f64, f64)> = xs
+                        .iter()
+                        .zip(&se.values)
+                        .filter(|(x, v)| drawable(**x, log_x) && drawable(**v, log_y))
+                        .map(|(x, v)| (*x, *v))
+                        .collect();
+                    let style = color.stroke_width(2);
+                    if se.dashed {
+                        chart.draw_series(DashedLineSeries::new(pts.clone(), 6, 4, style))?;
+                    } else {
+                        chart.draw_series(LineSeries::new(pts.clone(), style))?;
+                    }
+                    chart.draw_series(pts.iter().map(|p| Circle::new(*p, 3, color.filled())))?;
+                }
+            }};
         }
+        match (log_x, log_y) {
+            (true, true) => draw!((xlo..xhi).log_scale(), (ylo..yhi).log_scale()),
+            (true, false) => draw!((xlo..xhi).log_scale(), ylo..yhi),
+            (false, true) => draw!(xlo..xhi, (ylo..yhi).log_scale()),
+            (false, false) => draw!(xlo..xhi, ylo..yhi),
+        }
+        whole.present()?;
+        Ok(())
+    })();
+    match r {
+        Ok(()) => out,
+        Err(e) => failed(e),
     }
-    legend(&mut s, series);
-    s.push_str("</svg>\n");
-    s
 }
 
 #[cfg(test)]
@@ -366,14 +315,21 @@ mod tests {
             },
         ];
         let b = bars("t", "y", &["a".into(), "b".into(), "c".into()], &se, true);
-        assert_eq!(
-            b.matches("<rect").count(),
-            1 + 5,
-            "background + five finite bars"
+        assert!(
+            b.starts_with("<svg") && b.trim_end().ends_with("</svg>"),
+            "{b}"
         );
-        assert!(b.contains("p&lt;q") && b.ends_with("</svg>\n"));
+        assert!(b.contains("p&lt;q"), "labels are escaped");
+        assert!(!b.contains("chart failed") && !b.contains("NaN") && !b.contains("inf"));
         let l = lines("t", "y", "x", &[8.0, 64.0, 512.0], &se, true, false);
-        assert_eq!(l.matches("<circle").count(), 5);
-        assert!(!l.contains("NaN") && !l.contains("inf"));
+        assert!(!l.contains("chart failed") && !l.contains("NaN"));
+        assert_eq!(l.matches("<circle").count(), 5, "five finite points");
+        // Nothing drawable at all still gives a chart, not an error.
+        let empty = vec![Series {
+            name: "none".into(),
+            values: vec![f64::NAN],
+            dashed: false,
+        }];
+        assert!(!bars("t", "y", &["a".into()], &empty, true).contains("chart failed"));
     }
 }

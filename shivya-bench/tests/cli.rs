@@ -75,3 +75,49 @@ fn an_unwritable_output_directory_is_an_error_not_a_panic() {
     assert!(!err.contains("panicked"), "{err}");
     std::fs::remove_file(&file).unwrap();
 }
+
+#[test]
+fn charts_are_redrawn_from_the_published_tables() {
+    let dir = std::env::temp_dir().join(format!("shivya-bench-charts-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/bench");
+    for f in ["cluster.csv", "membership.csv"] {
+        std::fs::copy(docs.join(f), dir.join(f)).unwrap();
+    }
+    let out = bench()
+        .args(["charts", "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for n in [8, 64, 512] {
+        let svg = std::fs::read_to_string(dir.join(format!("cluster-p99-90-n{n}.svg"))).unwrap();
+        assert!(
+            svg.contains(&format!("N={n} servers")) && svg.contains("shivya"),
+            "{n}"
+        );
+        assert!(!svg.contains("chart failed"));
+        // The committed chart is what the committed table draws.
+        assert_eq!(
+            svg,
+            std::fs::read_to_string(docs.join(format!("cluster-p99-90-n{n}.svg"))).unwrap(),
+            "docs/bench/cluster-p99-90-n{n}.svg is stale: run `shivya-bench charts --out docs/bench`"
+        );
+    }
+    let m = std::fs::read_to_string(dir.join("membership.svg")).unwrap();
+    assert!(m.contains("SWIM reference"));
+    // Without the tables: a clear error, no panic.
+    std::fs::remove_file(dir.join("cluster.csv")).unwrap();
+    let out = bench()
+        .args(["charts", "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cluster.csv"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
