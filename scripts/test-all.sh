@@ -20,6 +20,13 @@ say "Rust: unit, property, integration and doc tests (benches run once in test m
 cargo test --workspace --all-targets
 cargo test --workspace --doc
 
+say "The main job, short: scripts/demo.sh --seconds 8 (live view, table, chart)"
+./scripts/demo.sh --seconds 8 --live > "$TARGET/demo-check.log"
+grep -q "requests sent to each backend" "$TARGET/demo-check.log"
+grep -q "^| shivya |" "$TARGET/demo-check.log"
+test -s "$TARGET/demo/demo.svg"
+echo "main job: ok ($(grep -c $'\e\[2J' "$TARGET/demo-check.log") live frames, chart in $TARGET/demo/demo.svg)"
+
 say "C ABI: header in C99/C++, C tests under valgrind, C and C++ examples"
 ./scripts/test-c.sh
 

@@ -121,3 +121,82 @@ fn charts_are_redrawn_from_the_published_tables() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cluster.csv"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+fn demo() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_shivya-demo"))
+}
+
+#[test]
+fn the_demo_draws_its_live_view_then_a_table_and_a_chart() {
+    let dir = std::env::temp_dir().join(format!("shivya-demo-{}", std::process::id()));
+    let out = demo()
+        .args(["--seconds", "6", "--live", "--balancers", "4", "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The live view: redrawn (cleared) several times, with every policy and backend.
+    assert!(stdout.matches("\x1b[H\x1b[2J").count() >= 5, "{stdout}");
+    assert!(stdout.contains("requests sent to each backend"), "{stdout}");
+    assert!(
+        stdout.contains("holds the records of 4 of 4 balancers"),
+        "{stdout}"
+    );
+    let csv = std::fs::read_to_string(dir.join("demo.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    let names: Vec<&str> = rows.iter().map(|r| r[0]).collect();
+    assert_eq!(
+        names,
+        [
+            "shivya",
+            "least-requests",
+            "random-two least-req",
+            "round-robin"
+        ]
+    );
+    // Every policy saw the same arrivals.
+    let total = |r: &Vec<&str>| r[1].parse::<u64>().unwrap() + r[2].parse::<u64>().unwrap();
+    assert!(
+        rows.iter()
+            .all(|r| total(r) == total(&rows[0]) && total(r) > 1_000),
+        "{csv}"
+    );
+    // Behaviour, not speed: Shivya sends fewer requests to the slow backends than
+    // round-robin, which cannot see them (a sixth of the traffic to backend 0 alone).
+    let share = |r: &Vec<&str>| r[7].trim_end_matches('%').parse::<f64>().unwrap();
+    assert!(share(&rows[0]) < share(&rows[3]) / 2.0, "{csv}");
+    let svg = std::fs::read_to_string(dir.join("demo.svg")).unwrap();
+    assert!(svg.contains("p99 latency per") && svg.contains("round-robin"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_demo_refuses_bad_settings() {
+    for args in [
+        &["--seconds", "0"][..],
+        &["--backends", "2"],
+        &["--load", "NaN"],
+        &["--load", "0"],
+        &["--service-ms", "0.001"],
+        &["--slowdown", "inf"],
+        &["--balancers", "100000"],
+        &["--plain", "--live"],
+    ] {
+        let out = demo().args(args).output().unwrap();
+        assert!(!out.status.success(), "{args:?} accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !err.contains("panicked") && !err.trim().is_empty(),
+            "{args:?}: {err}"
+        );
+    }
+}
