@@ -10,6 +10,6 @@ cargo build -q --release -p shivya-ffi
 export CGO_LDFLAGS="$TARGET/release/libshivya.a"
 say "go vet + go test (bindings/go)"
 (cd bindings/go && test -z "$(gofmt -l .)" || { gofmt -l . >&2; echo "gofmt needed" >&2; exit 1; })
-(cd bindings/go && go vet ./... && go test -count=1 -v ./... 2>&1 | grep -E '^(=== RUN|--- |ok|FAIL|PASS)|RSS|discovery|converged')
+(cd bindings/go && go vet ./... && go test -count=1 -v ./... 2>&1 | grep -E '^(=== RUN|--- |ok|FAIL|PASS)|RSS|discovery|converged|p99')
 say "go example"
 (cd examples/go && go run .)

@@ -8,7 +8,9 @@
 // scripts/test-go.sh does the former.
 //
 // A Node is driven by the host: call Step when its Fd is readable or when NextTimeoutMs
-// has elapsed. Nothing in the library starts goroutines or reads the clock.
+// has elapsed, or let Run do that on a goroutine of the host's until a context is done.
+// The library itself starts no goroutine and reads no clock (MonotonicClock is a helper
+// for the host). The grpcshivya package is a grpc-go balancer on top of a Node.
 // Methods on one Node are serialised by a mutex, so a Node may be shared between
 // goroutines.
 package shivya
