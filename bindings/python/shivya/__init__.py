@@ -7,6 +7,9 @@
     node.step(now_ms)            # from your event loop; node.fd() is pollable
     print(node.settle())         # [Route(src=0, dst=1, rate=...), ...]
 
+or let a helper drive it: ``asyncio.create_task(shivya.run(node))`` on an asyncio loop,
+or ``with shivya.Runner(node): ...`` (a helper thread) in synchronous code.
+
 Errors are raised as ``shivya.ShivyaError`` subclasses (one per C status code:
 ``InvalidArgument``, ``BufferTooShort``, ``Io``, ``Capacity``, ``Numeric``, ``Panic``,
 ``Internal``) carrying the library's message. Every object is safe
@@ -27,6 +30,7 @@ from .shivya import (  # noqa: F401
     default_config,
     version,
 )
+from .loops import Runner, monotonic_ms, run  # noqa: F401
 
 
 # `close()` reads naturally in Python (and works with contextlib.closing); it is the
