@@ -592,4 +592,81 @@ fn http_serves_metrics_that_agree_with_the_status_and_refuses_bad_requests() {
     assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
     // And the daemon still serves.
     assert!(status_json(&socket).is_some());
+
+    // The README's operator tables name exactly what the daemon serves: every metric
+    // family (counters as their `_total` samples) and every status field.
+    let families: std::collections::BTreeSet<String> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .map(|l| {
+            let mut w = l.split(' ');
+            let (name, kind) = (w.next().unwrap(), w.next().unwrap());
+            if kind == "counter" {
+                format!("{name}_total")
+            } else {
+                name.to_string()
+            }
+        })
+        .collect();
+    assert_eq!(
+        readme_table("shivyad-metrics"),
+        families,
+        "README metrics table"
+    );
+    let fields: std::collections::BTreeSet<String> =
+        status.as_object().unwrap().keys().cloned().collect();
+    assert_eq!(
+        readme_table("shivyad-status"),
+        fields,
+        "README status table"
+    );
+}
+
+/// First-column names (every `backticked` token) of the README table marked
+/// `<!-- operators:TAG -->`.
+fn readme_table(tag: &str) -> std::collections::BTreeSet<String> {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .unwrap();
+    let start = readme
+        .find(&format!("<!-- operators:{tag} -->"))
+        .unwrap_or_else(|| panic!("no README table {tag}"));
+    let end = start + readme[start..].find("<!-- /operators -->").unwrap();
+    let mut names = std::collections::BTreeSet::new();
+    for line in readme[start..end].lines().filter(|l| l.starts_with("| `")) {
+        let first = line.split('|').nth(1).unwrap();
+        names.extend(first.split('`').skip(1).step_by(2).map(str::to_string));
+    }
+    assert!(!names.is_empty(), "README table {tag} is empty");
+    names
+}
+
+#[test]
+fn every_signal_in_the_readme_stops_the_daemon_in_order() {
+    let names = readme_table("shivyad-signals");
+    assert_eq!(
+        names,
+        ["SIGINT", "SIGTERM"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    );
+    let dir = tmpdir("signals");
+    for (i, name) in names.iter().enumerate() {
+        let sig = match name.as_str() {
+            "SIGINT" => libc::SIGINT,
+            _ => libc::SIGTERM,
+        };
+        let d = spawn(&dir, i, free_udp_port(), 0, 1.0, None);
+        wait_for("daemon up", Duration::from_secs(10), || {
+            status_json(&d.socket).is_some()
+        });
+        let mut d = d;
+        // SAFETY: a signal to a child process we started.
+        unsafe { libc::kill(d.child.id() as i32, sig) };
+        let code = d.child.wait().unwrap();
+        assert!(code.success(), "{name}: exit status {code:?}");
+        assert!(!d.socket.exists(), "{name}: socket file removed");
+        assert!(!d.pid_file.exists(), "{name}: PID file removed");
+    }
 }

@@ -260,6 +260,48 @@ class Traffic:
         return self.ok, self.failed
 
 
+SIGNALS_SENT = set()
+
+
+def send(pid, sig):
+    """os.kill, remembering which signals the test exercised (the README's table of nginx
+    signals must list exactly these)."""
+    SIGNALS_SENT.add(sig.name[3:])
+    os.kill(pid, sig)
+
+
+def readme_table(tag):
+    """First-column names (every `backticked` token) of the README table marked
+    <!-- operators:TAG -->."""
+    with open(os.path.join(ROOT, "README.md")) as f:
+        text = f.read()
+    start = text.index(f"<!-- operators:{tag} -->")
+    end = text.index("<!-- /operators -->", start)
+    names = set()
+    for line in text[start:end].splitlines():
+        if line.startswith("| `"):
+            first = line.split("|")[1]
+            names.update(re.findall(r"`([^`]+)`", first))
+    assert names, f"README table {tag} is empty"
+    return names
+
+
+def check_readme_tables(metrics_text):
+    """The README's operator tables against the real module: directives against its command
+    table, metrics against a real exposition, signals against what this test sent."""
+    with open(os.path.join(ROOT, "examples", "nginx", "ngx_http_shivya_module.c")) as f:
+        directives = set(re.findall(r'ngx_string\("(shivya[a-z_]*)"\)', f.read()))
+    readme = readme_table("nginx-directives")
+    assert readme == directives, f"README directives {sorted(readme)} != module {sorted(directives)}"
+    families = {line.split(" ")[2] for line in metrics_text.splitlines() if line.startswith("# TYPE ")}
+    readme = readme_table("nginx-metrics")
+    assert readme == families, f"README metrics {sorted(readme ^ families)} differ from /shivya_metrics"
+    readme = readme_table("nginx-signals")
+    assert readme == SIGNALS_SENT, f"README signals {sorted(readme)} != exercised {sorted(SIGNALS_SENT)}"
+    print(f"README operator tables match: {len(directives)} directives, {len(families)} metrics, "
+          f"{len(SIGNALS_SENT)} signals")
+
+
 def reloads_upgrade_and_a_killed_worker(dirs, http_ports, master):
     """Operator actions on instance 0 under steady traffic; returns instance 0's master."""
     traffic = Traffic(http_ports)
@@ -267,21 +309,21 @@ def reloads_upgrade_and_a_killed_worker(dirs, http_ports, master):
     try:
         for n in range(5):
             old = children(master)
-            os.kill(master, signal.SIGHUP)
+            send(master, signal.SIGHUP)
             wait_for(f"reload {n + 1}: a new worker", lambda: any(w not in old for w in children(master)))
             wait_for(f"reload {n + 1}: the old worker gone", lambda: not any(w in old for w in children(master)))
             wait_for(f"reload {n + 1}: the new worker in the mesh", lambda: status(http_ports[0])["peer_count"] >= 1)
         print(f"5 reloads under traffic: {traffic.ok} requests ok, {traffic.failed} failed")
         # Binary upgrade: USR2 starts a new master (the same binary), WINCH retires the old
         # workers, QUIT the old master.
-        os.kill(master, signal.SIGUSR2)
+        send(master, signal.SIGUSR2)
         wait_for("upgrade: a new master", lambda: os.path.exists(pidfile + ".oldbin") and read_pid(pidfile) not in (None, master))
         new_master = read_pid(pidfile)
         wait_for("upgrade: new workers", lambda: len(children(new_master)) >= 1)
-        os.kill(master, signal.SIGWINCH)
+        send(master, signal.SIGWINCH)
         # The new master is itself a child of the old one.
         wait_for("upgrade: old workers gone", lambda: children(master) == [new_master])
-        os.kill(master, signal.SIGQUIT)
+        send(master, signal.SIGQUIT)
         wait_for("upgrade: old master gone", lambda: not os.path.exists(f"/proc/{master}") or open(f"/proc/{master}/stat").read().rsplit(")", 1)[1].split()[0] == "Z")
         wait_for("upgrade: the new generation in the mesh", lambda: status(http_ports[0])["peer_count"] >= 1)
         ok, failed = traffic.ok, traffic.failed
@@ -290,7 +332,7 @@ def reloads_upgrade_and_a_killed_worker(dirs, http_ports, master):
         # A worker killed outright: the master respawns it and it rejoins; at most the
         # requests it held fail (4 client threads: at most 4 in flight).
         victim = children(new_master)[0]
-        os.kill(victim, signal.SIGKILL)
+        send(victim, signal.SIGKILL)
         wait_for("a respawned worker", lambda: any(w != victim for w in children(new_master)))
         wait_for("the respawned worker in the mesh", lambda: status(http_ports[0])["peer_count"] >= 1)
         time.sleep(1.0)
@@ -424,6 +466,7 @@ def main():
         print("shares:", [(s["name"], s["share"]) for s in s0["servers"]])
 
         masters.append(reloads_upgrade_and_a_killed_worker(dirs, http_ports, masters[0]))
+        check_readme_tables(get(f"http://127.0.0.1:{http_ports[0]}/shivya_metrics")[1])
 
         # Kill one backend: requests keep succeeding, nothing hangs.
         backends[0].stop()
