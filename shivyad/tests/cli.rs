@@ -315,11 +315,9 @@ fn bad_cli_input_exits_nonzero_with_one_clear_line() {
     assert!(!sock.exists(), "no socket left behind");
 }
 
-#[test]
-fn stalled_local_clients_do_not_stall_the_daemon() {
-    use std::io::{Read, Write};
-    use std::os::unix::net::UnixStream;
-    let dir = tmpdir("stall");
+/// One daemon on a free UDP port, 3 vertices, a fixed load and the dashboard on a free TCP
+/// port: (the daemon, its status socket, its HTTP port).
+fn spawn_with_dashboard(dir: &Path, load: &str, extra: &[&str]) -> (Daemon, PathBuf, u16) {
     let port = free_udp_port();
     let http = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -327,8 +325,7 @@ fn stalled_local_clients_do_not_stall_the_daemon() {
         .unwrap()
         .port();
     let socket = dir.join("d.sock");
-    // Killed and reaped when dropped.
-    let _daemon = Daemon {
+    let daemon = Daemon {
         child: Command::new(BIN)
             .args([
                 "--port",
@@ -336,7 +333,7 @@ fn stalled_local_clients_do_not_stall_the_daemon() {
                 "--vertices",
                 "3",
                 "--load",
-                "0.5",
+                load,
             ])
             .args([
                 "--log-level",
@@ -345,6 +342,7 @@ fn stalled_local_clients_do_not_stall_the_daemon() {
                 "--ws-port",
                 &http.to_string(),
             ])
+            .args(extra)
             .arg("--socket")
             .arg(&socket)
             .stdout(Stdio::null())
@@ -354,6 +352,16 @@ fn stalled_local_clients_do_not_stall_the_daemon() {
         socket: socket.clone(),
         pid_file: dir.join("unused.pid"),
     };
+    (daemon, socket, http)
+}
+
+#[test]
+fn stalled_local_clients_do_not_stall_the_daemon() {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    let dir = tmpdir("stall");
+    // Killed and reaped when dropped.
+    let (_daemon, socket, http) = spawn_with_dashboard(&dir, "0.5", &[]);
     wait_for("daemon up", Duration::from_secs(10), || {
         status_json(&socket).is_some()
     });
@@ -481,34 +489,7 @@ fn parse_openmetrics(text: &str) -> Vec<(String, String, f64)> {
 #[test]
 fn http_serves_metrics_that_agree_with_the_status_and_refuses_bad_requests() {
     let dir = tmpdir("metrics");
-    let port = free_udp_port();
-    let http = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let socket = dir.join("d.sock");
-    let _daemon = Daemon {
-        child: Command::new(BIN)
-            .args([
-                "--port",
-                &port.to_string(),
-                "--vertices",
-                "3",
-                "--load",
-                "2.5",
-            ])
-            .args(["--interval-ms", "100", "--log-level", "warn", "--visualize"])
-            .args(["--ws-port", &http.to_string()])
-            .arg("--socket")
-            .arg(&socket)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-        socket: socket.clone(),
-        pid_file: dir.join("unused.pid"),
-    };
+    let (_daemon, socket, http) = spawn_with_dashboard(&dir, "2.5", &["--interval-ms", "100"]);
     wait_for("a layer step ran", Duration::from_secs(10), || {
         status_json(&socket).is_some_and(|j| {
             let v: serde_json::Value = serde_json::from_str(&j).unwrap();
