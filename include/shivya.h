@@ -448,7 +448,7 @@ enum shivya_status shivya_config_add_bootstrap(struct shivya_config *config, con
 enum shivya_status shivya_config_set_seed(struct shivya_config *config, uint64_t seed);
 
 /**
- * Sets the incarnation (at most 2^44 − 1): this run's record versions start at
+ * Sets the incarnation (at most 2^43 − 1): this run's record versions start at
  * `incarnation << 20`. Pass a value that grows across restarts (wall-clock milliseconds
  * since the Unix epoch) when a node may restart with the same seed without its state.
  */

@@ -255,12 +255,36 @@ fn a_forged_record_of_our_own_origin_cannot_overwrite_ours_or_crash_us() {
         vec![4.0, 0.0],
         "our own content stays authoritative"
     );
-    // The top version cannot be outbid; it is counted, nothing panics, nothing changes.
-    send(&mut n, u64::MAX, 99.0);
-    assert_eq!(n.status().own_version, 11);
+    // A death certificate for us (our version with the top bit, no entries): refuted by
+    // writing our content at the next version.
+    let cert = shivya_core::mesh::death_certificate(n.own_record()).unwrap();
+    assert_eq!(cert.version, shivya_core::mesh::DEAD | 11);
+    let f = shivya_core::p2p::Frame::new(
+        0,
+        shivya_core::p2p::NodeId::from_seed(9),
+        shivya_core::p2p::Body::Delta(cert),
+    );
+    n.handle_datagram("10.0.0.9:1".parse().unwrap(), &f.encode().unwrap(), 1);
+    assert_eq!(n.status().own_version, 12);
+    assert_eq!(n.settlement().unwrap().queue, vec![4.0, 0.0]);
+    // A certificate that carries entries is no frame at all: it cannot even be encoded.
+    let bad = shivya_core::p2p::protocol::RecordWire {
+        origin: n.id(),
+        version: shivya_core::mesh::DEAD | 12,
+        queue: vec![(1, 1.0)],
+        offload: vec![],
+    };
+    assert!(
+        shivya_core::p2p::Frame::new(0, n.id(), shivya_core::p2p::Body::Delta(bad))
+            .encode()
+            .is_err()
+    );
+    // The top own version cannot be outbid; it is counted, nothing panics, nothing changes.
+    send(&mut n, shivya_core::mesh::DEAD - 1, 99.0);
+    assert_eq!(n.status().own_version, 12);
     assert_eq!(n.status().counters.dropped.bad_record, 1);
     n.record_queue_len(0, 5.0).unwrap();
-    assert_eq!(n.status().own_version, 12);
+    assert_eq!(n.status().own_version, 13);
     assert_eq!(n.settlement().unwrap().queue, vec![5.0, 0.0]);
 }
 

@@ -373,3 +373,95 @@ fn belief_frames_are_sent_only_when_exchange_is_on() {
         }
     }
 }
+
+/// The first time (stepping by 50 ms, up to `until`) at which `done` holds.
+fn first_time(sim: &mut Sim, until: u64, mut done: impl FnMut(&mut Sim) -> bool) -> Option<u64> {
+    while sim.now < until {
+        if done(sim) {
+            return Some(sim.now);
+        }
+        let next = sim.now + 50;
+        sim.run_until(next);
+    }
+    done(sim).then_some(sim.now)
+}
+
+#[test]
+fn a_crashed_node_stops_counting_everywhere_within_five_seconds() {
+    let (n, vertices) = (8, 3);
+    let mut sim = Sim::new(n, 21, NetConfig::default(), |i| config(i, vertices)).unwrap();
+    sim.run_until(3_000);
+    for i in 0..n {
+        sim.nodes[i].record_queue_len(1, 1.0).unwrap();
+    }
+    sim.nodes[3].record_queue_len(0, 50.0).unwrap();
+    sim.run_until(5_000);
+    assert_eq!(sim.nodes[0].settlement().unwrap().queue[0], 50.0);
+    let dead = sim.nodes[3].id();
+    // Crashed: no LEAVE, no answer ever again.
+    sim.alive[3] = false;
+    let crash = sim.now;
+    let live: Vec<usize> = (0..n).filter(|&i| i != 3).collect();
+    let gone = first_time(&mut sim, crash + 10_000, |sim| {
+        live.iter().all(|&i| {
+            let r = sim.nodes[i].records().get(&dead).unwrap();
+            r.version & shivya_core::mesh::DEAD != 0
+                && sim.nodes[i].settlement().unwrap().queue[0] == 0.0
+        })
+    })
+    .expect("the crashed node's record never stopped counting");
+    let took = gone - crash;
+    println!(
+        "crashed node's record withdrawn on all {} live nodes after {took} ms",
+        live.len()
+    );
+    assert!(took <= 5_000, "took {took} ms");
+    // One record set everywhere (the certificate included), one settlement.
+    assert_identical(&mut sim, &live);
+    let issued: u64 = live
+        .iter()
+        .map(|&i| sim.nodes[i].status().counters.death_certificates)
+        .sum();
+    assert!(issued >= 1);
+}
+
+#[test]
+fn a_false_death_certificate_is_refuted_within_one_round() {
+    let (n, vertices) = (8, 3);
+    let mut sim = Sim::new(n, 22, NetConfig::default(), |i| config(i, vertices)).unwrap();
+    sim.run_until(3_000);
+    sim.nodes[3].record_queue_len(0, 50.0).unwrap();
+    sim.run_until(5_000);
+    let live_record = sim.nodes[3].own_record().clone();
+    // Node 0 wrongly believes node 3 dead (what a lost ping or a one-sided cut does): the
+    // certificate is merged there and spreads.
+    let cert = shivya_core::mesh::death_certificate(&live_record).unwrap();
+    let f = shivya_core::p2p::Frame::new(0, sim.nodes[1].id(), shivya_core::p2p::Body::Delta(cert));
+    let now = sim.now;
+    sim.nodes[0].handle_datagram(
+        shivya_core::mesh::sim::addr_of(1),
+        &f.encode().unwrap(),
+        now,
+    );
+    assert_eq!(
+        sim.nodes[0].settlement().unwrap().queue[0],
+        0.0,
+        "certificate applied"
+    );
+    let start = sim.now;
+    let back = first_time(&mut sim, start + 5_000, |sim| {
+        (0..n).all(|i| {
+            let r = sim.nodes[i].records().get(&live_record.origin).unwrap();
+            r.version > live_record.version
+                && r.version & shivya_core::mesh::DEAD == 0
+                && sim.nodes[i].settlement().unwrap().queue[0] == 50.0
+        })
+    })
+    .expect("the live node never refuted the certificate");
+    let took = back - start;
+    println!("false certificate refuted on all {n} nodes after {took} ms");
+    // One refutation round: the certificate reaches node 3 by rumour, node 3 writes past
+    // it, that write reaches everyone by rumour (gossip every 50 ms).
+    assert!(took <= 1_000, "took {took} ms");
+    assert_identical(&mut sim, &(0..n).collect::<Vec<_>>());
+}

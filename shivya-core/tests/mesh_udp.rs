@@ -224,8 +224,44 @@ fn a_node_that_vanishes_without_leave_is_removed_from_every_table() {
         c.nodes.iter().flatten().all(|x| x.status().peers >= n - 1)
     })
     .expect("discovery");
+    // The one that will vanish is a balancer with requests in flight at backend 0.
+    let now = c.now();
+    for _ in 0..7 {
+        c.node(4).state_mut().request_started(0, now).unwrap();
+    }
     let gone = c.node(4).state().id();
+    c.run_until(10_000, |c| {
+        c.nodes.iter().flatten().all(|x| {
+            x.state()
+                .records()
+                .get(&gone)
+                .is_some_and(|r| !r.queue.is_empty())
+        })
+    })
+    .expect("its in-flight record reaches every node");
     c.nodes[4] = None; // socket closed, no LEAVE
+    let ms = c
+        .run_until(30_000, |c| {
+            c.nodes.iter().flatten().all(|x| {
+                x.state()
+                    .records()
+                    .get(&gone)
+                    .is_some_and(|r| r.version & shivya_core::mesh::DEAD != 0 && r.queue.is_empty())
+            })
+        })
+        .expect("the vanished balancer's requests stop counting everywhere");
+    println!("vanished balancer's record withdrawn on every node after {ms} ms");
+    assert!(ms <= 5_000, "took {ms} ms (target 5 s)");
+    let digests: Vec<u64> = c
+        .nodes
+        .iter()
+        .flatten()
+        .map(|x| x.state().records().view_digest())
+        .collect();
+    assert!(
+        digests.iter().all(|d| *d == digests[0]),
+        "one view: {digests:?}"
+    );
     let ms = c
         .run_until(30_000, |c| {
             c.nodes

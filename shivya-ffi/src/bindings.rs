@@ -147,7 +147,7 @@ pub struct ShivyaConfig {
     pub edges: Vec<Edge>,
     /// Keep only the gradient part when settling.
     pub gradient_only: bool,
-    /// This run's versions start at `incarnation << 20` (at most 2^44 − 1); pass something
+    /// This run's versions start at `incarnation << 20` (at most 2^43 − 1); pass something
     /// that grows across restarts (wall-clock milliseconds) when a node may restart without
     /// its state.
     pub incarnation: u64,

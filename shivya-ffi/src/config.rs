@@ -112,7 +112,7 @@ pub extern "C" fn shivya_config_set_seed(config: *mut shivya_config, seed: u64) 
     })
 }
 
-/// Sets the incarnation (at most 2^44 − 1): this run's record versions start at
+/// Sets the incarnation (at most 2^43 − 1): this run's record versions start at
 /// `incarnation << 20`. Pass a value that grows across restarts (wall-clock milliseconds
 /// since the Unix epoch) when a node may restart with the same seed without its state.
 #[no_mangle]

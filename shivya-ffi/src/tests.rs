@@ -243,7 +243,7 @@ fn a_refused_setting_leaves_the_config_as_it_was() {
         SHIVYA_ERR_INVALID_ARGUMENT
     );
     assert_eq!(
-        shivya_config_set_incarnation(c, 1 << 44),
+        shivya_config_set_incarnation(c, 1 << 43),
         SHIVYA_ERR_INVALID_ARGUMENT
     );
     assert_eq!(

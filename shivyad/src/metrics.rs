@@ -106,6 +106,12 @@ pub fn render(node: &mut Node, timings: &Timings, now_ms: u64) -> String {
     );
     counter(
         &mut reg,
+        "death_certificates",
+        "Death certificates this node issued for peers that went unresponsive",
+        c.death_certificates,
+    );
+    counter(
+        &mut reg,
         "layer_steps",
         "Layer-stack steps run",
         c.layer_steps,

@@ -47,6 +47,21 @@ def main(run):
     if len(set(records.values())) != 1:
         problems.append("final record sets differ between nodes")
 
+    # A daemon killed for good stops counting within 5 s on every other node, and the
+    # live daemons' records (their acknowledged writes) are exactly as before.
+    dep_path = os.path.join(run, "departed.json")
+    if os.path.exists(dep_path):
+        dep = json.load(open(dep_path))
+        if dep["expired_after_s"] is None or dep["expired_after_s"] > 5.0:
+            problems.append(f"departed daemon {dep['node']}: record withdrawn after "
+                            f"{dep['expired_after_s']} s (target 5 s)")
+        before = {r["origin"]: r for f in final.values() for r in f["records"]}
+        for i, recs in dep["records"].items():
+            for r in recs:
+                if r["origin"] != dep["origin"] and r != before.get(r["origin"]):
+                    problems.append(f"node {i}: live origin {r['origin'][:8]} changed after the departure")
+        print(f"checker: departed daemon {dep['node']} withdrawn after {dep['expired_after_s']} s")
+
     for path in glob.glob(os.path.join(run, "*.stderr")):
         text = open(path, errors="replace").read()
         if "panicked" in text:

@@ -233,6 +233,38 @@ def converged(cl):
     return all(r == recs[0] for r in recs) and all(v == views[0] for v in views)
 
 
+def depart_for_good(cl, rng, final, log):
+    """Last: one daemon killed and not restarted. Its record must stop counting on every
+    other node (a death certificate: its version with the top bit, no entries) while they
+    keep one record set. Returns what the checker needs."""
+    gone = rng.randrange(N)
+    origin = final[gone]["status"]["id"]
+    cl.procs[gone].send_signal(signal.SIGKILL)
+    cl.procs[gone].wait()
+    log.append({"t": time.time(), "action": "kill-for-good", "node": gone})
+    live = [i for i in range(N) if i != gone]
+
+    def certified(recs):
+        return any(r["origin"] == origin and r["version"] >= 2**63 and not r["queue"] and not r["offload"]
+                   for r in recs)
+
+    t0, expired, recs = time.time(), None, {}
+    while time.time() - t0 < 30:
+        try:
+            recs = {i: ask(cl.sock(i), "records") for i in live}
+        except (OSError, ValueError):
+            time.sleep(0.1)
+            continue
+        same = len({json.dumps(r, sort_keys=True) for r in recs.values()}) == 1
+        if same and all(certified(r) for r in recs.values()):
+            expired = time.time() - t0
+            break
+        time.sleep(0.1)
+    print(f"daemon {gone} killed for good: its record withdrawn on every other node after "
+          f"{expired if expired is None else round(expired, 2)} s")
+    return {"node": gone, "origin": origin, "expired_after_s": expired, "records": recs}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=20)
@@ -291,6 +323,7 @@ def main():
         final = {}
         for i in range(N):
             final[i] = {"status": ask(cl.sock(i), "status"), "records": ask(cl.sock(i), "records")}
+        departed = depart_for_good(cl, rng, final, log)
     finally:
         cl.stop()
         if netns:
@@ -303,6 +336,8 @@ def main():
             f.write(json.dumps(e) + "\n")
     with open(os.path.join(out, "final.json"), "w") as f:
         json.dump(final, f, indent=1)
+    with open(os.path.join(out, "departed.json"), "w") as f:
+        json.dump(departed, f, indent=1)
     print(f"run saved in {out}{' (network namespaces)' if netns else ''}: {len(history)} writes attempted, "
           f"{sum(e['ok'] for e in history)} acknowledged, {len(log)} nemesis actions "
           f"({sum(e['action'] == 'kill' for e in log)} kills)")

@@ -10,7 +10,7 @@ use crate::p2p::{KadConfig, NodeId};
 use std::net::SocketAddr;
 
 /// Largest [`NodeConfig::incarnation`]: versions start at `incarnation << 20` in a `u64`.
-pub const MAX_INCARNATION: u64 = (1 << 44) - 1;
+pub const MAX_INCARNATION: u64 = (1 << 43) - 1;
 
 /// Everything a node needs to start.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,7 +58,7 @@ pub struct NodeConfig {
     /// The dispatch policy (layers, weight law, capacity signals).
     pub balancer: BalancerConfig,
     /// Distinguishes this run of a node id from earlier ones: our record's versions start
-    /// at `incarnation << 20` (values up to [`MAX_INCARNATION`] = 2^44 − 1). A host that
+    /// at `incarnation << 20` (values up to [`MAX_INCARNATION`] = 2^43 − 1, so own versions stay below the death-certificate bit, about 278 years of wall-clock milliseconds). A host that
     /// restarts a node with the same id but without its state (see
     /// [`super::NodeState::restore_own`]) should pass something that grows across restarts, such
     /// as wall-clock milliseconds since the Unix epoch, so the new run's versions are above
@@ -172,7 +172,7 @@ impl NodeConfig {
         if self.incarnation > MAX_INCARNATION {
             return Err(MeshError::Config {
                 what: "incarnation",
-                why: format!("{} exceeds 2^44 - 1", self.incarnation),
+                why: format!("{} exceeds 2^43 - 1", self.incarnation),
             });
         }
         if !(self.queue_gain >= 0.0 && self.queue_gain.is_finite()) {

@@ -97,6 +97,8 @@ pub struct Counters {
     pub dropped: DropCounters,
     /// Records applied from the network.
     pub records_merged: u64,
+    /// Death certificates this node issued (for peers that went unresponsive).
+    pub death_certificates: u64,
     /// DIGEST frames sent.
     pub digests_sent: u64,
     /// DELTA frames sent.

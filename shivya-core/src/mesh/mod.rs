@@ -42,7 +42,7 @@ pub use config::{usable_peer, MeshKey, NodeConfig, MAX_INCARNATION};
 pub use counters::{Counters, DropCounters, RecordAges, Status};
 pub use node::{Node, StepOutcome, RECV_BUDGET};
 pub use proxy::WorkloadMeshProxy;
-pub use records::{DigestPage, MergeOutcome, RecordStore};
+pub use records::{death_certificate, version_order, DigestPage, MergeOutcome, RecordStore, DEAD};
 pub use state::{NodeState, AMPLIFICATION, RUMOR_RECORDS};
 pub use workload::{EdgeRecommendation, Reconciler, SettleMode, Settlement, WorkloadTopology};
 

@@ -6,7 +6,7 @@
 //! store: every write moves its generation.)
 
 use super::config::MAX_INCARNATION;
-use super::records::RecordStore;
+use super::records::{version_order, RecordStore, DEAD};
 use super::MeshError;
 use crate::p2p::protocol::{RecordWire, MAX_OFFLOAD_ENTRIES, MAX_QUEUE_ENTRIES};
 use crate::p2p::NodeId;
@@ -123,8 +123,10 @@ impl OwnRecord {
 
     /// The version after ours. Saturating: a version pushed to the top by a forged frame
     /// must not wrap to 0.
+    /// The next version; own versions stay below [`DEAD`] (they start at most at
+    /// `MAX_INCARNATION << 20`, 2^20 writes below it).
     fn next_version(&self) -> u64 {
-        self.wire.version.saturating_add(1)
+        self.wire.version.saturating_add(1).min(DEAD - 1)
     }
 
     /// Sets our queue length at `vertex` (0 removes it); the caller has validated both.
@@ -204,17 +206,19 @@ impl OwnRecord {
 
     /// The mesh holds `seen` under our origin, and it is not what we publish (an earlier
     /// run of this id, a forgery, or our version with other content). Ours is
-    /// authoritative: it moves past `seen` if needed and is republished. Returns false,
+    /// authoritative: it moves past `seen` if needed and is republished (this is also how a
+    /// live node refutes a death certificate issued for it). Returns false,
     /// changing nothing, when `seen` sits at the very top of the version range and cannot
     /// be outbid (see docs/CONSISTENCY.md); true for an echo of our own record too.
     pub fn outbid(&mut self, records: &mut RecordStore, seen: &RecordWire) -> bool {
         if *seen == self.wire {
             return true;
         }
-        let version = if seen.version >= self.wire.version {
-            match seen.version.checked_add(1) {
-                Some(v) => v,
-                None => return false,
+        // A death certificate names our version: the next one refutes it.
+        let version = if version_order(seen.version) >= version_order(self.wire.version) {
+            match (seen.version & !DEAD).checked_add(1) {
+                Some(v) if v < DEAD => v,
+                _ => return false,
             }
         } else {
             self.wire.version

@@ -1,13 +1,37 @@
 //! The replicated workload state: one versioned record per origin, merged as a CRDT.
 //!
 //! Per origin the highest version wins, so merging is commutative, associative and
-//! idempotent; two nodes that have seen the same records hold the same map, whatever the
+//! idempotent. Versions are ordered by [`version_order`]: a death certificate for an
+//! origin is its held version with [`DEAD`] set (an empty record). It beats that version
+//! and loses to the next, so a live origin refutes one by writing again, and every node
+//! that issues a certificate for the same version issues the same record; two nodes that have seen the same records hold the same map, whatever the
 //! order or repetition of delivery. Records live in a `BTreeMap`, so every walk over them
 //! (digests, the flow sum) runs in ascending origin order.
 
 use crate::p2p::protocol::{RecordWire, MAX_DIGEST_ENTRIES};
 use crate::p2p::NodeId;
 use std::collections::BTreeMap;
+
+/// The version bit that marks a death certificate (see [`version_order`]). Own versions
+/// stay below it.
+pub const DEAD: u64 = 1 << 63;
+
+/// The order of versions: by the version without [`DEAD`], then a certificate after the
+/// live version it names. `v | DEAD` is above `v` and below `v + 1`.
+pub fn version_order(v: u64) -> u128 {
+    (u128::from(v & !DEAD) << 1) | u128::from(v >> 63)
+}
+
+/// The death certificate for `held`: the same origin and version with [`DEAD`] set, no
+/// entries. `None` when `held` is one already.
+pub fn death_certificate(held: &RecordWire) -> Option<RecordWire> {
+    (held.version & DEAD == 0).then(|| RecordWire {
+        origin: held.origin,
+        version: held.version | DEAD,
+        queue: Vec::new(),
+        offload: Vec::new(),
+    })
+}
 
 /// What [`RecordStore::merge`] did with an incoming record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,11 +134,13 @@ impl RecordStore {
         self.generation
     }
 
-    /// Highest-version-wins merge.
+    /// Highest-version-wins merge (in [`version_order`]).
     pub fn merge(&mut self, record: &RecordWire) -> MergeOutcome {
         let full = self.records.len() >= self.max_records;
         match self.records.get_mut(&record.origin) {
-            Some(held) if held.version >= record.version => MergeOutcome::Stale,
+            Some(held) if version_order(held.version) >= version_order(record.version) => {
+                MergeOutcome::Stale
+            }
             Some(held) => {
                 held.clone_from(record);
                 self.generation += 1;
@@ -200,7 +226,7 @@ impl RecordStore {
             let their_version = theirs
                 .binary_search_by(|e| e.0.cmp(o))
                 .map_or(0, |k| theirs[k].1);
-            if r.version > their_version {
+            if version_order(r.version) > version_order(their_version) {
                 out.push(*o);
             }
         }
@@ -209,6 +235,86 @@ impl RecordStore {
 
     /// Whether `theirs` lists any origin with a version newer than ours.
     pub fn lacks_any(&self, theirs: &[(NodeId, u64)]) -> bool {
-        theirs.iter().any(|(o, v)| *v > self.version(o))
+        theirs
+            .iter()
+            .any(|(o, v)| version_order(*v) > version_order(self.version(o)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(version: u64, q: f64) -> RecordWire {
+        RecordWire {
+            origin: NodeId::from_seed(1),
+            version,
+            queue: if q > 0.0 { vec![(0, q)] } else { vec![] },
+            offload: vec![],
+        }
+    }
+
+    fn permutations(items: &[RecordWire]) -> Vec<Vec<RecordWire>> {
+        if items.len() <= 1 {
+            return vec![items.to_vec()];
+        }
+        let mut out = Vec::new();
+        for i in 0..items.len() {
+            let mut rest = items.to_vec();
+            let head = rest.remove(i);
+            for mut p in permutations(&rest) {
+                p.insert(0, head.clone());
+                out.push(p);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn certificates_sit_between_versions_and_every_order_gives_one_store() {
+        assert!(version_order(5 | DEAD) > version_order(5));
+        assert!(version_order(5 | DEAD) < version_order(6));
+        assert_eq!(death_certificate(&rec(5 | DEAD, 0.0)), None);
+        let five = rec(5, 2.0);
+        let cert5 = death_certificate(&five).unwrap();
+        assert_eq!((cert5.version, cert5.queue.len()), (5 | DEAD, 0));
+        // A live write past the certificate (the refutation), an older one, and the
+        // certificate twice: whatever the order (and repetition), the refutation wins.
+        let items = [rec(4, 1.0), five, cert5.clone(), rec(6, 3.0), cert5];
+        for order in permutations(&items) {
+            let mut s = RecordStore::new(8);
+            for r in &order {
+                s.merge(r);
+                s.merge(r);
+            }
+            assert_eq!(
+                s.get(&NodeId::from_seed(1)),
+                Some(&rec(6, 3.0)),
+                "{order:?}"
+            );
+        }
+        // Without the refutation the certificate wins in every order.
+        let items = [
+            rec(4, 1.0),
+            rec(5, 2.0),
+            death_certificate(&rec(5, 2.0)).unwrap(),
+        ];
+        for order in permutations(&items) {
+            let mut s = RecordStore::new(8);
+            order.iter().for_each(|r| {
+                s.merge(r);
+            });
+            assert_eq!(s.version(&NodeId::from_seed(1)), 5 | DEAD);
+        }
+        // Anti-entropy sees a certificate as newer than the version it names.
+        let mut s = RecordStore::new(8);
+        s.merge(&death_certificate(&rec(5, 2.0)).unwrap());
+        assert!(s.lacks_any(&[(NodeId::from_seed(1), 6)]));
+        assert!(!s.lacks_any(&[(NodeId::from_seed(1), 5)]));
+        let all = NodeId([0xff; crate::p2p::ID_LEN]);
+        assert_eq!(
+            s.newer_than(NodeId::ZERO, all, &[(NodeId::from_seed(1), 5)], 8),
+            vec![NodeId::from_seed(1)]
+        );
     }
 }

@@ -386,6 +386,12 @@ fn put_contacts(out: &mut Vec<u8>, cs: &[Contact]) -> Result<(), EncodeError> {
 /// Checks a record against the limits and invariants DELTA decoding enforces.
 pub fn validate_record(r: &RecordWire) -> Result<(), EncodeError> {
     check_count("queue entries", r.queue.len(), MAX_QUEUE_ENTRIES)?;
+    // The top version bit marks a death certificate, which withdraws every entry.
+    if r.version >> 63 == 1 && !(r.queue.is_empty() && r.offload.is_empty()) {
+        return Err(EncodeError::BadValue {
+            what: "death certificate with entries",
+        });
+    }
     check_count("offload entries", r.offload.len(), MAX_OFFLOAD_ENTRIES)?;
     for (k, &(v, q)) in r.queue.iter().enumerate() {
         if !is_record_value(q) {

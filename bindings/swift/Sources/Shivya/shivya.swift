@@ -1814,7 +1814,7 @@ public struct ShivyaConfig: Equatable, Hashable {
      */
     public var gradientOnly: Bool
     /**
-     * This run's versions start at `incarnation << 20` (at most 2^44 − 1); pass something
+     * This run's versions start at `incarnation << 20` (at most 2^43 − 1); pass something
      * that grows across restarts (wall-clock milliseconds) when a node may restart without
      * its state.
      */
@@ -1860,7 +1860,7 @@ public struct ShivyaConfig: Equatable, Hashable {
          * Keep only the gradient part when settling.
          */gradientOnly: Bool, 
         /**
-         * This run's versions start at `incarnation << 20` (at most 2^44 − 1); pass something
+         * This run's versions start at `incarnation << 20` (at most 2^43 − 1); pass something
          * that grows across restarts (wall-clock milliseconds) when a node may restart without
          * its state.
          */incarnation: UInt64, 

@@ -4,7 +4,7 @@
 //! sender lacks, and with our own digest of the range when we lack some of theirs.
 
 use super::NodeState;
-use crate::mesh::records::MergeOutcome;
+use crate::mesh::records::{death_certificate, MergeOutcome};
 use crate::p2p::auth::TAG_LEN;
 use crate::p2p::protocol::{record_wire_len, RecordWire, HEADER_LEN, MAX_DELTAS, MAX_FRAME};
 use crate::p2p::{Body, Frame, NodeId};
@@ -80,16 +80,41 @@ impl NodeState {
             MergeOutcome::Applied => {
                 self.counters.records_merged += 1;
                 self.received_ms.insert(r.origin, self.clock_ms);
-                let rounds = self
-                    .config
-                    .rumor_rounds
-                    .unwrap_or_else(|| (usize::BITS - self.records.len().leading_zeros()).max(1));
-                if rounds > 0 {
-                    self.hot.insert(r.origin, rounds);
-                }
+                self.rumour(r.origin);
             }
             MergeOutcome::Stale => {}
             MergeOutcome::Full => self.counters.dropped.records_full += 1,
+        }
+    }
+
+    /// Spreads the record of `origin` by rumour for the next rounds.
+    pub(super) fn rumour(&mut self, origin: NodeId) {
+        let rounds = self
+            .config
+            .rumor_rounds
+            .unwrap_or_else(|| (usize::BITS - self.records.len().leading_zeros()).max(1));
+        if rounds > 0 {
+            self.hot.insert(origin, rounds);
+        }
+    }
+
+    /// `id` went unresponsive (Kademlia removed it after failed requests): unless its
+    /// record is already empty, this node issues its death certificate, which every node
+    /// merges identically; a live `id` refutes it by writing past it.
+    pub(super) fn certify_dead(&mut self, id: NodeId) {
+        let Some(held) = self.records.get(&id) else {
+            return;
+        };
+        if held.queue.is_empty() && held.offload.is_empty() {
+            return;
+        }
+        let Some(cert) = death_certificate(held) else {
+            return;
+        };
+        if self.records.merge(&cert) == MergeOutcome::Applied {
+            self.counters.death_certificates += 1;
+            self.received_ms.insert(id, self.clock_ms);
+            self.rumour(id);
         }
     }
 

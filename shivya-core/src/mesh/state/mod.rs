@@ -264,8 +264,11 @@ impl NodeState {
             self.outbox.push(to, frame);
         }
         while let Some(ev) = self.kad.poll_event() {
-            if let KadEvent::PeerRemoved { id, .. } = &ev {
+            if let KadEvent::PeerRemoved { id, reason } = &ev {
                 self.belief.forget(id);
+                if *reason == "unresponsive" {
+                    self.certify_dead(*id);
+                }
             }
             self.events.push_back(ev);
         }

@@ -78,6 +78,15 @@ impl NodeState {
             what: "restored record",
             why: e.to_string(),
         })?;
+        if record.version >= crate::mesh::records::DEAD {
+            return Err(MeshError::Config {
+                what: "restored record",
+                why: format!(
+                    "version {} is not an own version (below 2^63)",
+                    record.version
+                ),
+            });
+        }
         if !self.reconciler.fits(&record) {
             return Err(MeshError::Topology(
                 "the restored record names vertices or edges outside the topology".into(),

@@ -2771,7 +2771,7 @@ data class ShivyaConfig (
     var `gradientOnly`: kotlin.Boolean
     , 
     /**
-     * This run's versions start at `incarnation << 20` (at most 2^44 − 1); pass something
+     * This run's versions start at `incarnation << 20` (at most 2^43 − 1); pass something
      * that grows across restarts (wall-clock milliseconds) when a node may restart without
      * its state.
      */
