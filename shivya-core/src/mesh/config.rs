@@ -29,8 +29,13 @@ pub struct NodeConfig {
     pub topology: WorkloadTopology,
     /// Period of the layer stack (agent, diffusion, dividends, reconciliation).
     pub step_interval_ms: u64,
-    /// Period of anti-entropy rounds.
+    /// Period of anti-entropy rounds while anything changes.
     pub gossip_interval_ms: u64,
+    /// While nothing changes (no write, no record learned, every digest exchanged agrees,
+    /// no rumour left), the round period doubles up to this; any change brings it back to
+    /// `gossip_interval_ms`, and a write is published within `gossip_interval_ms` of being
+    /// made. Equal to `gossip_interval_ms`: no backoff.
+    pub max_gossip_interval_ms: u64,
     /// Peers contacted per anti-entropy round.
     pub fanout: usize,
     /// Most DELTA/DELTAS frames pushed in answer to one DIGEST (each DELTAS packs as many
@@ -122,6 +127,7 @@ impl Default for NodeConfig {
             topology: WorkloadTopology::default(),
             step_interval_ms: 100,
             gossip_interval_ms: 50,
+            max_gossip_interval_ms: 1_000,
             fanout: 2,
             max_push_per_digest: 16,
             max_records: 4_096,
@@ -163,6 +169,15 @@ impl NodeConfig {
                 return Err(MeshError::Config {
                     what,
                     why: "must be positive".into(),
+                });
+            }
+            if self.max_gossip_interval_ms < self.gossip_interval_ms {
+                return Err(MeshError::Config {
+                    what: "max_gossip_interval_ms",
+                    why: format!(
+                        "{} is below gossip_interval_ms ({})",
+                        self.max_gossip_interval_ms, self.gossip_interval_ms
+                    ),
                 });
             }
         }

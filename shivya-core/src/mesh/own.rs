@@ -104,6 +104,11 @@ impl OwnRecord {
         self.wire.version
     }
 
+    /// Whether a change waits to be published.
+    pub fn pending(&self) -> bool {
+        self.unpublished && self.wire.version > 0
+    }
+
     /// True once after each change (once a version has been written): the caller then
     /// publishes the record.
     pub fn take_unpublished(&mut self) -> bool {

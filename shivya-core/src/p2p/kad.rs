@@ -24,8 +24,16 @@ pub struct KadConfig {
     pub max_failures: u32,
     /// A peer not heard from for this long is PINGed.
     pub ping_interval_ms: u64,
-    /// Period of bucket refresh lookups and of re-contacting bootstrap addresses.
+    /// Period of bucket refresh lookups and of re-contacting bootstrap addresses, while
+    /// the routing table changes.
     pub refresh_interval_ms: u64,
+    /// While the routing table stays the same, the refresh period doubles up to this
+    /// (a quiet mesh is quiet); any change brings it back to `refresh_interval_ms`.
+    pub max_refresh_interval_ms: u64,
+    /// Most quiet peers PINGed per ping round (every `ping_interval_ms / 2`), the longest
+    /// silent first: the liveness traffic of a node does not grow with the mesh, and a
+    /// dead peer, never heard from again, is PINGed every round until it is removed.
+    pub pings_per_round: usize,
     /// Most values in the local DHT store.
     pub store_max_entries: usize,
     /// Longest DHT value accepted.
@@ -42,6 +50,8 @@ impl Default for KadConfig {
             max_failures: 2,
             ping_interval_ms: 1_000,
             refresh_interval_ms: 1_000,
+            max_refresh_interval_ms: 16_000,
+            pings_per_round: 2,
             store_max_entries: 1_024,
             store_max_value_len: 1_024,
         }
@@ -68,6 +78,16 @@ impl KadConfig {
         }
         if self.ping_interval_ms == 0 || self.refresh_interval_ms == 0 {
             return bad("ping/refresh interval", 0, "must be positive");
+        }
+        if self.max_refresh_interval_ms < self.refresh_interval_ms {
+            return bad(
+                "max_refresh_interval_ms",
+                self.max_refresh_interval_ms,
+                "must be at least refresh_interval_ms",
+            );
+        }
+        if self.pings_per_round == 0 {
+            return bad("pings_per_round", 0, "must be positive");
         }
         Ok(())
     }
@@ -207,6 +227,12 @@ pub struct Kademlia {
     events: VecDeque<KadEvent>,
     next_ping_ms: u64,
     next_refresh_ms: u64,
+    /// The current refresh period (doubles while the table stays the same).
+    refresh_every_ms: u64,
+    /// The routing table as of the last refresh (see `table_fingerprint`), and how many
+    /// refreshes in a row found it unchanged.
+    table_at_refresh: (usize, u64),
+    unchanged_refreshes: usize,
     refresh_cursor: usize,
     joined: bool,
     counters: KadCounters,
@@ -230,6 +256,9 @@ impl Kademlia {
             events: VecDeque::new(),
             next_ping_ms: 0,
             next_refresh_ms: 0,
+            refresh_every_ms: config.refresh_interval_ms,
+            table_at_refresh: (0, 0),
+            unchanged_refreshes: 0,
             refresh_cursor: 0,
             joined: false,
             counters: KadCounters::default(),
@@ -488,7 +517,28 @@ impl Kademlia {
             self.ping_quiet_peers(now_ms);
         }
         if now_ms >= self.next_refresh_ms {
-            self.next_refresh_ms = now_ms.saturating_add(self.config.refresh_interval_ms);
+            let table = self.table_fingerprint();
+            let lost_bootstrap = self
+                .bootstrap
+                .iter()
+                .any(|a| self.table.find_addr(a).is_none());
+            // Back off only once a whole sweep of the buckets (one per refresh) found
+            // nothing new: a table still filling keeps the base period.
+            let span = ID_BITS - self.table.lowest_nonempty().unwrap_or(ID_BITS - 1);
+            if table != self.table_at_refresh || lost_bootstrap {
+                self.unchanged_refreshes = 0;
+            } else {
+                self.unchanged_refreshes = self.unchanged_refreshes.saturating_add(1);
+            }
+            self.refresh_every_ms = if self.unchanged_refreshes < span {
+                self.config.refresh_interval_ms
+            } else {
+                self.refresh_every_ms
+                    .saturating_mul(2)
+                    .min(self.config.max_refresh_interval_ms)
+            };
+            self.table_at_refresh = table;
+            self.next_refresh_ms = now_ms.saturating_add(self.refresh_every_ms);
             self.refresh(now_ms);
         }
     }
@@ -531,16 +581,31 @@ impl Kademlia {
         }
     }
 
+    /// The routing table's size and an order-free digest of its ids: what the refresh
+    /// backoff compares.
+    fn table_fingerprint(&self) -> (usize, u64) {
+        let mut x = 0u64;
+        for p in self.table.peers() {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&p.id.0[..8]);
+            x ^= u64::from_be_bytes(b);
+        }
+        (self.table.len(), x)
+    }
+
     fn ping_quiet_peers(&mut self, now_ms: u64) {
-        let quiet: Vec<Contact> = self
+        let mut quiet: Vec<(u64, Contact)> = self
             .table
             .peers()
             .filter(|p| p.last_seen_ms.saturating_add(self.config.ping_interval_ms) <= now_ms)
-            .map(|p| p.contact())
+            .filter(|p| !self.requests.values().any(|r| r.peer == Some(p.id)))
+            .map(|p| (p.last_seen_ms, p.contact()))
             .collect();
-        for c in quiet {
-            let busy = self.requests.values().any(|r| r.peer == Some(c.id));
-            if !busy {
+        // The longest silent first (ties by id): a dead peer stays first until removed.
+        quiet.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.id.cmp(&b.1.id)));
+        quiet.truncate(self.config.pings_per_round);
+        for (_, c) in quiet {
+            {
                 self.send_request(
                     c.addr,
                     Some(c.id),

@@ -44,6 +44,10 @@ impl NodeState {
             .iter()
             .filter_map(|o| self.records.get(o).cloned())
             .collect();
+        // The two views differ: gossip at the base pace until they agree again.
+        if !records.is_empty() || self.records.lacks_any(theirs) {
+            self.gossip_activity = true;
+        }
         self.send_records(from, &records, limit);
         // Pull what we lack: answer with our own digest of the range, once.
         if !reply && self.records.lacks_any(theirs) {
@@ -81,6 +85,7 @@ impl NodeState {
                 self.counters.records_merged += 1;
                 self.received_ms.insert(r.origin, self.clock_ms);
                 self.rumour(r.origin);
+                self.gossip_activity = true;
             }
             MergeOutcome::Stale => {}
             MergeOutcome::Full => self.counters.dropped.records_full += 1,
@@ -115,6 +120,7 @@ impl NodeState {
             self.counters.death_certificates += 1;
             self.received_ms.insert(id, self.clock_ms);
             self.rumour(id);
+            self.gossip_activity = true;
         }
     }
 

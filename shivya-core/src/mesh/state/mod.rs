@@ -45,6 +45,12 @@ pub struct NodeState {
     outbox: Outbox,
     events: VecDeque<KadEvent>,
     next_gossip_ms: u64,
+    /// When the last gossip round ran, and the current round period (it doubles while
+    /// nothing changes, up to `max_gossip_interval_ms`).
+    last_gossip_ms: u64,
+    gossip_every_ms: u64,
+    /// Something changed since the last round: the next one comes at the base period.
+    gossip_activity: bool,
     next_layer_ms: u64,
     digest_cursor: NodeId,
     /// Records to rumour: origin → rounds left (ordered map: deterministic choice).
@@ -98,6 +104,9 @@ impl NodeState {
             outbox: Outbox::default(),
             events: VecDeque::new(),
             next_gossip_ms: now_ms,
+            last_gossip_ms: now_ms,
+            gossip_every_ms: config.gossip_interval_ms,
+            gossip_activity: true,
             next_layer_ms: now_ms.saturating_add(config.step_interval_ms),
             digest_cursor: NodeId::ZERO,
             hot: BTreeMap::new(),
@@ -248,8 +257,18 @@ impl NodeState {
         }
         self.kad.handle_timeout(now_ms);
         self.drain_kad();
-        if now_ms >= self.next_gossip_ms {
-            self.next_gossip_ms = now_ms.saturating_add(self.config.gossip_interval_ms);
+        if now_ms >= self.gossip_due() {
+            let active = self.gossip_activity || !self.hot.is_empty() || self.own.pending();
+            self.gossip_every_ms = if active {
+                self.config.gossip_interval_ms
+            } else {
+                self.gossip_every_ms
+                    .saturating_mul(2)
+                    .min(self.config.max_gossip_interval_ms)
+            };
+            self.gossip_activity = false;
+            self.last_gossip_ms = now_ms;
+            self.next_gossip_ms = now_ms.saturating_add(self.gossip_every_ms);
             self.gossip();
         }
         if now_ms >= self.next_layer_ms {
@@ -314,9 +333,22 @@ impl NodeState {
         Some(
             self.kad
                 .poll_timeout()
-                .min(self.next_gossip_ms)
+                .min(self.gossip_due())
                 .min(self.next_layer_ms),
         )
+    }
+
+    /// When the next gossip round is due: its scheduled time, or sooner (one base period
+    /// after the last round) when something changed since, such as a write to publish.
+    fn gossip_due(&self) -> u64 {
+        if self.gossip_activity || self.own.pending() {
+            self.next_gossip_ms.min(
+                self.last_gossip_ms
+                    .saturating_add(self.config.gossip_interval_ms),
+            )
+        } else {
+            self.next_gossip_ms
+        }
     }
 
     /// The next routing-table or DHT event.
