@@ -368,6 +368,14 @@ fn arb_body() -> impl Strategy<Value = Body> {
         Just(Body::Ping),
         Just(Body::Pong),
         Just(Body::Leave),
+        (any::<u64>(), any::<u32>(), arb_id(), any::<u64>()).prop_map(
+            |(view, records, latest_origin, latest_version)| Body::Summary {
+                view,
+                records,
+                latest_origin,
+                latest_version
+            }
+        ),
         arb_id().prop_map(|target| Body::FindNode { target }),
         arb_id().prop_map(|key| Body::FindValue { key }),
         proptest::collection::vec(arb_contact(), 0..=MAX_CONTACTS)

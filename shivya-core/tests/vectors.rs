@@ -132,6 +132,19 @@ pub fn vectors() -> Vec<(&'static str, Frame)> {
             ),
         ),
         ("leave", Frame::new(0, id(0x11), Body::Leave)),
+        (
+            "summary",
+            Frame::new(
+                0,
+                id(0x11),
+                Body::Summary {
+                    view: 0x0102030405060708,
+                    records: 5,
+                    latest_origin: id(0x33),
+                    latest_version: 9,
+                },
+            ),
+        ),
     ]
 }
 

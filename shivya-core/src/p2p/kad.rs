@@ -420,6 +420,7 @@ impl Kademlia {
                 return self.handle_reply(from, frame, now_ms);
             }
             Body::Digest { .. }
+            | Body::Summary { .. }
             | Body::Delta(_)
             | Body::Deltas(_)
             | Body::Belief { .. }

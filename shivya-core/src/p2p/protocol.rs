@@ -87,6 +87,8 @@ pub enum MessageType {
     Leave = 0x13,
     /// Mesh: several origins' records in one frame.
     Deltas = 0x14,
+    /// Mesh: one hash of every record the sender holds (a quiet round's digest).
+    Summary = 0x15,
 }
 
 impl MessageType {
@@ -105,6 +107,7 @@ impl MessageType {
             0x12 => MessageType::Belief,
             0x13 => MessageType::Leave,
             0x14 => MessageType::Deltas,
+            0x15 => MessageType::Summary,
             _ => return None,
         })
     }
@@ -215,6 +218,18 @@ pub enum Body {
     },
     /// LEAVE.
     Leave,
+    /// SUMMARY: the sender's view digest over every record it holds, how many, and the
+    /// record it learned or wrote last.
+    Summary {
+        /// `RecordStore::view_digest` of the sender.
+        view: u64,
+        /// Records the sender holds.
+        records: u32,
+        /// Origin of the record the sender changed last (zero id: none).
+        latest_origin: NodeId,
+        /// Its version there (0: none).
+        latest_version: u64,
+    },
 }
 
 impl Body {
@@ -234,6 +249,7 @@ impl Body {
             Body::Deltas(_) => MessageType::Deltas,
             Body::Belief { .. } => MessageType::Belief,
             Body::Leave => MessageType::Leave,
+            Body::Summary { .. } => MessageType::Summary,
         }
     }
 }
@@ -447,6 +463,17 @@ impl Frame {
         out.extend_from_slice(&self.sender.0);
         match &self.body {
             Body::Ping | Body::Pong | Body::Leave => {}
+            Body::Summary {
+                view,
+                records,
+                latest_origin,
+                latest_version,
+            } => {
+                out.extend_from_slice(&view.to_be_bytes());
+                out.extend_from_slice(&records.to_be_bytes());
+                out.extend_from_slice(&latest_origin.0);
+                out.extend_from_slice(&latest_version.to_be_bytes());
+            }
             Body::FindNode { target } => out.extend_from_slice(&target.0),
             Body::FindValue { key } => out.extend_from_slice(&key.0),
             Body::FoundNodes { contacts } => put_contacts(out, contacts)?,
@@ -559,6 +586,12 @@ impl Frame {
             MessageType::Ping => Body::Ping,
             MessageType::Pong => Body::Pong,
             MessageType::Leave => Body::Leave,
+            MessageType::Summary => Body::Summary {
+                view: r.u64("summary view")?,
+                records: r.u32("summary records")?,
+                latest_origin: r.id("summary latest origin")?,
+                latest_version: r.u64("summary latest version")?,
+            },
             MessageType::FindNode => Body::FindNode {
                 target: r.id("target")?,
             },

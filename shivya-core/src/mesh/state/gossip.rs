@@ -4,7 +4,7 @@
 //! sender lacks, and with our own digest of the range when we lack some of theirs.
 
 use super::NodeState;
-use crate::mesh::records::{death_certificate, MergeOutcome};
+use crate::mesh::records::{death_certificate, version_order, MergeOutcome};
 use crate::p2p::auth::TAG_LEN;
 use crate::p2p::protocol::{record_wire_len, RecordWire, HEADER_LEN, MAX_DELTAS, MAX_FRAME};
 use crate::p2p::{Body, Frame, NodeId};
@@ -86,6 +86,7 @@ impl NodeState {
                 self.received_ms.insert(r.origin, self.clock_ms);
                 self.rumour(r.origin);
                 self.gossip_activity = true;
+                self.latest = (r.origin, r.version);
             }
             MergeOutcome::Stale => {}
             MergeOutcome::Full => self.counters.dropped.records_full += 1,
@@ -121,6 +122,7 @@ impl NodeState {
             self.received_ms.insert(id, self.clock_ms);
             self.rumour(id);
             self.gossip_activity = true;
+            self.latest = (id, cert.version);
         }
     }
 
@@ -139,9 +141,89 @@ impl NodeState {
     }
 
     /// One anti-entropy round to `fanout` random peers.
-    pub(super) fn gossip(&mut self) {
+    /// The view digest of the records held, recomputed only when they changed.
+    pub(super) fn view_digest(&mut self) -> u64 {
+        let generation = self.records.generation();
+        if self.view_cache.0 != generation {
+            self.view_cache = (generation, self.records.view_digest());
+        }
+        self.view_cache.1
+    }
+
+    /// A peer's SUMMARY: when its view differs from ours, the pages of the digest
+    /// exchange start (ours to it), and gossip runs at the base pace until they agree.
+    pub(super) fn on_summary(
+        &mut self,
+        from: SocketAddr,
+        view: u64,
+        records: u32,
+        latest: (NodeId, u64),
+    ) {
+        let ours = self.view_digest();
+        if ours == view && self.records.len() as u64 == u64::from(records) {
+            return;
+        }
+        self.gossip_activity = true;
+        // The peer's newest record is newer than ours: ask for exactly that one (a digest
+        // of the one origin, which the peer answers with the record). Otherwise the peer
+        // may lack ours: send the digest page that starts at the record we changed last
+        // (it lacks that one, it asks for it), or, with none, where our sweep stands.
+        let (lo, held) = latest;
+        let page =
+            if latest.1 != 0 && version_order(held) > version_order(self.records.version(&lo)) {
+                self.records.digest_range(lo, lo)
+            } else if self.latest.1 != 0 {
+                self.records.digest_page(self.latest.0).0
+            } else {
+                let (page, next) = self.records.digest_page(self.digest_cursor);
+                self.digest_cursor = next.unwrap_or(NodeId::ZERO);
+                page
+            };
+        self.outbox.push(
+            from,
+            Frame::new(
+                0,
+                self.id,
+                Body::Digest {
+                    reply: false,
+                    lo: page.lo,
+                    hi: page.hi,
+                    entries: page.entries,
+                },
+            ),
+        );
+        self.counters.digests_sent += 1;
+    }
+
+    /// One gossip round. A quiet round (nothing changed lately) sends each target one
+    /// SUMMARY of every record held instead of a digest page: a few bytes while the
+    /// views agree, and the page exchange as soon as they do not.
+    pub(super) fn gossip(&mut self, quiet: bool) {
         let targets = self.random_peers(self.config.fanout);
         if targets.is_empty() {
+            return;
+        }
+        if quiet {
+            let view = self.view_digest();
+            let records = u32::try_from(self.records.len()).unwrap_or(u32::MAX);
+            let (latest_origin, _) = self.latest;
+            // The version we hold now (a certificate or a later write may have replaced
+            // the one noted).
+            let latest_version = self.records.version(&latest_origin);
+            self.outbox.push_to(
+                targets.iter().map(|t| t.1),
+                Frame::new(
+                    0,
+                    self.id,
+                    Body::Summary {
+                        view,
+                        records,
+                        latest_origin,
+                        latest_version,
+                    },
+                ),
+            );
+            self.counters.digests_sent += targets.len() as u64;
             return;
         }
         for (_, addr) in &targets {
@@ -165,6 +247,7 @@ impl NodeState {
             self.counters.digests_sent += 1;
         }
         if self.own.take_unpublished() {
+            self.latest = (self.id, self.own.version());
             let body = Body::Delta(self.own.wire().clone());
             self.outbox
                 .push_to(targets.iter().map(|t| t.1), Frame::new(0, self.id, body));

@@ -51,6 +51,11 @@ pub struct NodeState {
     gossip_every_ms: u64,
     /// Something changed since the last round: the next one comes at the base period.
     gossip_activity: bool,
+    /// The view digest and the record generation it was computed at.
+    view_cache: (u64, u64),
+    /// The record changed here last (learned, certified or written): named in SUMMARY so
+    /// a peer that lacks it asks for exactly that one.
+    latest: (NodeId, u64),
     next_layer_ms: u64,
     digest_cursor: NodeId,
     /// Records to rumour: origin → rounds left (ordered map: deterministic choice).
@@ -107,6 +112,8 @@ impl NodeState {
             last_gossip_ms: now_ms,
             gossip_every_ms: config.gossip_interval_ms,
             gossip_activity: true,
+            view_cache: (u64::MAX, 0),
+            latest: (NodeId::ZERO, 0),
             next_layer_ms: now_ms.saturating_add(config.step_interval_ms),
             digest_cursor: NodeId::ZERO,
             hot: BTreeMap::new(),
@@ -229,6 +236,12 @@ impl NodeState {
                 hi,
                 entries,
             } => self.on_digest(from, bytes.len(), *reply, *lo, *hi, entries),
+            Body::Summary {
+                view,
+                records,
+                latest_origin,
+                latest_version,
+            } => self.on_summary(from, *view, *records, (*latest_origin, *latest_version)),
             Body::Delta(r) => self.on_delta(r),
             Body::Deltas(rs) => {
                 for r in rs {
@@ -269,7 +282,7 @@ impl NodeState {
             self.gossip_activity = false;
             self.last_gossip_ms = now_ms;
             self.next_gossip_ms = now_ms.saturating_add(self.gossip_every_ms);
-            self.gossip();
+            self.gossip(!active);
         }
         if now_ms >= self.next_layer_ms {
             self.next_layer_ms = now_ms.saturating_add(self.config.step_interval_ms);
