@@ -200,6 +200,25 @@ typedef struct shivya_capacity_signal {
 } shivya_capacity_signal;
 
 /**
+ * How old the other balancers' records are at one node (see `shivya_record_ages`).
+ */
+typedef struct shivya_ages {
+  /**
+   * Other origins whose record the node holds.
+   */
+  uint64_t origins;
+  /**
+   * Mean time since each last changed at the node, in milliseconds (0 with none).
+   */
+  double mean_ms;
+  /**
+   * The longest such time, in milliseconds: a quiet balancer, or one that is gone and
+   * not yet certified dead.
+   */
+  uint64_t max_ms;
+} shivya_ages;
+
+/**
  * One settled route: move `rate` units of work per unit time from `src` to `dst`.
  */
 typedef struct shivya_route {
@@ -418,6 +437,14 @@ enum shivya_status shivya_capacity_signals(struct shivya_node *node,
  * operator can see whether balancers share one view.
  */
 enum shivya_status shivya_view_digest(const struct shivya_node *node, uint64_t *out);
+
+/**
+ * Writes to `*out` the information age at host time `now_ms`: how long since each other
+ * origin's record last changed at this node (mean and longest).
+ */
+enum shivya_status shivya_record_ages(const struct shivya_node *node,
+                                      uint64_t now_ms,
+                                      struct shivya_ages *out);
 
 /**
  * Creates a config with defaults (listen 127.0.0.1:0, seed 1, K 4, step 100 ms, a complete

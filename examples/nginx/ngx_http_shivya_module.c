@@ -693,6 +693,19 @@ static ngx_int_t ngx_http_shivya_metrics_handler(ngx_http_request_t *r) {
     p = ngx_slprintf(p, end, "shivya_records{worker=\"%ui\"} %uL\n", ngx_worker, (uint64_t) s.records);
     SHIVYA_FAMILY("shivya_own_record_version", "gauge", "Version of this node's own record.");
     p = ngx_slprintf(p, end, "shivya_own_record_version{worker=\"%ui\"} %uL\n", ngx_worker, s.own_version);
+    {
+        shivya_ages ages = {0, 0.0, 0};
+        char v[40];
+        (void) shivya_record_ages(ngx_shivya_node, ngx_current_msec, &ages);
+        SHIVYA_FAMILY("shivya_record_age_max_seconds", "gauge",
+                      "Longest time since another balancer's record last changed here.");
+        snprintf(v, sizeof(v), "%.3f", (double) ages.max_ms / 1000.0);
+        p = ngx_slprintf(p, end, "shivya_record_age_max_seconds{worker=\"%ui\"} %s\n", ngx_worker, v);
+        SHIVYA_FAMILY("shivya_record_age_mean_seconds", "gauge",
+                      "Mean time since each other balancer's record last changed here.");
+        snprintf(v, sizeof(v), "%.3f", ages.mean_ms / 1000.0);
+        p = ngx_slprintf(p, end, "shivya_record_age_mean_seconds{worker=\"%ui\"} %s\n", ngx_worker, v);
+    }
     SHIVYA_FAMILY("shivya_frames_total", "counter", "Datagrams received and sent.");
     p = ngx_slprintf(p, end, "shivya_frames_total{worker=\"%ui\",direction=\"in\"} %uL\n", ngx_worker, s.frames_in);
     p = ngx_slprintf(p, end, "shivya_frames_total{worker=\"%ui\",direction=\"out\"} %uL\n", ngx_worker, s.frames_out);

@@ -182,3 +182,38 @@ pub extern "C" fn shivya_view_digest(node: *const shivya_node, out: *mut u64) ->
         unsafe { write_out(out, digest, "out") }
     })
 }
+
+/// How old the other balancers' records are at one node (see `shivya_record_ages`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct shivya_ages {
+    /// Other origins whose record the node holds.
+    pub origins: u64,
+    /// Mean time since each last changed at the node, in milliseconds (0 with none).
+    pub mean_ms: f64,
+    /// The longest such time, in milliseconds: a quiet balancer, or one that is gone and
+    /// not yet certified dead.
+    pub max_ms: u64,
+}
+
+/// Writes to `*out` the information age at host time `now_ms`: how long since each other
+/// origin's record last changed at this node (mean and longest).
+#[no_mangle]
+pub extern "C" fn shivya_record_ages(
+    node: *const shivya_node,
+    now_ms: u64,
+    out: *mut shivya_ages,
+) -> shivya_status {
+    guard(|| {
+        // SAFETY: as above.
+        let n = unsafe { try_ref(node, "node")? }.enter()?;
+        let a = n.state().record_ages(now_ms);
+        let ages = shivya_ages {
+            origins: a.origins as u64,
+            mean_ms: a.mean_ms,
+            max_ms: a.max_ms,
+        };
+        // SAFETY: as above.
+        unsafe { write_out(out, ages, "out") }
+    })
+}

@@ -459,6 +459,16 @@ static void test_the_balancer_sees_another_balancers_load(void) {
     CHECK_ERR(shivya_weights(nodes[0], NULL, 3, &len), BAD);
     CHECK_ERR(shivya_capacity_signals(nodes[0], sig, N, NULL), BAD);
 
+    /* Information age: node 0 holds the other two balancers' records. */
+    shivya_ages ages;
+    CHECK(shivya_record_ages(nodes[0], now_ms(), &ages) == SHIVYA_OK);
+    CHECK(ages.origins == 2);
+    CHECK(ages.mean_ms >= 0.0 && ages.mean_ms <= (double)ages.max_ms);
+    CHECK(shivya_record_ages(nodes[0], now_ms() + 60000, &ages) == SHIVYA_OK);
+    CHECK(ages.max_ms >= 60000);
+    CHECK_ERR(shivya_record_ages(NULL, 0, &ages), BAD);
+    CHECK_ERR(shivya_record_ages(nodes[0], 0, NULL), BAD);
+
     /* The weight law: checked when set, a refused one changes nothing. */
     shivya_config *c = NULL;
     char msg[256];

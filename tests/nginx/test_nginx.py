@@ -462,6 +462,9 @@ def main():
             key = (("worker", "0"), ("server", srv["name"]))
             assert abs(m[("shivya_server_share", key)] - srv["share"]) < 1e-3, (srv, m)
         assert m[("shivya_frames_total", (("worker", "0"), ("direction", "in")))] > 0
+        # Information age: the other instance's record, changed within the last minute.
+        age = m[("shivya_record_age_max_seconds", (("worker", "0"),))]
+        assert 0 <= m[("shivya_record_age_mean_seconds", (("worker", "0"),))] <= age < 60, m
         print(f"/shivya_metrics: {len(m)} samples, Prometheus text format")
         print("shares:", [(s["name"], s["share"]) for s in s0["servers"]])
 
