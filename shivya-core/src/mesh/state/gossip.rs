@@ -4,7 +4,7 @@
 //! sender lacks, and with our own digest of the range when we lack some of theirs.
 
 use super::NodeState;
-use crate::mesh::records::{death_certificate, version_order, MergeOutcome};
+use crate::mesh::records::{death_certificate, version_order, DigestPage, MergeOutcome};
 use crate::p2p::auth::TAG_LEN;
 use crate::p2p::protocol::{record_wire_len, RecordWire, HEADER_LEN, MAX_DELTAS, MAX_FRAME};
 use crate::p2p::{Body, Frame, NodeId};
@@ -52,20 +52,7 @@ impl NodeState {
         // Pull what we lack: answer with our own digest of the range, once.
         if !reply && self.records.lacks_any(theirs) {
             let page = self.records.digest_range(lo, hi);
-            self.outbox.push(
-                from,
-                Frame::new(
-                    0,
-                    self.id,
-                    Body::Digest {
-                        reply: true,
-                        lo: page.lo,
-                        hi: page.hi,
-                        entries: page.entries,
-                    },
-                ),
-            );
-            self.counters.digests_sent += 1;
+            self.send_digest(from, page, true);
         }
     }
 
@@ -179,13 +166,18 @@ impl NodeState {
                 self.digest_cursor = next.unwrap_or(NodeId::ZERO);
                 page
             };
+        self.send_digest(from, page, false);
+    }
+
+    /// Sends one DIGEST page to `to`.
+    fn send_digest(&mut self, to: SocketAddr, page: DigestPage, reply: bool) {
         self.outbox.push(
-            from,
+            to,
             Frame::new(
                 0,
                 self.id,
                 Body::Digest {
-                    reply: false,
+                    reply,
                     lo: page.lo,
                     hi: page.hi,
                     entries: page.entries,
@@ -231,20 +223,7 @@ impl NodeState {
             // times faster than with one page per round.
             let (page, next) = self.records.digest_page(self.digest_cursor);
             self.digest_cursor = next.unwrap_or(NodeId::ZERO);
-            self.outbox.push(
-                *addr,
-                Frame::new(
-                    0,
-                    self.id,
-                    Body::Digest {
-                        reply: false,
-                        lo: page.lo,
-                        hi: page.hi,
-                        entries: page.entries,
-                    },
-                ),
-            );
-            self.counters.digests_sent += 1;
+            self.send_digest(*addr, page, false);
         }
         if self.own.take_unpublished() {
             self.latest = (self.id, self.own.version());
