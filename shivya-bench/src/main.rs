@@ -24,6 +24,8 @@ enum What {
     /// Redraw the charts from the tables already in --out (cluster.csv, membership.csv)
     /// without measuring again.
     Charts,
+    /// Idle traffic and the spread of one write, with the quiet mesh on and off.
+    Idle,
 }
 
 /// Reproducible measurements of the Shivya mesh.
@@ -298,6 +300,27 @@ fn run_cluster(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
+fn run_idle(args: &Args) -> Result<(), String> {
+    let sizes: &[usize] = if args.quick { &[16] } else { &[64, 128, 512] };
+    let mut rows = Vec::new();
+    for &n in sizes {
+        for quiet in [false, true] {
+            let t0 = Instant::now();
+            rows.push(membership::idle(n, quiet)?);
+            eprintln!(
+                "idle: N={n} quiet={quiet} in {:.1} s",
+                t0.elapsed().as_secs_f64()
+            );
+        }
+    }
+    emit(
+        &args.out,
+        "idle",
+        "Idle traffic and the spread of one write (simulator)",
+        &membership::idle_table(&rows),
+    )
+}
+
 fn run_membership(args: &Args) -> Result<(), String> {
     let sizes: &[usize] = if args.quick { &[7, 64] } else { &[7, 64, 512] };
     let mut rows = Vec::new();
@@ -479,6 +502,7 @@ fn main() {
         What::Cluster => run_cluster(&args),
         What::Membership => run_membership(&args),
         What::Charts => charts::redraw(&args.out),
+        What::Idle => run_idle(&args),
         What::All => run_solvers(&args)
             .and_then(|()| run_membership(&args))
             .and_then(|()| run_cluster(&args)),

@@ -359,3 +359,123 @@ mod tests {
         );
     }
 }
+
+/// One idle-traffic measurement (the quiet mesh).
+#[derive(Debug, Clone)]
+pub struct IdleRow {
+    /// Nodes.
+    pub n: usize,
+    /// Backoff on (the defaults) or off (every period at its base).
+    pub quiet: bool,
+    /// Frames sent per node per second over 30 idle seconds.
+    pub frames_per_s: f64,
+    /// Bytes sent per node per second over the same.
+    pub bytes_per_s: f64,
+    /// ms until one new write is held by every node.
+    pub write_ms: f64,
+    /// The same at the median and the 99th percentile node.
+    pub write_p50_ms: f64,
+    /// See above.
+    pub write_p99_ms: f64,
+}
+
+/// Simulator: `n` nodes join and write once each (20 s, then 30 s to settle), then 30 s
+/// of idle traffic are counted, then one node writes and the time until each node holds
+/// that write is measured. `quiet = false` turns every backoff off (gossip and refresh
+/// at their base period, every silent peer PINGed), the behaviour before the quiet mesh.
+pub fn idle(n: usize, quiet: bool) -> Result<IdleRow, String> {
+    let mut sim = Sim::new(n, 7, NetConfig::default(), |i| {
+        let mut c = NodeConfig {
+            seed: 1_000 + i as u64,
+            topology: WorkloadTopology::complete(4).unwrap_or_default(),
+            ..NodeConfig::default()
+        };
+        if !quiet {
+            c.max_gossip_interval_ms = c.gossip_interval_ms;
+            c.kad.max_refresh_interval_ms = c.kad.refresh_interval_ms;
+            c.kad.pings_per_round = 1_000;
+        }
+        c
+    })
+    .map_err(|e| e.to_string())?;
+    sim.run_until(20_000);
+    for i in 0..n {
+        sim.nodes[i]
+            .record_queue_len((i % 4) as u32, 1.0 + i as f64)
+            .map_err(|e| e.to_string())?;
+    }
+    sim.run_until(50_000);
+    let sent = |sim: &Sim| -> (u64, u64) {
+        sim.nodes.iter().fold((0, 0), |(f, b), x| {
+            let c = x.status().counters;
+            (f + c.frames_out, b + c.bytes_out)
+        })
+    };
+    let (f0, b0) = sent(&sim);
+    sim.run_until(80_000);
+    let (f1, b1) = sent(&sim);
+    let per = |x: u64| x as f64 / n as f64 / 30.0;
+    let writer = 5 % n;
+    let v0 = sim.nodes[writer].status().own_version;
+    let id = sim.nodes[writer].id();
+    sim.nodes[writer]
+        .record_queue_len(1, 77.0)
+        .map_err(|e| e.to_string())?;
+    let t0 = sim.now;
+    let mut got = vec![None; n];
+    while got.iter().any(Option::is_none) {
+        for (i, g) in got.iter_mut().enumerate() {
+            if g.is_none()
+                && sim.nodes[i]
+                    .records()
+                    .get(&id)
+                    .is_some_and(|r| r.version > v0)
+            {
+                *g = Some((sim.now - t0) as f64);
+            }
+        }
+        if sim.now - t0 > 60_000 {
+            return Err(format!(
+                "idle N={n}: the write did not reach every node in 60 s"
+            ));
+        }
+        let next = sim.now + 10;
+        sim.run_until(next);
+    }
+    let mut times: Vec<f64> = got.into_iter().flatten().collect();
+    times.sort_by(f64::total_cmp);
+    Ok(IdleRow {
+        n,
+        quiet,
+        frames_per_s: per(f1 - f0),
+        bytes_per_s: per(b1 - b0),
+        write_ms: times[n - 1],
+        write_p50_ms: times[n / 2],
+        write_p99_ms: times[(n * 99 / 100).min(n - 1)],
+    })
+}
+
+/// The idle-traffic table.
+pub fn idle_table(rows: &[IdleRow]) -> Table {
+    let mut t = Table::new(&[
+        "N",
+        "backoff",
+        "idle frames/node/s",
+        "idle bytes/node/s",
+        "one write: all ms",
+        "p50 ms",
+        "p99 ms",
+    ]);
+    for r in rows {
+        t.push(vec![
+            r.n.to_string(),
+            if r.quiet { "quiet" } else { "off" }.to_string(),
+            format!("{:.1}", r.frames_per_s),
+            format!("{:.0}", r.bytes_per_s),
+            format!("{:.0}", r.write_ms),
+            format!("{:.0}", r.write_p50_ms),
+            format!("{:.0}", r.write_p99_ms),
+        ]);
+    }
+    t
+}

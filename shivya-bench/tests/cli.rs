@@ -200,3 +200,32 @@ fn the_demo_refuses_bad_settings() {
         );
     }
 }
+
+#[test]
+fn the_idle_run_measures_the_quiet_mesh_against_no_backoff() {
+    let dir = std::env::temp_dir().join(format!("shivya-bench-idle-{}", std::process::id()));
+    let out = bench()
+        .args(["idle", "--quick", "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = std::fs::read_to_string(dir.join("idle.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{csv}");
+    let bytes = |r: &Vec<&str>| r[3].parse::<f64>().unwrap();
+    assert_eq!((rows[0][1], rows[1][1]), ("off", "quiet"));
+    // Behaviour, not a speed target: the quiet mesh sends fewer idle bytes, and the write
+    // still reaches every node.
+    assert!(bytes(&rows[1]) < bytes(&rows[0]) / 2.0, "{csv}");
+    assert!(rows.iter().all(|r| r[4].parse::<f64>().unwrap() < 60_000.0));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

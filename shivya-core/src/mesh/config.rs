@@ -34,7 +34,8 @@ pub struct NodeConfig {
     /// While nothing changes (no write, no record learned, every digest exchanged agrees,
     /// no rumour left), the round period doubles up to this; any change brings it back to
     /// `gossip_interval_ms`, and a write is published within `gossip_interval_ms` of being
-    /// made. Equal to `gossip_interval_ms`: no backoff.
+    /// made. Quiet rounds send one SUMMARY frame instead of digest pages. Equal to
+    /// `gossip_interval_ms`: the quiet mesh is off (no backoff, digest pages every round).
     pub max_gossip_interval_ms: u64,
     /// Peers contacted per anti-entropy round.
     pub fanout: usize,

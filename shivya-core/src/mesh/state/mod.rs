@@ -282,7 +282,9 @@ impl NodeState {
             self.gossip_activity = false;
             self.last_gossip_ms = now_ms;
             self.next_gossip_ms = now_ms.saturating_add(self.gossip_every_ms);
-            self.gossip(!active);
+            // Quiet rounds (a SUMMARY instead of pages) only with the backoff on.
+            let quiet_mesh = self.config.max_gossip_interval_ms > self.config.gossip_interval_ms;
+            self.gossip(!active && quiet_mesh);
         }
         if now_ms >= self.next_layer_ms {
             self.next_layer_ms = now_ms.saturating_add(self.config.step_interval_ms);
