@@ -136,24 +136,7 @@ pub fn render(node: &mut Node, timings: &Timings, now_ms: u64) -> String {
     );
 
     let drops = Family::<Labels, Counter>::default();
-    for (reason, n) in [
-        ("too_short", d.too_short),
-        ("oversized", d.oversized),
-        ("bad_magic", d.bad_magic),
-        ("unknown_version", d.unknown_version),
-        ("unknown_type", d.unknown_type),
-        ("truncated", d.truncated),
-        ("trailing", d.trailing),
-        ("bad_value", d.bad_value),
-        ("own_id", d.own_id),
-        ("unmatched_reply", d.unmatched_reply),
-        ("bad_record", d.bad_record),
-        ("records_full", d.records_full),
-        ("beliefs_full", d.beliefs_full),
-        ("blocked", d.blocked),
-        ("bad_auth", d.bad_auth),
-        ("bad_leave", d.bad_leave),
-    ] {
+    for (reason, n) in d.by_reason() {
         drops
             .get_or_create(&vec![label("reason", reason)])
             .inc_by(n);

@@ -64,7 +64,9 @@ pub struct NodeConfig {
     /// The dispatch policy (layers, weight law, capacity signals).
     pub balancer: BalancerConfig,
     /// Distinguishes this run of a node id from earlier ones: our record's versions start
-    /// at `incarnation << 20` (values up to [`MAX_INCARNATION`] = 2^43 − 1, so own versions stay below the death-certificate bit, about 278 years of wall-clock milliseconds). A host that
+    /// at `incarnation << 20` (values up to [`MAX_INCARNATION`] = 2^43 − 1, so own versions
+    /// stay below the death-certificate bit; about 278 years of wall-clock milliseconds). A
+    /// host that
     /// restarts a node with the same id but without its state (see
     /// [`super::NodeState::restore_own`]) should pass something that grows across restarts, such
     /// as wall-clock milliseconds since the Unix epoch, so the new run's versions are above
@@ -172,15 +174,15 @@ impl NodeConfig {
                     why: "must be positive".into(),
                 });
             }
-            if self.max_gossip_interval_ms < self.gossip_interval_ms {
-                return Err(MeshError::Config {
-                    what: "max_gossip_interval_ms",
-                    why: format!(
-                        "{} is below gossip_interval_ms ({})",
-                        self.max_gossip_interval_ms, self.gossip_interval_ms
-                    ),
-                });
-            }
+        }
+        if self.max_gossip_interval_ms < self.gossip_interval_ms {
+            return Err(MeshError::Config {
+                what: "max_gossip_interval_ms",
+                why: format!(
+                    "{} is below gossip_interval_ms ({})",
+                    self.max_gossip_interval_ms, self.gossip_interval_ms
+                ),
+            });
         }
         for peer in &self.bootstrap {
             usable_peer(peer, &self.listen)?;

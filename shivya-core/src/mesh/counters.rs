@@ -43,15 +43,29 @@ pub struct DropCounters {
 impl DropCounters {
     /// Sum of every reason.
     pub fn total(&self) -> u64 {
-        self.malformed()
-            + self.own_id
-            + self.unmatched_reply
-            + self.bad_record
-            + self.records_full
-            + self.beliefs_full
-            + self.blocked
-            + self.bad_auth
-            + self.bad_leave
+        self.by_reason().iter().map(|(_, n)| n).sum()
+    }
+
+    /// Every reason with its name (as metrics label it) and count.
+    pub fn by_reason(&self) -> [(&'static str, u64); 16] {
+        [
+            ("too_short", self.too_short),
+            ("oversized", self.oversized),
+            ("bad_magic", self.bad_magic),
+            ("unknown_version", self.unknown_version),
+            ("unknown_type", self.unknown_type),
+            ("truncated", self.truncated),
+            ("trailing", self.trailing),
+            ("bad_value", self.bad_value),
+            ("own_id", self.own_id),
+            ("unmatched_reply", self.unmatched_reply),
+            ("bad_record", self.bad_record),
+            ("records_full", self.records_full),
+            ("beliefs_full", self.beliefs_full),
+            ("blocked", self.blocked),
+            ("bad_auth", self.bad_auth),
+            ("bad_leave", self.bad_leave),
+        ]
     }
 
     /// Frames that failed to decode: every reason the wire codec can give.

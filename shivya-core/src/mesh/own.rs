@@ -127,8 +127,7 @@ impl OwnRecord {
     }
 
     /// The version after ours. Saturating: a version pushed to the top by a forged frame
-    /// must not wrap to 0.
-    /// The next version; own versions stay below [`DEAD`] (they start at most at
+    /// must not wrap to 0, and own versions stay below [`DEAD`] (they start at most at
     /// `MAX_INCARNATION << 20`, 2^20 writes below it).
     fn next_version(&self) -> u64 {
         self.wire.version.saturating_add(1).min(DEAD - 1)

@@ -1,20 +1,18 @@
 //! The replicated workload state: one versioned record per origin, merged as a CRDT.
 //!
 //! Per origin the highest version wins, so merging is commutative, associative and
-//! idempotent. Versions are ordered by [`version_order`]: a death certificate for an
-//! origin is its held version with [`DEAD`] set (an empty record). It beats that version
-//! and loses to the next, so a live origin refutes one by writing again, and every node
-//! that issues a certificate for the same version issues the same record; two nodes that have seen the same records hold the same map, whatever the
-//! order or repetition of delivery. Records live in a `BTreeMap`, so every walk over them
+//! idempotent; two nodes that have seen the same records hold the same map, whatever the
+//! order or repetition of delivery. Versions are ordered by [`version_order`]: a death
+//! certificate for an origin is its held version with [`DEAD`] set (an empty record). It
+//! beats that version and loses to the next, so a live origin refutes one by writing
+//! again, and every node that issues a certificate for the same version issues the same
+//! record. Records live in a `BTreeMap`, so every walk over them
 //! (digests, the flow sum) runs in ascending origin order.
 
+pub use crate::p2p::protocol::DEAD;
 use crate::p2p::protocol::{RecordWire, MAX_DIGEST_ENTRIES};
 use crate::p2p::NodeId;
 use std::collections::BTreeMap;
-
-/// The version bit that marks a death certificate (see [`version_order`]). Own versions
-/// stay below it.
-pub const DEAD: u64 = 1 << 63;
 
 /// The order of versions: by the version without [`DEAD`], then a certificate after the
 /// live version it names. `v | DEAD` is above `v` and below `v + 1`.

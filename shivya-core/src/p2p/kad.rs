@@ -518,11 +518,9 @@ impl Kademlia {
             self.ping_quiet_peers(now_ms);
         }
         if now_ms >= self.next_refresh_ms {
+            // Refreshing only sends requests: the table compared below is unchanged by it.
+            let lost_bootstrap = self.refresh(now_ms);
             let table = self.table_fingerprint();
-            let lost_bootstrap = self
-                .bootstrap
-                .iter()
-                .any(|a| self.table.find_addr(a).is_none());
             // Back off only once a whole sweep of the buckets (one per refresh) found
             // nothing new: a table still filling keeps the base period.
             let span = ID_BITS - self.table.lowest_nonempty().unwrap_or(ID_BITS - 1);
@@ -540,7 +538,6 @@ impl Kademlia {
             };
             self.table_at_refresh = table;
             self.next_refresh_ms = now_ms.saturating_add(self.refresh_every_ms);
-            self.refresh(now_ms);
         }
     }
 
@@ -606,19 +603,18 @@ impl Kademlia {
         quiet.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.id.cmp(&b.1.id)));
         quiet.truncate(self.config.pings_per_round);
         for (_, c) in quiet {
-            {
-                self.send_request(
-                    c.addr,
-                    Some(c.id),
-                    ReqKind::Ping { probe: false },
-                    Body::Ping,
-                    now_ms,
-                );
-            }
+            self.send_request(
+                c.addr,
+                Some(c.id),
+                ReqKind::Ping { probe: false },
+                Body::Ping,
+                now_ms,
+            );
         }
     }
 
-    fn refresh(&mut self, now_ms: u64) {
+    /// One refresh; returns whether some bootstrap address has no peer in the table.
+    fn refresh(&mut self, now_ms: u64) -> bool {
         // Re-contact bootstrap addresses we hold no peer for.
         let lost: Vec<SocketAddr> = self
             .bootstrap
@@ -626,6 +622,7 @@ impl Kademlia {
             .filter(|a| self.table.find_addr(a).is_none())
             .copied()
             .collect();
+        let lost_any = !lost.is_empty();
         for a in lost {
             let busy = self.requests.values().any(|r| r.to == a);
             if !busy {
@@ -633,7 +630,7 @@ impl Kademlia {
             }
         }
         if self.table.is_empty() {
-            return;
+            return lost_any;
         }
         // One self-lookup and one bucket refresh per period; buckets below the lowest
         // non-empty one are covered by the self-lookup.
@@ -645,6 +642,7 @@ impl Kademlia {
         self.refresh_cursor = self.refresh_cursor.wrapping_add(1);
         let target = self.id.random_in_bucket(b, || self.rng.next_u64());
         self.start_lookup(target, Purpose::Maintain, now_ms);
+        lost_any
     }
 
     /// Refreshes every bucket from the lowest non-empty one up, at once (used after

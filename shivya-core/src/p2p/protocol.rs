@@ -35,6 +35,9 @@ pub const MAX_DIGEST_ENTRIES: usize = 36;
 pub const MAX_QUEUE_ENTRIES: usize = 48;
 /// Most offload entries in one record.
 pub const MAX_OFFLOAD_ENTRIES: usize = 32;
+/// The record-version bit that marks a death certificate: a record whose version has it
+/// carries no entries (see `mesh::records::version_order` for how versions compare).
+pub const DEAD: u64 = 1 << 63;
 /// Largest queue length or offload rate a record may carry. Sums over every record the
 /// mesh can hold stay many orders of magnitude inside what the reconciler accepts.
 pub const MAX_RECORD_VALUE: f64 = 1e15;
@@ -403,7 +406,7 @@ fn put_contacts(out: &mut Vec<u8>, cs: &[Contact]) -> Result<(), EncodeError> {
 pub fn validate_record(r: &RecordWire) -> Result<(), EncodeError> {
     check_count("queue entries", r.queue.len(), MAX_QUEUE_ENTRIES)?;
     // The top version bit marks a death certificate, which withdraws every entry.
-    if r.version >> 63 == 1 && !(r.queue.is_empty() && r.offload.is_empty()) {
+    if r.version & DEAD != 0 && !(r.queue.is_empty() && r.offload.is_empty()) {
         return Err(EncodeError::BadValue {
             what: "death certificate with entries",
         });

@@ -44,13 +44,14 @@ impl NodeState {
             .iter()
             .filter_map(|o| self.records.get(o).cloned())
             .collect();
+        let lacking = self.records.lacks_any(theirs);
         // The two views differ: gossip at the base pace until they agree again.
-        if !records.is_empty() || self.records.lacks_any(theirs) {
+        if !records.is_empty() || lacking {
             self.gossip_activity = true;
         }
         self.send_records(from, &records, limit);
         // Pull what we lack: answer with our own digest of the range, once.
-        if !reply && self.records.lacks_any(theirs) {
+        if !reply && lacking {
             let page = self.records.digest_range(lo, hi);
             self.send_digest(from, page, true);
         }
@@ -70,18 +71,25 @@ impl NodeState {
         match self.records.merge(r) {
             MergeOutcome::Applied => {
                 self.counters.records_merged += 1;
-                self.received_ms.insert(r.origin, self.clock_ms);
-                self.rumour(r.origin);
-                self.gossip_activity = true;
-                self.latest = (r.origin, r.version);
+                self.learned(r.origin, r.version);
             }
             MergeOutcome::Stale => {}
             MergeOutcome::Full => self.counters.dropped.records_full += 1,
         }
     }
 
+    /// A record of another origin changed here (merged from a peer, or certified dead by
+    /// us): its age restarts, it is rumoured, gossip runs at the base pace, and it becomes
+    /// the latest change our SUMMARY names.
+    fn learned(&mut self, origin: NodeId, version: u64) {
+        self.received_ms.insert(origin, self.clock_ms);
+        self.rumour(origin);
+        self.gossip_activity = true;
+        self.latest = (origin, version);
+    }
+
     /// Spreads the record of `origin` by rumour for the next rounds.
-    pub(super) fn rumour(&mut self, origin: NodeId) {
+    fn rumour(&mut self, origin: NodeId) {
         let rounds = self
             .config
             .rumor_rounds
@@ -106,10 +114,7 @@ impl NodeState {
         };
         if self.records.merge(&cert) == MergeOutcome::Applied {
             self.counters.death_certificates += 1;
-            self.received_ms.insert(id, self.clock_ms);
-            self.rumour(id);
-            self.gossip_activity = true;
-            self.latest = (id, cert.version);
+            self.learned(id, cert.version);
         }
     }
 
@@ -127,7 +132,6 @@ impl NodeState {
         all
     }
 
-    /// One anti-entropy round to `fanout` random peers.
     /// The view digest of the records held, recomputed only when they changed.
     pub(super) fn view_digest(&mut self) -> u64 {
         let generation = self.records.generation();
@@ -187,7 +191,8 @@ impl NodeState {
         self.counters.digests_sent += 1;
     }
 
-    /// One gossip round. A quiet round (nothing changed lately) sends each target one
+    /// One anti-entropy round to `fanout` random peers. A quiet round (nothing changed
+    /// lately) sends each target one
     /// SUMMARY of every record held instead of a digest page: a few bytes while the
     /// views agree, and the page exchange as soon as they do not.
     pub(super) fn gossip(&mut self, quiet: bool) {

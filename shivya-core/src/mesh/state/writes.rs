@@ -78,7 +78,7 @@ impl NodeState {
             what: "restored record",
             why: e.to_string(),
         })?;
-        if record.version >= crate::mesh::records::DEAD {
+        if record.version >= crate::p2p::protocol::DEAD {
             return Err(MeshError::Config {
                 what: "restored record",
                 why: format!(
