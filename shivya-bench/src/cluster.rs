@@ -39,7 +39,7 @@
 //! Messages are counted per dispatcher per second: mesh frames for the mesh policies
 //! (BELIEF frames included), probes and replies for the probing ones.
 
-use crate::report::Table;
+use crate::report::{fmt_stat, percentile, Table};
 use shivya_core::balancer::{BalancerConfig, Layers, Outcome};
 use shivya_core::mesh::sim::{NetConfig, Sim};
 use shivya_core::mesh::{NodeConfig, WorkloadTopology};
@@ -410,13 +410,6 @@ struct Dispatch {
     /// Mesh view per dispatcher (p2c stale).
     view: Vec<Vec<f64>>,
     pool: Vec<Vec<ProbeAnswer>>,
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }
 
 fn check(cfg: &ClusterConfig) -> Result<(), String> {
@@ -989,16 +982,6 @@ pub fn summarize(runs: &[ClusterResult]) -> Option<Summary> {
     })
 }
 
-fn fmt(x: f64) -> String {
-    if x.is_nan() {
-        "—".into()
-    } else if x >= 100.0 {
-        format!("{x:.0}")
-    } else {
-        format!("{x:.1}")
-    }
-}
-
 /// Summaries as a table.
 pub fn table(rows: &[Summary]) -> Table {
     let mut t = Table::new(&[
@@ -1022,12 +1005,12 @@ pub fn table(rows: &[Summary]) -> Table {
             r.config.n.to_string(),
             format!("{:.0}%", r.config.load * 100.0),
             r.policy.name().to_string(),
-            fmt(r.p50),
-            fmt(r.p99.0),
-            format!("{}–{}", fmt(r.p99.1), fmt(r.p99.2)),
-            fmt(r.p99_event.0),
-            fmt(r.msgs),
-            fmt(r.info_age_ms),
+            fmt_stat(r.p50),
+            fmt_stat(r.p99.0),
+            format!("{}–{}", fmt_stat(r.p99.1), fmt_stat(r.p99.2)),
+            fmt_stat(r.p99_event.0),
+            fmt_stat(r.msgs),
+            fmt_stat(r.info_age_ms),
             format!("{}", r.unfinished + r.lost),
         ]);
     }

@@ -13,7 +13,7 @@
 //! every policy is configured with equal weights and learns what it can from its own
 //! traffic (and, for Shivya, from the other balancers' records).
 
-use crate::report::{lines, Series, Table};
+use crate::report::{fmt_stat, lines, percentile, Series, Table};
 use shivya_core::balancer::{BalancerConfig, CapacitySignal, Outcome};
 use shivya_core::mesh::{Node, NodeConfig, WorkloadTopology};
 use shivya_core::rng::Rng;
@@ -327,14 +327,6 @@ impl World {
     }
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
 fn sorted(v: impl Iterator<Item = f64>) -> Vec<f64> {
     let mut v: Vec<f64> = v.collect();
     v.sort_by(f64::total_cmp);
@@ -357,16 +349,6 @@ pub struct DemoResult {
 const WINDOW_MS: f64 = 5_000.0;
 /// How long after the load ends requests may still finish.
 const DRAIN_MS: f64 = 5_000.0;
-
-fn fmt(x: f64) -> String {
-    if !x.is_finite() {
-        "—".into()
-    } else if x >= 100.0 {
-        format!("{x:.0}")
-    } else {
-        format!("{x:.1}")
-    }
-}
 
 /// Runs the demo, drawing the live view on `out` as it goes.
 pub fn run(cfg: &DemoConfig, out: &mut dyn Write) -> Result<DemoResult, String> {
@@ -522,10 +504,10 @@ fn summarize(cfg: &DemoConfig, worlds: &[World], frames_per_node_s: f64) -> Demo
             w.policy.name().to_string(),
             (w.done.len() - w.unfinished).to_string(),
             w.unfinished.to_string(),
-            fmt(percentile(&all, 0.5)),
-            fmt(percentile(&all, 0.99)),
-            fmt(percentile(&all, 0.999)),
-            fmt(percentile(&second, 0.99)),
+            fmt_stat(percentile(&all, 0.5)),
+            fmt_stat(percentile(&all, 0.99)),
+            fmt_stat(percentile(&all, 0.999)),
+            fmt_stat(percentile(&second, 0.99)),
             format!("{:.1}%", 100.0 * share),
         ]);
         p99.push((w.policy, percentile(&all, 0.99), percentile(&second, 0.99)));
@@ -582,7 +564,7 @@ fn progress_line(cfg: &DemoConfig, worlds: &[World], now_ms: f64) -> String {
         s.push_str(&format!(
             "  {} p99 {} ms",
             w.policy.name(),
-            fmt(percentile(&r, 0.99))
+            fmt_stat(percentile(&r, 0.99))
         ));
     }
     s
@@ -627,9 +609,9 @@ fn view(cfg: &DemoConfig, worlds: &[World], nodes: &[Node], now_ms: f64) -> Stri
             "{:<22}{:>9}{:>10}{:>10}{:>16}\n",
             w.policy.name(),
             w.done.len(),
-            fmt(percentile(&after, 0.5)),
-            fmt(percentile(&after, 0.99)),
-            fmt(percentile(&last, 0.99))
+            fmt_stat(percentile(&after, 0.5)),
+            fmt_stat(percentile(&after, 0.99)),
+            fmt_stat(percentile(&last, 0.99))
         ));
     }
     s.push_str("\nrequests sent to each backend in the last 5 s, and Shivya's weight and capacity signal\n");

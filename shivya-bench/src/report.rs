@@ -70,6 +70,26 @@ impl Table {
     }
 }
 
+/// The `p`-quantile of ascending values: the value at rank ⌊n·p⌋ (the last for p = 1);
+/// NaN when there are none.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+/// A measured value for a table: "—" when not finite, no decimals from 100 up, one below.
+pub fn fmt_stat(x: f64) -> String {
+    if !x.is_finite() {
+        "—".into()
+    } else if x >= 100.0 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.1}")
+    }
+}
+
 /// One named series of values.
 #[derive(Debug, Clone)]
 pub struct Series {
