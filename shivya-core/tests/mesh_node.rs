@@ -279,12 +279,18 @@ fn a_forged_record_of_our_own_origin_cannot_overwrite_ours_or_crash_us() {
             .encode()
             .is_err()
     );
-    // The top own version cannot be outbid; it is counted, nothing panics, nothing changes.
+    // The top own version cannot be outbid: the node certifies its old id for good
+    // (version u64::MAX, so the forged content counts nowhere) and goes on under a new id,
+    // with its own content.
+    let old = n.id();
     send(&mut n, shivya_core::mesh::DEAD - 1, 99.0);
-    assert_eq!(n.status().own_version, 12);
-    assert_eq!(n.status().counters.dropped.bad_record, 1);
+    assert_ne!(n.id(), old);
+    assert_eq!(n.config().node_id(), n.id());
+    assert_eq!(n.status().counters.identity_rotations, 1);
+    assert_eq!(n.records().version(&old), u64::MAX);
+    assert_eq!(n.own_record().origin, n.id());
+    assert_eq!(n.settlement().unwrap().queue, vec![4.0, 0.0]);
     n.record_queue_len(0, 5.0).unwrap();
-    assert_eq!(n.status().own_version, 13);
     assert_eq!(n.settlement().unwrap().queue, vec![5.0, 0.0]);
 }
 

@@ -470,3 +470,101 @@ fn a_false_death_certificate_is_refuted_within_one_round() {
     assert!(took <= 1_000, "took {took} ms");
     assert_identical(&mut sim, &(0..n).collect::<Vec<_>>());
 }
+
+/// One forged frame puts node 2's origin at `version` (at node 4 only; gossip spreads it),
+/// then node 2 writes: that write must reach every node, the forged content must count
+/// nowhere, and every node must hold the same records.
+fn forged_top_version_then_write(version: u64, key: Option<&[u8]>) {
+    use shivya_core::mesh::{MeshKey, DEAD};
+    use shivya_core::p2p::auth::AuthKey;
+    use shivya_core::p2p::protocol::RecordWire;
+    use shivya_core::p2p::{Body, Frame};
+    let (n, vertices) = (6, 3);
+    let mut sim = Sim::new(n, 61, NetConfig::default(), |i| NodeConfig {
+        auth_key: key.map(|k| MeshKey::new(k).unwrap()),
+        ..config(i, vertices)
+    })
+    .unwrap();
+    sim.run_until(3_000);
+    for i in 0..n {
+        sim.nodes[i].record_queue_len(1, 1.0).unwrap();
+    }
+    sim.run_until(5_000);
+    let victim = sim.nodes[2].id();
+    let forged = RecordWire {
+        origin: victim,
+        version,
+        queue: if version & DEAD == 0 {
+            vec![(0, 1e6)]
+        } else {
+            vec![]
+        },
+        offload: vec![],
+    };
+    // A member forges (it knows the mesh key, when there is one) in a stranger's name.
+    let mut bytes = Frame::new(0, NodeId::from_seed(4242), Body::Delta(forged))
+        .encode()
+        .unwrap();
+    if let Some(k) = key {
+        let tag = AuthKey::new(k).tag(&bytes);
+        bytes.extend_from_slice(&tag);
+    }
+    let now = sim.now;
+    sim.nodes[4].handle_datagram(common::addr_of(200), &bytes, now);
+    assert_eq!(
+        sim.nodes[4].records().version(&victim),
+        version,
+        "forgery held"
+    );
+    sim.run_until(now + 3_000);
+    // The victim writes; it has moved to a new id only if it could not outbid.
+    sim.nodes[2].record_queue_len(2, 7.0).unwrap();
+    sim.run_until(now + 6_000);
+    let own = sim.nodes[2].own_record().clone();
+    assert!(own.queue.contains(&(2, 7.0)));
+    for i in 0..n {
+        assert_eq!(
+            sim.nodes[i].records().get(&own.origin),
+            Some(&own),
+            "forged version {version:#x}: node {i} does not see the later write"
+        );
+        let q = sim.nodes[i].settlement().unwrap().queue.clone();
+        assert_eq!(
+            q,
+            vec![0.0, n as f64, 7.0],
+            "version {version:#x}: node {i}"
+        );
+    }
+    assert_identical(&mut sim, &(0..n).collect::<Vec<_>>());
+    let rotated = own.origin != victim;
+    let needs_rotation = (version & !DEAD) >= DEAD - 2;
+    assert_eq!(rotated, needs_rotation, "version {version:#x}");
+    assert_eq!(
+        sim.nodes[2].status().counters.identity_rotations,
+        u64::from(rotated)
+    );
+    if rotated {
+        for i in 0..n {
+            assert_eq!(sim.nodes[i].records().version(&victim), u64::MAX);
+        }
+    }
+}
+
+#[test]
+fn a_forged_frame_near_the_top_of_the_version_range_never_hides_a_later_write() {
+    use shivya_core::mesh::DEAD;
+    let key: &[u8] = b"a key every member knows";
+    let versions = [
+        DEAD - 3,
+        DEAD - 2,
+        DEAD - 1,
+        DEAD | (DEAD - 3),
+        u64::MAX - 1,
+        u64::MAX,
+    ];
+    for key in [None, Some(key)] {
+        for v in versions {
+            forged_top_version_then_write(v, key);
+        }
+    }
+}

@@ -112,6 +112,12 @@ pub fn render(node: &mut Node, timings: &Timings, now_ms: u64) -> String {
     );
     counter(
         &mut reg,
+        "identity_rotations",
+        "Times this node took a new id because a forged frame pushed its origin to the top of the version range",
+        c.identity_rotations,
+    );
+    counter(
+        &mut reg,
         "layer_steps",
         "Layer-stack steps run",
         c.layer_steps,

@@ -432,6 +432,15 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         Some(p) => crate::state_file::load(p).map_err(fail)?,
         None => None,
     };
+    // The state file names the node's current id: a node that had to take a new id (its
+    // old origin was pushed past the top of the version range by a forged frame) comes
+    // back under the new one.
+    if let Some(r) = &restored {
+        if r.origin != config.node_id() {
+            tracing::info!(id = %r.origin, "taking the id named in the state file");
+            config.id = Some(r.origin);
+        }
+    }
     let mut node = Node::bind(config, 0)
         .map_err(|e| fail(format!("cannot start the mesh node on udp {listen}: {e}")))?;
     if let Some(r) = restored {

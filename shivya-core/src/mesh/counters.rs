@@ -113,6 +113,9 @@ pub struct Counters {
     pub records_merged: u64,
     /// Death certificates this node issued (for peers that went unresponsive).
     pub death_certificates: u64,
+    /// Times this node took a new id because its own origin was pushed past the top of
+    /// the version range (see `NodeState::rotate_identity`).
+    pub identity_rotations: u64,
     /// DIGEST frames sent.
     pub digests_sent: u64,
     /// DELTA frames sent.

@@ -231,6 +231,13 @@ impl OwnRecord {
         true
     }
 
+    /// Moves our record to a new origin `id` (see `NodeState::rotate_identity`): the same
+    /// entries, written at `version` under the new origin and marked for publication.
+    pub fn rename(&mut self, records: &mut RecordStore, id: NodeId, version: u64) {
+        self.wire.origin = id;
+        self.commit(records, version.min(DEAD - 1));
+    }
+
     /// Resumes a saved record (already validated by the caller), at the higher of its
     /// version and ours.
     pub fn restore(&mut self, records: &mut RecordStore, saved: RecordWire) {

@@ -63,6 +63,7 @@ impl NodeState {
     /// Publishes our requests in flight, settles, and refreshes the balancer's view.
     pub(super) fn balance_step(&mut self, now_ms: u64) {
         if self.balancing && !self.left {
+            self.room_to_write();
             let n = self.config.topology.n_vertices() as usize;
             let published = self.balancer.publish(now_ms);
             // Time averages of counts: finite, non-negative, far below the record bound.

@@ -1,9 +1,11 @@
 //! The DHT calls a host may make through the node, and the node's lifecycle (joining
-//! more peers, leaving).
+//! more peers, taking a new identity, leaving).
 
 use super::NodeState;
+use crate::mesh::records::MergeOutcome;
 use crate::mesh::MeshError;
-use crate::p2p::{Body, Frame, NodeId};
+use crate::p2p::protocol::RecordWire;
+use crate::p2p::{Body, Frame, Kademlia, NodeId};
 use std::net::SocketAddr;
 
 impl NodeState {
@@ -44,6 +46,58 @@ impl NodeState {
         id
     }
 
+    /// Our origin is held somewhere at a version we cannot outbid: the top of the
+    /// own-version range (2^63 − 1) or a death certificate above it, which only a forged
+    /// frame can have put there (we never write so high). Without signed records nothing
+    /// stops such a frame, and a total order always has a top, so no later write under
+    /// this id could ever be seen again. The node instead takes a new id and goes on:
+    /// it issues the final certificate for the old id (version `u64::MAX`, which nothing
+    /// can beat, so every node drops the forged content for good), republishes its own
+    /// entries under the new id, and rejoins through every peer it knew. Records, the
+    /// balancer's state and the counters are kept; the belief agent starts afresh (its
+    /// seed follows the id). Counted as `identity_rotations`; [`NodeState::id`] and
+    /// [`NodeState::config`]'s `id` name the new id.
+    pub(super) fn rotate_identity(&mut self) {
+        let mut fold = 0u64;
+        for chunk in self.id.0.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            fold ^= u64::from_be_bytes(b);
+        }
+        let new = NodeId::from_seed(self.rng.next_u64() ^ fold);
+        let now_ms = self.clock_ms;
+        // Both can only fail on a configuration `validate` refused; then nothing changes.
+        let Ok(mut kad) = Kademlia::new(new, self.config.kad, self.config.seed ^ fold) else {
+            return;
+        };
+        let Ok(belief) = super::BeliefState::new(new, self.config.belief) else {
+            return;
+        };
+        let old = self.id;
+        let final_cert = RecordWire {
+            origin: old,
+            version: u64::MAX,
+            queue: Vec::new(),
+            offload: Vec::new(),
+        };
+        if self.records.merge(&final_cert) == MergeOutcome::Applied {
+            self.learned(old, u64::MAX);
+        }
+        let peers: Vec<std::net::SocketAddr> = self.kad.table().peers().map(|p| p.addr).collect();
+        kad.bootstrap(&peers, now_ms);
+        self.kad = kad;
+        self.belief = belief;
+        self.id = new;
+        self.config.id = Some(new);
+        let version = self.config.incarnation << 20;
+        self.own
+            .rename(&mut self.records, new, version.saturating_add(1));
+        self.digest_cursor = NodeId::ZERO;
+        self.counters.identity_rotations += 1;
+        tracing::warn!(old = %old, new = %new, "own origin pushed past the top of the version range; continuing under a new id");
+        self.drain_kad();
+    }
+
     /// Leaves the mesh: our record is replaced by an empty one (so our writes stop
     /// counting everywhere), pushed to every peer, followed by LEAVE. Afterwards the node
     /// ignores input and has no timers; drain `poll_transmit` once more and drop it.
@@ -51,6 +105,7 @@ impl NodeState {
         if self.left {
             return;
         }
+        self.room_to_write();
         self.own.clear(&mut self.records);
         let peers: Vec<SocketAddr> = self.kad.table().peers().map(|p| p.addr).collect();
         let last = Body::Delta(self.own.wire().clone());

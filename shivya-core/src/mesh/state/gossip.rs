@@ -64,7 +64,7 @@ impl NodeState {
         }
         if r.origin == self.id {
             if !self.own.outbid(&mut self.records, r) {
-                self.counters.dropped.bad_record += 1;
+                self.rotate_identity();
             }
             return;
         }
@@ -81,7 +81,7 @@ impl NodeState {
     /// A record of another origin changed here (merged from a peer, or certified dead by
     /// us): its age restarts, it is rumoured, gossip runs at the base pace, and it becomes
     /// the latest change our SUMMARY names.
-    fn learned(&mut self, origin: NodeId, version: u64) {
+    pub(super) fn learned(&mut self, origin: NodeId, version: u64) {
         self.received_ms.insert(origin, self.clock_ms);
         self.rumour(origin);
         self.gossip_activity = true;

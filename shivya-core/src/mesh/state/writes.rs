@@ -27,6 +27,7 @@ impl NodeState {
                 value: q,
             });
         }
+        self.room_to_write();
         self.own.set_queue(&mut self.records, vertex, q)
     }
 
@@ -53,7 +54,17 @@ impl NodeState {
                 value: rate,
             });
         }
+        self.room_to_write();
         self.own.set_offload(&mut self.records, src, dst, rate)
+    }
+
+    /// Our version sits at the very top of the own-version range (a forged frame pushed
+    /// it there and we outbid it by one): the next write has no version left under this
+    /// id, so the node first takes a new one (see `rotate_identity`).
+    pub(super) fn room_to_write(&mut self) {
+        if self.own.version() >= crate::p2p::protocol::DEAD - 1 {
+            self.rotate_identity();
+        }
     }
 
     /// This node's own record (origin, version, entries), e.g. to persist it.
