@@ -23,6 +23,7 @@ fn frames() -> Vec<(&'static str, Frame)> {
             .map(|v| (v, 1.5 + v as f64))
             .collect(),
         offload: vec![(0, 1, 2.5), (1, 2, 0.5)],
+        seal: None,
     };
     vec![
         ("ping", Frame::new(9, me, Body::Ping)),
@@ -52,6 +53,7 @@ fn frames() -> Vec<(&'static str, Frame)> {
                             version: i,
                             queue: Vec::new(),
                             offload: Vec::new(),
+                            seal: None,
                         })
                         .collect(),
                 ),

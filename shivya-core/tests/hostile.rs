@@ -142,6 +142,7 @@ fn a_record_flood_from_fake_origins_is_capped_and_counted() {
             version: 1,
             queue: vec![(1, 1.0)],
             offload: vec![],
+            seal: None,
         };
         send(
             &mut n,
@@ -170,6 +171,7 @@ fn answer_to_forged_digest(mut n: NodeState, key: Option<&AuthKey>) -> (usize, u
             version: 1,
             queue: vec![(0, 1.0 + k as f64)],
             offload: vec![],
+            seal: None,
         };
         let mut b = Frame::new(0, NodeId::from_seed(1 << 41 | k), Body::Delta(r))
             .encode()

@@ -181,6 +181,7 @@ fn a_record_outside_the_topology_is_dropped_and_counted() {
         version: 1,
         queue: vec![(5, 1.0)],
         offload: vec![],
+        seal: None,
     };
     let f = shivya_core::p2p::Frame::new(0, r.origin, shivya_core::p2p::Body::Delta(r));
     n.handle_datagram("10.0.0.9:1".parse().unwrap(), &f.encode().unwrap(), 1);
@@ -239,6 +240,7 @@ fn a_forged_record_of_our_own_origin_cannot_overwrite_ours_or_crash_us() {
             version,
             queue: vec![(1, q)],
             offload: vec![],
+            seal: None,
         };
         let f = shivya_core::p2p::Frame::new(
             0,
@@ -273,6 +275,7 @@ fn a_forged_record_of_our_own_origin_cannot_overwrite_ours_or_crash_us() {
         version: shivya_core::mesh::DEAD | 12,
         queue: vec![(1, 1.0)],
         offload: vec![],
+        seal: None,
     };
     assert!(
         shivya_core::p2p::Frame::new(0, n.id(), shivya_core::p2p::Body::Delta(bad))

@@ -317,6 +317,7 @@ fn a_keyed_mesh_converges_and_ignores_frames_without_the_key() {
         version: 1 << 60,
         queue: vec![(0, 1e6)],
         offload: vec![],
+        seal: None,
     };
     let mut forged_frame = Frame::new(0, victim, Body::Delta(forged)).encode().unwrap();
     let wrong = shivya_core::p2p::auth::AuthKey::new(b"not the mesh key at all");
@@ -500,6 +501,7 @@ fn forged_top_version_then_write(version: u64, key: Option<&[u8]>) {
             vec![]
         },
         offload: vec![],
+        seal: None,
     };
     // A member forges (it knows the mesh key, when there is one) in a stranger's name.
     let mut bytes = Frame::new(0, NodeId::from_seed(4242), Body::Delta(forged))

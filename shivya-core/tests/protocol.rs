@@ -69,6 +69,7 @@ fn largest_frames_fit_and_match_the_documented_sizes() {
         offload: (0..MAX_OFFLOAD_ENTRIES as u32)
             .map(|v| (v, v + 1, 1.0))
             .collect(),
+        seal: None,
     };
     let cases = [
         (
@@ -135,6 +136,7 @@ fn encoding_refuses_bodies_over_the_limits() {
         version: 1,
         queue: vec![(2, 1.0), (1, 1.0)],
         offload: vec![],
+        seal: None,
     });
     assert!(Frame::new(1, id(9), unsorted).encode().is_err());
     let negative = Body::Delta(RecordWire {
@@ -142,6 +144,7 @@ fn encoding_refuses_bodies_over_the_limits() {
         version: 1,
         queue: vec![(1, -1.0)],
         offload: vec![],
+        seal: None,
     });
     assert!(Frame::new(1, id(9), negative).encode().is_err());
     let small = |k: u8| RecordWire {
@@ -149,6 +152,7 @@ fn encoding_refuses_bodies_over_the_limits() {
         version: 1,
         queue: vec![],
         offload: vec![],
+        seal: None,
     };
     assert!(Frame::new(0, id(9), Body::Deltas(vec![])).encode().is_err());
     let most: Vec<RecordWire> = (0..MAX_DELTAS as u8).map(small).collect();
@@ -203,6 +207,7 @@ fn malformed_deltas_are_refused_whole_and_bad_records_only_skip_themselves() {
         version: 5,
         queue: vec![(vertex, 2.0)],
         offload: vec![],
+        seal: None,
     };
     let f = Frame::new(
         0,
@@ -353,6 +358,7 @@ fn arb_record_up_to(nq: usize, no: usize) -> impl Strategy<Value = RecordWire> {
                     .filter(|((s, d), _)| s != d)
                     .map(|((s, d), x)| (s, d, x))
                     .collect(),
+                seal: None,
             };
             // A version with the top bit is a death certificate: valid only empty.
             if version >> 63 == 1 {
@@ -497,5 +503,51 @@ proptest! {
             std::cell::RefCell::new(NodeState::new(NodeConfig::default(), 0).unwrap()));
         let bytes = mutate(Frame::new(rid, NodeId([0x5a; 20]), body).encode().unwrap(), &ops);
         NODE.with(|n| feed_and_check(&mut n.borrow_mut(), &bytes));
+    }
+}
+
+#[test]
+fn seals_are_decoded_totally_and_checked_against_the_record_kind() {
+    use shivya_core::p2p::protocol::{DecodeError, Seal, DEAD};
+    let frame = Frame::new(0, id(0x22), Body::Deltas(vec![vectors::signed_record()]));
+    let good = frame.encode().unwrap();
+    assert_eq!(Frame::decode(&good), Ok(frame));
+    // The seal kind byte sits right after the record's entries.
+    let kind_at = 32 + 1 + 30 + 12;
+    assert_eq!(good[kind_at], 1);
+    let mut bad = good.clone();
+    bad[kind_at] = 3;
+    assert_eq!(
+        Frame::decode(&bad),
+        Err(DecodeError::BadValue { what: "seal kind" })
+    );
+    // Every truncation is an error, never a panic or a shorter seal.
+    for len in 0..good.len() {
+        assert!(Frame::decode(&good[..len]).is_err(), "{len} bytes");
+    }
+    // A certificate's seal on a live version, a record's seal on a certificate, and a
+    // sealed record beside an unsealed one are refused by the encoder.
+    let mut live_with_cert = vectors::signed_record();
+    let Some(Seal::Signed { key, sig }) = live_with_cert.seal.as_deref().cloned() else {
+        panic!("signed vector")
+    };
+    live_with_cert.seal = Some(Box::new(Seal::Certified {
+        key,
+        sig,
+        entries_hash: [0; 32],
+        issuer: key,
+        issuer_sig: sig,
+    }));
+    let mut dead_with_record_seal = vectors::signed_record();
+    dead_with_record_seal.version |= DEAD;
+    dead_with_record_seal.queue.clear();
+    let mut unsealed = vectors::signed_record();
+    unsealed.seal = None;
+    for body in [
+        Body::Delta(live_with_cert),
+        Body::Delta(dead_with_record_seal),
+        Body::Deltas(vec![vectors::signed_record(), unsealed]),
+    ] {
+        assert!(Frame::new(0, id(1), body).encode().is_err());
     }
 }

@@ -1,12 +1,36 @@
 //! The frames behind the test vectors of docs/PROTOCOL.md (shared by the protocol tests).
 #![allow(dead_code)]
 
-use shivya_core::p2p::protocol::{FoundValue, RecordWire};
-use shivya_core::p2p::{Body, Contact, Frame, NodeId, StoreStatus};
+use shivya_core::p2p::identity::{leave_message, record_message};
+use shivya_core::p2p::protocol::{entries_hash, FoundValue, RecordWire, Seal};
+use shivya_core::p2p::{Body, Contact, Frame, Identity, NodeId, StoreStatus};
 use std::net::SocketAddr;
 
 pub fn id(b: u8) -> NodeId {
     NodeId([b; 20])
+}
+
+/// The key pair of the signed vectors: secret 32 bytes of `55`.
+pub fn signer() -> Identity {
+    Identity::from_secret(&[0x55; 32])
+}
+
+/// The signed vectors' record: origin the signer's id, version 3, queue (0, 2.5).
+pub fn signed_record() -> RecordWire {
+    let me = signer();
+    let mut r = RecordWire {
+        origin: me.node_id(),
+        version: 3,
+        queue: vec![(0, 2.5)],
+        offload: vec![],
+        seal: None,
+    };
+    let sig = me.sign(&record_message(&r.origin, r.version, &entries_hash(&r)));
+    r.seal = Some(Box::new(Seal::Signed {
+        key: me.public_key(),
+        sig,
+    }));
+    r
 }
 
 pub fn vectors() -> Vec<(&'static str, Frame)> {
@@ -95,6 +119,7 @@ pub fn vectors() -> Vec<(&'static str, Frame)> {
                     version: 3,
                     queue: vec![(0, 2.5), (2, 10.0)],
                     offload: vec![(0, 1, 1.25)],
+                    seal: None,
                 }),
             ),
         ),
@@ -109,12 +134,14 @@ pub fn vectors() -> Vec<(&'static str, Frame)> {
                         version: 3,
                         queue: vec![(1, 4.0)],
                         offload: vec![],
+                        seal: None,
                     },
                     RecordWire {
                         origin: id(0x33),
                         version: 8,
                         queue: vec![],
                         offload: vec![],
+                        seal: None,
                     },
                 ]),
             ),
@@ -142,6 +169,22 @@ pub fn vectors() -> Vec<(&'static str, Frame)> {
                     records: 5,
                     latest_origin: id(0x33),
                     latest_version: 9,
+                },
+            ),
+        ),
+        (
+            "signed_deltas",
+            Frame::new(0, id(0x22), Body::Deltas(vec![signed_record()])),
+        ),
+        (
+            "signed_leave",
+            Frame::new(
+                0,
+                signer().node_id(),
+                Body::SignedLeave {
+                    version: 4,
+                    key: signer().public_key(),
+                    sig: signer().sign(&leave_message(&signer().node_id(), 4)),
                 },
             ),
         ),

@@ -68,6 +68,7 @@ pub fn load(path: &Path) -> Result<Option<RecordWire>, String> {
         version: f.record.version,
         queue: f.record.queue,
         offload: f.record.offload,
+        seal: None,
     }))
 }
 
@@ -85,6 +86,7 @@ mod tests {
             version: 42,
             queue: vec![(0, 0.1), (3, 1e-300), (4, 0.30000000000000004)],
             offload: vec![(0, 1, 2.5), (1, 2, 1.0 / 3.0)],
+            seal: None,
         };
         save(&p, &r).unwrap();
         assert_eq!(load(&p).unwrap(), Some(r.clone()));

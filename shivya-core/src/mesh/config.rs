@@ -6,7 +6,8 @@ use super::workload::{SettleMode, WorkloadTopology};
 use super::MeshError;
 use crate::balancer::BalancerConfig;
 use crate::hodge::CgConfig;
-use crate::p2p::{KadConfig, NodeId};
+use crate::p2p::{Identity, KadConfig, NodeId, PublicKey};
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
 /// Largest [`NodeConfig::incarnation`]: versions start at `incarnation << 20` in a `u64`.
@@ -78,10 +79,32 @@ pub struct NodeConfig {
     /// and datagrams without a valid one are dropped (counted as `bad_auth`). See
     /// docs/CONSISTENCY.md and PROTOCOL.md.
     pub auth_key: Option<MeshKey>,
+    /// This node's key pair. Set, the mesh is **signed**: the node id is the one the
+    /// public key certifies (`id` must then be unset or equal), every record this node
+    /// writes carries its signature, and records, death certificates and LEAVEs from
+    /// others are merged or acted on only with a valid signature of their origin (see
+    /// docs/CONSISTENCY.md). Unset (the default): unsigned, for labs and tests.
+    pub identity: Option<Identity>,
+    /// Who may write in a signed mesh (ignored without `identity`).
+    pub admission: Admission,
     /// Bind with SO_REUSEPORT (Unix), so that the next generation of a host process can
     /// bind the same port before this one has closed it (nginx reloads and binary
     /// upgrades). Both generations then receive datagrams until the old one closes.
     pub reuse_port: bool,
+}
+
+/// Which keys a signed mesh admits.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Admission {
+    /// Any key: a record still counts only when signed by the key its origin id
+    /// certifies, so no member can write in another's name (use a mesh key to keep
+    /// strangers out altogether).
+    #[default]
+    AnyKey,
+    /// Only these keys (this node's own among them): records, certificates and LEAVEs
+    /// signed by any other key are dropped, and so is every frame whose sender id is
+    /// not one these keys certify (`not_admitted`).
+    Keys(BTreeSet<PublicKey>),
 }
 
 /// A shared mesh key (at least 16 bytes). Its bytes never appear in `Debug` output.
@@ -143,6 +166,8 @@ impl Default for NodeConfig {
             balancer: BalancerConfig::default(),
             incarnation: 0,
             auth_key: None,
+            identity: None,
+            admission: Admission::AnyKey,
             reuse_port: false,
         }
     }
@@ -151,7 +176,11 @@ impl Default for NodeConfig {
 impl NodeConfig {
     /// The id this configuration gives the node.
     pub fn node_id(&self) -> NodeId {
-        self.id.unwrap_or_else(|| NodeId::from_seed(self.seed))
+        match (&self.identity, self.id) {
+            (Some(identity), _) => identity.node_id(),
+            (None, Some(id)) => id,
+            (None, None) => NodeId::from_seed(self.seed),
+        }
     }
 
     /// Checks every setting. The one validation of a node's configuration: `NodeState::new`
@@ -186,6 +215,35 @@ impl NodeConfig {
         }
         for peer in &self.bootstrap {
             usable_peer(peer, &self.listen)?;
+        }
+        match (&self.identity, &self.admission) {
+            (Some(identity), _) if self.id.is_some_and(|id| id != identity.node_id()) => {
+                return Err(MeshError::Config {
+                    what: "id",
+                    why: format!(
+                        "a signed node's id is the one its key certifies ({}), not {}",
+                        identity.node_id(),
+                        self.id.unwrap_or_default()
+                    ),
+                });
+            }
+            (None, Admission::Keys(_)) => {
+                return Err(MeshError::Config {
+                    what: "admission",
+                    why: "an allowlist of keys needs this node's own identity (a signed mesh)"
+                        .into(),
+                });
+            }
+            (Some(identity), Admission::Keys(keys)) if !keys.contains(&identity.public_key()) => {
+                return Err(MeshError::Config {
+                    what: "admission",
+                    why: format!(
+                        "the allowlist does not hold this node's own key {}",
+                        identity.public_key()
+                    ),
+                });
+            }
+            _ => {}
         }
         if self.incarnation > MAX_INCARNATION {
             return Err(MeshError::Config {

@@ -36,8 +36,17 @@ pub struct DropCounters {
     pub blocked: u64,
     /// Without a valid authentication tag (keyed meshes only).
     pub bad_auth: u64,
-    /// A LEAVE in the name of a peer from another address than the one held for it.
+    /// A LEAVE in the name of a peer from another address than the one held for it, or
+    /// (signed meshes) naming a version older than the one held for it.
     pub bad_leave: u64,
+    /// A record or LEAVE without a signature in a signed mesh.
+    pub unsigned: u64,
+    /// A record, certificate or LEAVE whose signature does not verify, or whose key does
+    /// not certify the id it speaks for (signed meshes).
+    pub bad_signature: u64,
+    /// Signed by a key the allowlist does not hold, or sent by an id it does not certify
+    /// (signed meshes with an allowlist).
+    pub not_admitted: u64,
 }
 
 impl DropCounters {
@@ -47,7 +56,7 @@ impl DropCounters {
     }
 
     /// Every reason with its name (as metrics label it) and count.
-    pub fn by_reason(&self) -> [(&'static str, u64); 16] {
+    pub fn by_reason(&self) -> [(&'static str, u64); 19] {
         [
             ("too_short", self.too_short),
             ("oversized", self.oversized),
@@ -65,6 +74,9 @@ impl DropCounters {
             ("blocked", self.blocked),
             ("bad_auth", self.bad_auth),
             ("bad_leave", self.bad_leave),
+            ("unsigned", self.unsigned),
+            ("bad_signature", self.bad_signature),
+            ("not_admitted", self.not_admitted),
         ]
     }
 

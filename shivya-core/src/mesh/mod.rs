@@ -38,7 +38,7 @@ mod state;
 mod workload;
 
 pub use belief::{coupling, BeliefConfig, BeliefReport, BeliefState, OBS_DIM};
-pub use config::{usable_peer, MeshKey, NodeConfig, MAX_INCARNATION};
+pub use config::{usable_peer, Admission, MeshKey, NodeConfig, MAX_INCARNATION};
 pub use counters::{Counters, DropCounters, RecordAges, Status};
 pub use node::{Node, StepOutcome, RECV_BUDGET};
 pub use proxy::WorkloadMeshProxy;

@@ -8,14 +8,34 @@
 use super::config::MAX_INCARNATION;
 use super::records::{version_order, RecordStore, DEAD};
 use super::MeshError;
-use crate::p2p::protocol::{RecordWire, MAX_OFFLOAD_ENTRIES, MAX_QUEUE_ENTRIES};
-use crate::p2p::NodeId;
+use crate::p2p::identity::record_message;
+use crate::p2p::protocol::{
+    entries_hash, RecordWire, Seal, HEADER_LEN, MAX_FRAME, MAX_OFFLOAD_ENTRIES, MAX_QUEUE_ENTRIES,
+    RECORD_BASE_LEN, SIGNED_SEAL_LEN,
+};
+use crate::p2p::{Identity, NodeId};
 
 /// This node's record and whether peers still have to be sent its latest version.
 #[derive(Debug, Clone)]
 pub(crate) struct OwnRecord {
     wire: RecordWire,
     unpublished: bool,
+    /// Signs every version (signed meshes).
+    identity: Option<Identity>,
+    /// Most offload entries: what still fits one datagram with every queue entry, the
+    /// signature block and the datagram's authentication bytes.
+    max_offload: usize,
+}
+
+/// Most offload entries a record of this node may hold so that, with all
+/// [`MAX_QUEUE_ENTRIES`] queue entries, it fits one datagram of [`MAX_FRAME`] bytes
+/// whose authentication (tag or encryption envelope) takes `overhead` bytes.
+pub(crate) fn max_offload_entries(signed: bool, overhead: usize) -> usize {
+    let seal = if signed { SIGNED_SEAL_LEN } else { 0 };
+    let room = MAX_FRAME
+        .saturating_sub(HEADER_LEN + 1 + RECORD_BASE_LEN + 12 * MAX_QUEUE_ENTRIES)
+        .saturating_sub(seal + overhead);
+    (room / 16).min(MAX_OFFLOAD_ENTRIES)
 }
 
 /// An entry of a record list, kept sorted by its key.
@@ -81,14 +101,23 @@ fn upsert<E: Entry>(
 }
 
 impl OwnRecord {
-    /// An empty record whose versions start at `incarnation << 20`.
-    pub fn new(id: NodeId, incarnation: u64) -> OwnRecord {
+    /// An empty record whose versions start at `incarnation << 20`, signed by `identity`
+    /// when given, with at most `max_offload` offload entries.
+    pub fn new(
+        id: NodeId,
+        incarnation: u64,
+        identity: Option<Identity>,
+        max_offload: usize,
+    ) -> OwnRecord {
         OwnRecord {
+            identity,
+            max_offload,
             wire: RecordWire {
                 origin: id,
                 version: incarnation.min(MAX_INCARNATION) << 20,
                 queue: Vec::new(),
                 offload: Vec::new(),
+                seal: None,
             },
             unpublished: false,
         }
@@ -122,6 +151,13 @@ impl OwnRecord {
     /// The one write: stores the record at `version` and marks it for publication.
     fn commit(&mut self, records: &mut RecordStore, version: u64) {
         self.wire.version = version;
+        self.wire.seal = self.identity.as_ref().map(|identity| {
+            let message = record_message(&self.wire.origin, version, &entries_hash(&self.wire));
+            Box::new(Seal::Signed {
+                key: identity.public_key(),
+                sig: identity.sign(&message),
+            })
+        });
         records.put_own(self.wire.clone());
         self.unpublished = true;
     }
@@ -193,7 +229,7 @@ impl OwnRecord {
             &mut self.wire.offload,
             (src, dst),
             rate,
-            MAX_OFFLOAD_ENTRIES,
+            self.max_offload,
             "offload entries",
         )? {
             self.commit(records, self.next_version());
@@ -215,7 +251,10 @@ impl OwnRecord {
     /// changing nothing, when `seen` sits at the very top of the version range and cannot
     /// be outbid (see docs/CONSISTENCY.md); true for an echo of our own record too.
     pub fn outbid(&mut self, records: &mut RecordStore, seen: &RecordWire) -> bool {
-        if *seen == self.wire {
+        if seen.version == self.wire.version
+            && seen.queue == self.wire.queue
+            && seen.offload == self.wire.offload
+        {
             return true;
         }
         // A death certificate names our version: the next one refutes it.
@@ -238,11 +277,19 @@ impl OwnRecord {
         self.commit(records, version.min(DEAD - 1));
     }
 
+    /// Most offload entries this record may hold.
+    pub fn max_offload(&self) -> usize {
+        self.max_offload
+    }
+
     /// Resumes a saved record (already validated by the caller), at the higher of its
     /// version and ours.
     pub fn restore(&mut self, records: &mut RecordStore, saved: RecordWire) {
         let version = saved.version.max(self.wire.version);
-        self.wire = saved;
+        self.wire = RecordWire {
+            origin: self.wire.origin,
+            ..saved
+        };
         self.commit(records, version);
     }
 }

@@ -28,6 +28,7 @@ pub fn death_certificate(held: &RecordWire) -> Option<RecordWire> {
         version: held.version | DEAD,
         queue: Vec::new(),
         offload: Vec::new(),
+        seal: None,
     })
 }
 
@@ -130,6 +131,14 @@ impl RecordStore {
     /// result computed from the records stays valid while it stands still.
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// Whether [`merge`](Self::merge) would store `record` (a new origin, or a newer
+    /// version than held; a full store aside).
+    pub fn would_apply(&self, record: &RecordWire) -> bool {
+        self.records
+            .get(&record.origin)
+            .is_none_or(|held| version_order(record.version) > version_order(held.version))
     }
 
     /// Highest-version-wins merge (in [`version_order`]).
@@ -249,6 +258,7 @@ mod tests {
             version,
             queue: if q > 0.0 { vec![(0, q)] } else { vec![] },
             offload: vec![],
+            seal: None,
         }
     }
 

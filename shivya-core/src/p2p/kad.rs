@@ -424,7 +424,8 @@ impl Kademlia {
             | Body::Delta(_)
             | Body::Deltas(_)
             | Body::Belief { .. }
-            | Body::Leave => {}
+            | Body::Leave
+            | Body::SignedLeave { .. } => {}
         }
         true
     }

@@ -13,6 +13,7 @@
 
 pub mod auth;
 mod id;
+pub mod identity;
 mod kad;
 pub mod protocol;
 mod routing;
@@ -20,6 +21,7 @@ mod store;
 mod transport;
 
 pub use id::{NodeId, ID_BITS, ID_LEN};
+pub use identity::{Identity, PublicKey};
 pub use kad::{KadConfig, KadCounters, KadEvent, Kademlia};
 pub use protocol::{Body, Contact, DecodeError, Frame, StoreStatus};
 pub use routing::{InsertOutcome, Peer, RoutingTable};

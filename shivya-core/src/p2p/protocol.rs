@@ -12,6 +12,8 @@
 //! allocated, so a frame never causes an allocation larger than itself.
 
 use super::id::{NodeId, ID_LEN};
+use super::identity::{PublicKey, PUBLIC_KEY_LEN, SIGNATURE_LEN};
+use sha2::{Digest, Sha256};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use thiserror::Error;
 
@@ -55,9 +57,44 @@ pub const RECORD_BASE_LEN: usize = ID_LEN + 8 + 2;
 /// Most records in one DELTAS frame: as many empty records as fit in a frame.
 pub const MAX_DELTAS: usize = (MAX_FRAME - HEADER_LEN - 1) / RECORD_BASE_LEN;
 
-/// Encoded size of a record in a DELTA or DELTAS body.
+/// Bytes of a record's signature block in SIGNED_DELTAS: kind, public key, signature.
+pub const SIGNED_SEAL_LEN: usize = 1 + PUBLIC_KEY_LEN + SIGNATURE_LEN;
+/// Bytes of a death certificate's block: kind, the origin's key and signature of the
+/// version it names with the entries' hash, the issuer's key and signature.
+pub const CERTIFIED_SEAL_LEN: usize = 1 + 2 * PUBLIC_KEY_LEN + 32 + 2 * SIGNATURE_LEN;
+/// Most offload entries a signed record can hold: with its 48 queue entries and its
+/// signature block it then still fits one SIGNED_DELTAS frame.
+pub const MAX_SIGNED_OFFLOAD_ENTRIES: usize =
+    (MAX_FRAME - HEADER_LEN - 1 - RECORD_BASE_LEN - 12 * MAX_QUEUE_ENTRIES - SIGNED_SEAL_LEN) / 16;
+const _: () = assert!(MAX_SIGNED_OFFLOAD_ENTRIES == 29);
+
+/// Encoded size of a record in a DELTA, DELTAS or SIGNED_DELTAS body (its seal included).
 pub fn record_wire_len(r: &RecordWire) -> usize {
-    RECORD_BASE_LEN + 12 * r.queue.len() + 16 * r.offload.len()
+    RECORD_BASE_LEN
+        + 12 * r.queue.len()
+        + 16 * r.offload.len()
+        + match r.seal.as_deref() {
+            None => 0,
+            Some(Seal::Signed { .. }) => SIGNED_SEAL_LEN,
+            Some(Seal::Certified { .. }) => CERTIFIED_SEAL_LEN,
+        }
+}
+
+/// SHA-256 of a record's entries as encoded on the wire (counts, queue, offload): what
+/// an origin's signature covers besides origin and version.
+pub fn entries_hash(r: &RecordWire) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update([r.queue.len() as u8, r.offload.len() as u8]);
+    for (v, q) in &r.queue {
+        h.update(v.to_be_bytes());
+        h.update(q.to_bits().to_be_bytes());
+    }
+    for (s, d, x) in &r.offload {
+        h.update(s.to_be_bytes());
+        h.update(d.to_be_bytes());
+        h.update(x.to_bits().to_be_bytes());
+    }
+    h.finalize().into()
 }
 
 /// Message type byte.
@@ -92,6 +129,10 @@ pub enum MessageType {
     Deltas = 0x14,
     /// Mesh: one hash of every record the sender holds (a quiet round's digest).
     Summary = 0x15,
+    /// Mesh: records with their origins' signatures (signed meshes).
+    SignedDeltas = 0x16,
+    /// Mesh: the sender is leaving, signed (signed meshes).
+    SignedLeave = 0x17,
 }
 
 impl MessageType {
@@ -111,6 +152,8 @@ impl MessageType {
             0x13 => MessageType::Leave,
             0x14 => MessageType::Deltas,
             0x15 => MessageType::Summary,
+            0x16 => MessageType::SignedDeltas,
+            0x17 => MessageType::SignedLeave,
             _ => return None,
         })
     }
@@ -137,6 +180,35 @@ pub enum StoreStatus {
     StoreFull = 2,
 }
 
+/// The proof a record carries in a signed mesh.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seal {
+    /// A live record, signed by its origin: `key` certifies the origin id, `sig` covers
+    /// `identity::record_message(origin, version, entries_hash(record))`.
+    Signed {
+        /// The origin's public key.
+        key: PublicKey,
+        /// The origin's signature.
+        sig: [u8; SIGNATURE_LEN],
+    },
+    /// A death certificate: the origin's signature of the live version it names (with
+    /// that version's entries hash, so the version is one the origin really wrote), and
+    /// the signature of the member that issued it over
+    /// `identity::certificate_message(origin, version)`.
+    Certified {
+        /// The origin's public key.
+        key: PublicKey,
+        /// The origin's signature of the named version.
+        sig: [u8; SIGNATURE_LEN],
+        /// The hash of that version's entries.
+        entries_hash: [u8; 32],
+        /// The issuer's public key.
+        issuer: PublicKey,
+        /// The issuer's signature.
+        issuer_sig: [u8; SIGNATURE_LEN],
+    },
+}
+
 /// One origin's record, as carried by DELTA. Entries are strictly ascending by key.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct RecordWire {
@@ -148,6 +220,9 @@ pub struct RecordWire {
     pub queue: Vec<(u32, f64)>,
     /// `(src, dst, rate ≥ 0)`, ascending by `(src, dst)`, `src != dst`.
     pub offload: Vec<(u32, u32, f64)>,
+    /// Its signature block (signed meshes); `None` in unsigned ones. Sealed records
+    /// travel in SIGNED_DELTAS.
+    pub seal: Option<Box<Seal>>,
 }
 
 /// What a FOUND_VALUE carries.
@@ -206,9 +281,10 @@ pub enum Body {
         /// `(origin, version)`, strictly ascending, all within `[lo, hi]`.
         entries: Vec<(NodeId, u64)>,
     },
-    /// DELTA.
+    /// DELTA (a sealed record encodes as a SIGNED_DELTAS of one record).
     Delta(RecordWire),
-    /// DELTAS: 1 to [`MAX_DELTAS`] records whose encoding fits in one frame.
+    /// DELTAS: 1 to [`MAX_DELTAS`] records whose encoding fits in one frame; all sealed
+    /// (then the frame is SIGNED_DELTAS) or none.
     Deltas(Vec<RecordWire>),
     /// BELIEF.
     Belief {
@@ -221,6 +297,16 @@ pub enum Body {
     },
     /// LEAVE.
     Leave,
+    /// SIGNED_LEAVE: LEAVE with the sender's key and its signature over
+    /// `identity::leave_message(sender, version)`.
+    SignedLeave {
+        /// The version of the sender's last record.
+        version: u64,
+        /// The sender's public key.
+        key: PublicKey,
+        /// Its signature.
+        sig: [u8; SIGNATURE_LEN],
+    },
     /// SUMMARY: the sender's view digest over every record it holds, how many, and the
     /// record it learned or wrote last.
     Summary {
@@ -248,8 +334,13 @@ impl Body {
             Body::FindValue { .. } => MessageType::FindValue,
             Body::FoundValue(_) => MessageType::FoundValue,
             Body::Digest { .. } => MessageType::Digest,
+            Body::Delta(r) if r.seal.is_some() => MessageType::SignedDeltas,
             Body::Delta(_) => MessageType::Delta,
+            Body::Deltas(rs) if rs.first().is_some_and(|r| r.seal.is_some()) => {
+                MessageType::SignedDeltas
+            }
             Body::Deltas(_) => MessageType::Deltas,
+            Body::SignedLeave { .. } => MessageType::SignedLeave,
             Body::Belief { .. } => MessageType::Belief,
             Body::Leave => MessageType::Leave,
             Body::Summary { .. } => MessageType::Summary,
@@ -375,8 +466,13 @@ fn check_count(what: &'static str, got: usize, max: usize) -> Result<(), EncodeE
     }
 }
 
-fn put_record(out: &mut Vec<u8>, r: &RecordWire) -> Result<(), EncodeError> {
+fn put_record(out: &mut Vec<u8>, r: &RecordWire, sealed: bool) -> Result<(), EncodeError> {
     validate_record(r)?;
+    if r.seal.is_some() != sealed {
+        return Err(EncodeError::BadValue {
+            what: "sealed and unsealed records in one frame",
+        });
+    }
     out.extend_from_slice(&r.origin.0);
     out.extend_from_slice(&r.version.to_be_bytes());
     out.push(r.queue.len() as u8);
@@ -389,6 +485,28 @@ fn put_record(out: &mut Vec<u8>, r: &RecordWire) -> Result<(), EncodeError> {
         out.extend_from_slice(&s.to_be_bytes());
         out.extend_from_slice(&d.to_be_bytes());
         out.extend_from_slice(&x.to_bits().to_be_bytes());
+    }
+    match r.seal.as_deref() {
+        None => {}
+        Some(Seal::Signed { key, sig }) => {
+            out.push(1);
+            out.extend_from_slice(&key.0);
+            out.extend_from_slice(sig);
+        }
+        Some(Seal::Certified {
+            key,
+            sig,
+            entries_hash,
+            issuer,
+            issuer_sig,
+        }) => {
+            out.push(2);
+            out.extend_from_slice(&key.0);
+            out.extend_from_slice(sig);
+            out.extend_from_slice(entries_hash);
+            out.extend_from_slice(&issuer.0);
+            out.extend_from_slice(issuer_sig);
+        }
     }
     Ok(())
 }
@@ -412,6 +530,24 @@ pub fn validate_record(r: &RecordWire) -> Result<(), EncodeError> {
         });
     }
     check_count("offload entries", r.offload.len(), MAX_OFFLOAD_ENTRIES)?;
+    match r.seal.as_deref() {
+        Some(Seal::Signed { .. }) if r.version & DEAD != 0 => {
+            return Err(EncodeError::BadValue {
+                what: "death certificate with a record's seal",
+            })
+        }
+        Some(Seal::Certified { .. }) if r.version & DEAD == 0 => {
+            return Err(EncodeError::BadValue {
+                what: "live record with a certificate's seal",
+            })
+        }
+        Some(_) => check_count(
+            "sealed record bytes",
+            HEADER_LEN + 1 + record_wire_len(r),
+            MAX_FRAME,
+        )?,
+        None => {}
+    }
     for (k, &(v, q)) in r.queue.iter().enumerate() {
         if !is_record_value(q) {
             return Err(EncodeError::BadValue {
@@ -466,6 +602,11 @@ impl Frame {
         out.extend_from_slice(&self.sender.0);
         match &self.body {
             Body::Ping | Body::Pong | Body::Leave => {}
+            Body::SignedLeave { version, key, sig } => {
+                out.extend_from_slice(&version.to_be_bytes());
+                out.extend_from_slice(&key.0);
+                out.extend_from_slice(sig);
+            }
             Body::Summary {
                 view,
                 records,
@@ -525,7 +666,11 @@ impl Frame {
                     out.extend_from_slice(&v.to_be_bytes());
                 }
             }
-            Body::Delta(r) => put_record(out, r)?,
+            Body::Delta(r) if r.seal.is_some() => {
+                out.push(1);
+                put_record(out, r, true)?;
+            }
+            Body::Delta(r) => put_record(out, r, false)?,
             Body::Deltas(rs) => {
                 if rs.is_empty() {
                     return Err(EncodeError::BadValue {
@@ -536,8 +681,9 @@ impl Frame {
                 let bytes: usize = rs.iter().map(record_wire_len).sum();
                 check_count("deltas bytes", HEADER_LEN + 1 + bytes, MAX_FRAME)?;
                 out.push(rs.len() as u8);
+                let sealed = rs[0].seal.is_some();
                 for r in rs {
-                    put_record(out, r)?;
+                    put_record(out, r, sealed)?;
                 }
             }
             Body::Belief {
@@ -589,6 +735,11 @@ impl Frame {
             MessageType::Ping => Body::Ping,
             MessageType::Pong => Body::Pong,
             MessageType::Leave => Body::Leave,
+            MessageType::SignedLeave => Body::SignedLeave {
+                version: r.u64("leave version")?,
+                key: PublicKey(r.array("leave key")?),
+                sig: r.array("leave signature")?,
+            },
             MessageType::Summary => Body::Summary {
                 view: r.u64("summary view")?,
                 records: r.u32("summary records")?,
@@ -664,8 +815,9 @@ impl Frame {
                     entries,
                 }
             }
-            MessageType::Delta => Body::Delta(r.record()?),
-            MessageType::Deltas => {
+            MessageType::Delta => Body::Delta(r.record(false)?),
+            MessageType::Deltas | MessageType::SignedDeltas => {
+                let sealed = ty == MessageType::SignedDeltas;
                 let n = r.count("deltas", MAX_DELTAS, RECORD_BASE_LEN)?;
                 if n == 0 {
                     return Err(DecodeError::BadValue {
@@ -674,7 +826,7 @@ impl Frame {
                 }
                 let mut rs = Vec::with_capacity(n);
                 for _ in 0..n {
-                    rs.push(r.record()?);
+                    rs.push(r.record(sealed)?);
                 }
                 Body::Deltas(rs)
             }
@@ -760,8 +912,9 @@ impl Reader<'_> {
         Ok(NodeId(self.array(what)?))
     }
 
-    /// Reads one record (origin, version, both entry lists) and validates it.
-    fn record(&mut self) -> Result<RecordWire, DecodeError> {
+    /// Reads one record (origin, version, both entry lists, and its seal when `sealed`)
+    /// and validates it.
+    fn record(&mut self, sealed: bool) -> Result<RecordWire, DecodeError> {
         let origin = self.id("origin")?;
         let version = self.u64("version")?;
         let nq = self.u8("queue count")? as usize;
@@ -777,6 +930,7 @@ impl Reader<'_> {
             version,
             queue: Vec::with_capacity(nq),
             offload: Vec::with_capacity(no),
+            seal: None,
         };
         for _ in 0..nq {
             let v = self.u32("vertex")?;
@@ -788,6 +942,22 @@ impl Reader<'_> {
             let d = self.u32("dst")?;
             let x = self.f64("rate")?;
             rec.offload.push((s, d, x));
+        }
+        if sealed {
+            rec.seal = Some(Box::new(match self.u8("seal kind")? {
+                1 => Seal::Signed {
+                    key: PublicKey(self.array("seal key")?),
+                    sig: self.array("seal signature")?,
+                },
+                2 => Seal::Certified {
+                    key: PublicKey(self.array("seal key")?),
+                    sig: self.array("seal signature")?,
+                    entries_hash: self.array("seal entries hash")?,
+                    issuer: PublicKey(self.array("seal issuer")?),
+                    issuer_sig: self.array("seal issuer signature")?,
+                },
+                _ => return Err(DecodeError::BadValue { what: "seal kind" }),
+            }));
         }
         validate_record(&rec).map_err(|e| match e {
             EncodeError::TooMany { what, .. } | EncodeError::BadValue { what } => {

@@ -79,6 +79,7 @@ impl NodeState {
             version: u64::MAX,
             queue: Vec::new(),
             offload: Vec::new(),
+            seal: None,
         };
         if self.records.merge(&final_cert) == MergeOutcome::Applied {
             self.learned(old, u64::MAX);
@@ -112,8 +113,8 @@ impl NodeState {
         self.outbox
             .push_to(peers.iter().copied(), Frame::new(0, self.id, last));
         self.counters.deltas_sent += peers.len() as u64;
-        self.outbox
-            .push_to(peers, Frame::new(0, self.id, Body::Leave));
+        let leave = self.leave_body();
+        self.outbox.push_to(peers, Frame::new(0, self.id, leave));
         self.left = true;
     }
 }

@@ -4,7 +4,7 @@
 //! sender lacks, and with our own digest of the range when we lack some of theirs.
 
 use super::NodeState;
-use crate::mesh::records::{death_certificate, version_order, DigestPage, MergeOutcome};
+use crate::mesh::records::{version_order, DigestPage, MergeOutcome};
 use crate::p2p::auth::TAG_LEN;
 use crate::p2p::protocol::{record_wire_len, RecordWire, HEADER_LEN, MAX_DELTAS, MAX_FRAME};
 use crate::p2p::{Body, Frame, NodeId};
@@ -62,9 +62,22 @@ impl NodeState {
             self.counters.dropped.bad_record += 1;
             return;
         }
+        // Signatures are checked only for what would change something here (a stale copy
+        // costs no verification), and always for our own origin.
+        if r.origin == self.id || self.records.would_apply(r) {
+            if let Err(why) = self.check_record(r) {
+                self.count_refusal(why);
+                return;
+            }
+        }
         if r.origin == self.id {
             if !self.own.outbid(&mut self.records, r) {
-                self.rotate_identity();
+                if self.signed() {
+                    // Our own key signed it (an earlier run): nothing to rotate away from.
+                    self.counters.dropped.bad_record += 1;
+                } else {
+                    self.rotate_identity();
+                }
             }
             return;
         }
@@ -109,7 +122,7 @@ impl NodeState {
         if held.queue.is_empty() && held.offload.is_empty() {
             return;
         }
-        let Some(cert) = death_certificate(held) else {
+        let Some(cert) = self.issue_certificate(held) else {
             return;
         };
         if self.records.merge(&cert) == MergeOutcome::Applied {

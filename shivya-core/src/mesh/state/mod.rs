@@ -9,23 +9,25 @@ mod balance;
 mod dht;
 mod gossip;
 mod layers;
+mod trust;
 mod writes;
 
 pub use gossip::{AMPLIFICATION, RUMOR_RECORDS};
 
 use super::belief::{BeliefReport, BeliefState, OBS_DIM};
+use super::config::Admission;
 use super::config::NodeConfig;
 use super::counters::{Counters, RecordAges, Status};
 use super::outbox::Outbox;
-use super::own::OwnRecord;
+use super::own::{max_offload_entries, OwnRecord};
 use super::records::RecordStore;
 use super::workload::{Reconciler, Settlement};
 use super::MeshError;
 use crate::balancer::Balancer;
-use crate::p2p::auth::AuthKey;
+use crate::p2p::auth::{AuthKey, TAG_LEN};
 use crate::p2p::{Body, Frame, KadEvent, Kademlia, NodeId};
 use crate::rng::Rng;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 
 /// The node as a pure state machine.
@@ -41,6 +43,8 @@ pub struct NodeState {
     observation: [f64; OBS_DIM],
     observation_set: bool,
     auth: Option<AuthKey>,
+    /// The ids an allowlist of keys admits (signed meshes with `Admission::Keys`).
+    admitted: Option<BTreeSet<NodeId>>,
     rng: Rng,
     outbox: Outbox,
     events: VecDeque<KadEvent>,
@@ -99,7 +103,25 @@ impl NodeState {
             id,
             kad,
             records: RecordStore::new(config.max_records),
-            own: OwnRecord::new(id, config.incarnation),
+            own: OwnRecord::new(
+                id,
+                config.incarnation,
+                config.identity.clone(),
+                max_offload_entries(
+                    config.identity.is_some(),
+                    if config.auth_key.is_some() {
+                        TAG_LEN
+                    } else {
+                        0
+                    },
+                ),
+            ),
+            admitted: match &config.admission {
+                Admission::Keys(keys) if config.identity.is_some() => {
+                    Some(keys.iter().map(|k| k.node_id()).collect())
+                }
+                _ => None,
+            },
             reconciler,
             belief,
             observation: [0.0; OBS_DIM],
@@ -219,7 +241,24 @@ impl NodeState {
         if self.left {
             return;
         }
-        if matches!(frame.body, Body::Leave) {
+        if !self.admits_sender(&frame.sender) {
+            self.counters.dropped.not_admitted += 1;
+            return;
+        }
+        let leave = match &frame.body {
+            Body::Leave => Some(None),
+            Body::SignedLeave { version, key, sig } => Some(Some((*version, key, sig))),
+            _ => None,
+        };
+        if let Some(signed) = leave {
+            match self.check_leave(&frame.sender, signed) {
+                Ok(()) => {}
+                Err(Some(why)) => return self.count_refusal(why),
+                Err(None) => {
+                    self.counters.dropped.bad_leave += 1;
+                    return;
+                }
+            }
             if !self.kad.peer_left(&frame.sender, from, now_ms) {
                 self.counters.dropped.bad_leave += 1;
                 return;

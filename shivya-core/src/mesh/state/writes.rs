@@ -62,7 +62,8 @@ impl NodeState {
     /// it there and we outbid it by one): the next write has no version left under this
     /// id, so the node first takes a new one (see `rotate_identity`).
     pub(super) fn room_to_write(&mut self) {
-        if self.own.version() >= crate::p2p::protocol::DEAD - 1 {
+        // Signed meshes never get here: only our own key signs our origin's versions.
+        if !self.signed() && self.own.version() >= crate::p2p::protocol::DEAD - 1 {
             self.rotate_identity();
         }
     }
@@ -95,6 +96,16 @@ impl NodeState {
                 why: format!(
                     "version {} is not an own version (below 2^63)",
                     record.version
+                ),
+            });
+        }
+        if record.offload.len() > self.own.max_offload() {
+            return Err(MeshError::Config {
+                what: "restored record",
+                why: format!(
+                    "{} offload entries; a record of this node holds at most {}",
+                    record.offload.len(),
+                    self.own.max_offload()
                 ),
             });
         }
