@@ -6,6 +6,7 @@ use super::workload::{SettleMode, WorkloadTopology};
 use super::MeshError;
 use crate::balancer::BalancerConfig;
 use crate::hodge::CgConfig;
+use crate::p2p::auth::Keyring;
 use crate::p2p::{Identity, KadConfig, NodeId, PublicKey};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -79,6 +80,11 @@ pub struct NodeConfig {
     /// and datagrams without a valid one are dropped (counted as `bad_auth`). See
     /// docs/CONSISTENCY.md and PROTOCOL.md.
     pub auth_key: Option<MeshKey>,
+    /// Encrypt every datagram (XChaCha20-Poly1305) under this keyring's primary key and
+    /// accept datagrams under any of its keys; others are dropped (`bad_auth`). Encryption
+    /// authenticates too, so it replaces `auth_key` (setting both is refused). Keys can
+    /// be rotated at run time with `NodeState::set_keyring`. See PROTOCOL.md.
+    pub keyring: Option<Keyring>,
     /// This node's key pair. Set, the mesh is **signed**: the node id is the one the
     /// public key certifies (`id` must then be unset or equal), every record this node
     /// writes carries its signature, and records, death certificates and LEAVEs from
@@ -166,6 +172,7 @@ impl Default for NodeConfig {
             balancer: BalancerConfig::default(),
             incarnation: 0,
             auth_key: None,
+            keyring: None,
             identity: None,
             admission: Admission::AnyKey,
             reuse_port: false,
@@ -215,6 +222,12 @@ impl NodeConfig {
         }
         for peer in &self.bootstrap {
             usable_peer(peer, &self.listen)?;
+        }
+        if self.keyring.is_some() && self.auth_key.is_some() {
+            return Err(MeshError::Config {
+                what: "keyring",
+                why: "an encrypted mesh is authenticated by its keyring; drop auth_key".into(),
+            });
         }
         match (&self.identity, &self.admission) {
             (Some(identity), _) if self.id.is_some_and(|id| id != identity.node_id()) => {

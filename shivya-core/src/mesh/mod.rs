@@ -37,6 +37,7 @@ pub mod sim;
 mod state;
 mod workload;
 
+pub use crate::p2p::auth::{Keyring, KeyringError};
 pub use belief::{coupling, BeliefConfig, BeliefReport, BeliefState, OBS_DIM};
 pub use config::{usable_peer, Admission, MeshKey, NodeConfig, MAX_INCARNATION};
 pub use counters::{Counters, DropCounters, RecordAges, Status};

@@ -99,6 +99,23 @@ impl NodeState {
         self.drain_kad();
     }
 
+    /// Replaces the keyring of an encrypted mesh at run time (key rotation: add the new
+    /// key everywhere, make it primary everywhere, then remove the old one). Refused,
+    /// changing nothing, on a node configured without a keyring: encryption cannot be
+    /// turned on or off at run time, since peers would stop understanding each other.
+    pub fn set_keyring(&mut self, ring: crate::mesh::Keyring) -> Result<(), MeshError> {
+        if self.config.keyring.is_none() || !self.envelope.rekey(&ring) {
+            return Err(MeshError::Config {
+                what: "keyring",
+                why:
+                    "this node was started without encryption; a keyring can only replace a keyring"
+                        .into(),
+            });
+        }
+        self.config.keyring = Some(ring);
+        Ok(())
+    }
+
     /// Leaves the mesh: our record is replaced by an empty one (so our writes stop
     /// counting everywhere), pushed to every peer, followed by LEAVE. Afterwards the node
     /// ignores input and has no timers; drain `poll_transmit` once more and drop it.

@@ -5,7 +5,6 @@
 
 use super::NodeState;
 use crate::mesh::records::{version_order, DigestPage, MergeOutcome};
-use crate::p2p::auth::TAG_LEN;
 use crate::p2p::protocol::{record_wire_len, RecordWire, HEADER_LEN, MAX_DELTAS, MAX_FRAME};
 use crate::p2p::{Body, Frame, NodeId};
 use std::net::SocketAddr;
@@ -31,7 +30,7 @@ impl NodeState {
         // Without a mesh key the source address is unverified (it may be a spoofed
         // victim's), so the answer is held to three times the digest's size, and at least
         // one frame: a forged digest cannot turn this node into an amplifier.
-        let limit = if self.auth.is_some() {
+        let limit = if self.envelope.authenticated() {
             self.config.max_push_per_digest
         } else {
             let frames = (AMPLIFICATION * request_len / MAX_FRAME).max(1);
@@ -318,7 +317,7 @@ impl NodeState {
         if to.is_empty() {
             return 0;
         }
-        let budget = MAX_FRAME - HEADER_LEN - 1 - if self.auth.is_some() { TAG_LEN } else { 0 };
+        let budget = MAX_FRAME - HEADER_LEN - 1 - self.envelope.overhead();
         let mut frames = 0;
         let mut start = 0;
         while start < records.len() && frames < max_frames {

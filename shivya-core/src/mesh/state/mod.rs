@@ -24,7 +24,7 @@ use super::records::RecordStore;
 use super::workload::{Reconciler, Settlement};
 use super::MeshError;
 use crate::balancer::Balancer;
-use crate::p2p::auth::{AuthKey, TAG_LEN};
+use crate::p2p::auth::{AuthKey, Envelope};
 use crate::p2p::{Body, Frame, KadEvent, Kademlia, NodeId};
 use crate::rng::Rng;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -42,7 +42,10 @@ pub struct NodeState {
     belief: BeliefState,
     observation: [f64; OBS_DIM],
     observation_set: bool,
-    auth: Option<AuthKey>,
+    /// How datagrams are protected (nothing, an HMAC tag, or encryption).
+    envelope: Envelope,
+    /// Where an encrypted datagram is decrypted (reused: no allocation per datagram).
+    scratch: Vec<u8>,
     /// The ids an allowlist of keys admits (signed meshes with `Admission::Keys`).
     admitted: Option<BTreeSet<NodeId>>,
     rng: Rng,
@@ -92,6 +95,14 @@ impl NodeState {
         kad.bootstrap(&config.bootstrap, now_ms);
         let reconciler = Reconciler::new(config.topology.clone(), config.cg)?;
         let belief = BeliefState::new(id, config.belief)?;
+        let envelope = match (&config.keyring, &config.auth_key) {
+            (Some(ring), _) => Envelope::sealed(ring).map_err(|e| MeshError::Config {
+                what: "keyring",
+                why: format!("the OS gave no random bytes for nonces: {e}"),
+            })?,
+            (None, Some(key)) => Envelope::Tagged(AuthKey::new(key.bytes())),
+            (None, None) => Envelope::Clear,
+        };
         let balancer = Balancer::new(
             config.balancer.clone(),
             config.topology.n_vertices(),
@@ -107,14 +118,7 @@ impl NodeState {
                 id,
                 config.incarnation,
                 config.identity.clone(),
-                max_offload_entries(
-                    config.identity.is_some(),
-                    if config.auth_key.is_some() {
-                        TAG_LEN
-                    } else {
-                        0
-                    },
-                ),
+                max_offload_entries(config.identity.is_some(), envelope.overhead()),
             ),
             admitted: match &config.admission {
                 Admission::Keys(keys) if config.identity.is_some() => {
@@ -126,7 +130,8 @@ impl NodeState {
             belief,
             observation: [0.0; OBS_DIM],
             observation_set: false,
-            auth: config.auth_key.as_ref().map(|k| AuthKey::new(k.bytes())),
+            envelope,
+            scratch: Vec::new(),
             rng: Rng::new(config.seed ^ 0x6d65_7368),
             outbox: Outbox::default(),
             events: VecDeque::new(),
@@ -215,18 +220,18 @@ impl NodeState {
         let now_ms = self.clock(now_ms);
         self.counters.frames_in += 1;
         self.counters.bytes_in += bytes.len() as u64;
-        let bytes = match &self.auth {
-            None => bytes,
-            Some(key) => match key.verify(bytes) {
-                Some(frame) => frame,
-                None => {
-                    self.counters.dropped.bad_auth += 1;
-                    tracing::debug!(peer = %from, reason = "bad_auth", "dropped frame");
-                    return;
-                }
-            },
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let opened = self
+            .envelope
+            .open(bytes, &mut scratch)
+            .map(|frame| (frame.len(), Frame::decode(frame)));
+        self.scratch = scratch;
+        let Some((frame_len, decoded)) = opened else {
+            self.counters.dropped.bad_auth += 1;
+            tracing::debug!(peer = %from, reason = "bad_auth", "dropped frame");
+            return;
         };
-        let frame = match Frame::decode(bytes) {
+        let frame = match decoded {
             Ok(f) => f,
             Err(e) => {
                 self.counters.dropped.count_decode(&e);
@@ -274,7 +279,7 @@ impl NodeState {
                 lo,
                 hi,
                 entries,
-            } => self.on_digest(from, bytes.len(), *reply, *lo, *hi, entries),
+            } => self.on_digest(from, frame_len, *reply, *lo, *hi, entries),
             Body::Summary {
                 view,
                 records,
@@ -358,10 +363,7 @@ impl NodeState {
         while let Some((destination, frame)) = self.outbox.pop() {
             match frame.encode_into(buf) {
                 Ok(()) => {
-                    if let Some(key) = &self.auth {
-                        let tag = key.tag(buf);
-                        buf.extend_from_slice(&tag);
-                    }
+                    self.envelope.close(buf);
                     self.counters.frames_out += 1;
                     self.counters.bytes_out += buf.len() as u64;
                     return Some(destination);
