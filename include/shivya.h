@@ -92,6 +92,21 @@
 #define SHIVYA_LAYERS_ALL 31
 
 /**
+ * Bytes of an identity's secret key.
+ */
+#define SHIVYA_SECRET_KEY_LEN 32
+
+/**
+ * Bytes of a public key.
+ */
+#define SHIVYA_PUBLIC_KEY_LEN 32
+
+/**
+ * Bytes of an encryption key.
+ */
+#define SHIVYA_KEYRING_KEY_LEN 32
+
+/**
  * Result of every fallible call. The numbers are fixed forever; new codes get new numbers.
  */
 typedef enum shivya_status {
@@ -695,6 +710,83 @@ enum shivya_status shivya_reconcile(struct shivya_complex *complex,
                                     double *output,
                                     size_t len,
                                     struct shivya_solver_report *report);
+
+/**
+ * Writes a fresh secret key (32 bytes from the operating system's random generator) to
+ * `secret_out`, which holds `len` bytes (`SHIVYA_SECRET_KEY_LEN`). Keep it as carefully as
+ * a TLS private key: it is the node's identity.
+ */
+enum shivya_status shivya_identity_generate(uint8_t *secret_out, size_t len);
+
+/**
+ * Writes the public key of `secret` (`secret_len` = 32 bytes) to `public_out`
+ * (`public_len` = 32 bytes): what other nodes list to admit this one.
+ */
+enum shivya_status shivya_identity_public_key(const uint8_t *secret,
+                                              size_t secret_len,
+                                              uint8_t *public_out,
+                                              size_t public_len);
+
+/**
+ * Makes the mesh **signed**: the node takes the identity of `secret` (32 bytes; its id is
+ * then the one the public key certifies, and `shivya_config_set_id`-style ids are
+ * refused), signs every record it writes and merges others' records only with their
+ * origins' valid signatures. `secret` NULL with `len` 0 makes the node unsigned again
+ * (and clears the allowlist).
+ */
+enum shivya_status shivya_config_set_identity(struct shivya_config *config,
+                                              const uint8_t *secret,
+                                              size_t len);
+
+/**
+ * Admits `public_key` (32 bytes) to a signed mesh. The first call turns the allowlist on:
+ * from then on only listed keys' records, certificates and LEAVEs count, and only their
+ * ids are heard. Call after `shivya_config_set_identity`, and list this node's own key
+ * too (a list without it is refused when the node is created). NULL with `len` 0
+ * clears the list (any key is admitted again).
+ */
+enum shivya_status shivya_config_admit_key(struct shivya_config *config,
+                                           const uint8_t *public_key,
+                                           size_t len);
+
+/**
+ * Adds encryption key `id` (`len` = 32 bytes) to the config's keyring, and makes it the
+ * key that encrypts when `primary` is non-zero (the first key added is primary). With a
+ * keyring every datagram is encrypted (XChaCha20-Poly1305); it replaces the mesh key of
+ * `shivya_config_set_auth_key` (setting both is refused). At most 8 keys.
+ */
+enum shivya_status shivya_config_add_keyring_key(struct shivya_config *config,
+                                                 uint8_t id,
+                                                 const uint8_t *key,
+                                                 size_t len,
+                                                 int32_t primary);
+
+/**
+ * Key rotation on a running node, step 1: accept datagrams under key `id` too (32
+ * bytes). Do this on every node before any of them makes the key primary.
+ */
+enum shivya_status shivya_node_add_keyring_key(struct shivya_node *node,
+                                               uint8_t id,
+                                               const uint8_t *key,
+                                               size_t len);
+
+/**
+ * Key rotation, step 2: encrypt under key `id` from now on.
+ */
+enum shivya_status shivya_node_set_primary_key(struct shivya_node *node, uint8_t id);
+
+/**
+ * Key rotation, step 3: stop accepting key `id` (not the primary one).
+ */
+enum shivya_status shivya_node_remove_keyring_key(struct shivya_node *node, uint8_t id);
+
+/**
+ * Writes the node's public key (32 bytes) to `public_out` (`len` bytes); refused for an
+ * unsigned node.
+ */
+enum shivya_status shivya_node_public_key(const struct shivya_node *node,
+                                          uint8_t *public_out,
+                                          size_t len);
 
 #ifdef __cplusplus
 }  // extern "C"

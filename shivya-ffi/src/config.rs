@@ -18,7 +18,7 @@ pub struct shivya_config {
 impl shivya_config {
     /// Applies `change` to a copy and keeps it only if the whole configuration is still
     /// valid: a refused setting changes nothing.
-    fn update(&mut self, change: impl FnOnce(&mut NodeConfig)) -> Result<(), Error> {
+    pub(crate) fn update(&mut self, change: impl FnOnce(&mut NodeConfig)) -> Result<(), Error> {
         let mut next = self.inner.clone();
         change(&mut next);
         next.validate()?;

@@ -33,6 +33,7 @@ pub use bindings::*;
 pub use config::*;
 pub use node::*;
 pub use reconciler::*;
+pub use trust::*;
 
 uniffi::setup_scaffolding!();
 
@@ -119,6 +120,7 @@ pub mod balance;
 pub mod config;
 pub mod node;
 pub mod reconciler;
+pub mod trust;
 
 #[cfg(test)]
 mod tests;

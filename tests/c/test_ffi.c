@@ -486,6 +486,122 @@ static void test_the_balancer_sees_another_balancers_load(void) {
     shivya_config_free(c);
 }
 
+/* Two signed, encrypted nodes that admit each other's keys: they meet, share records,
+ * rotate their encryption key while running, and refuse every malformed key input. */
+static void step_pair(shivya_node *a, shivya_node *b, uint64_t ms) {
+    uint64_t end = now_ms() + ms;
+    while (now_ms() < end) {
+        struct pollfd fds[2] = {{shivya_fd(a), POLLIN, 0}, {shivya_fd(b), POLLIN, 0}};
+        (void)poll(fds, 2, 20);
+        CHECK(shivya_step(a, now_ms()) == SHIVYA_OK);
+        CHECK(shivya_step(b, now_ms()) == SHIVYA_OK);
+    }
+}
+
+static int same_view(shivya_node *a, shivya_node *b, uint64_t want_records) {
+    shivya_snapshot sa, sb;
+    uint64_t da = 0, db = 1;
+    if (shivya_node_snapshot(a, &sa) != SHIVYA_OK || shivya_node_snapshot(b, &sb) != SHIVYA_OK)
+        return 0;
+    if (sa.records != want_records || sb.records != want_records) return 0;
+    if (shivya_view_digest(a, &da) != SHIVYA_OK || shivya_view_digest(b, &db) != SHIVYA_OK) return 0;
+    return da == db;
+}
+
+static void test_signed_encrypted_mesh_and_key_rotation(void) {
+    const int BAD = SHIVYA_ERR_INVALID_ARGUMENT;
+    uint8_t secret[2][SHIVYA_SECRET_KEY_LEN], pub[2][SHIVYA_PUBLIC_KEY_LEN];
+    uint8_t k1[SHIVYA_KEYRING_KEY_LEN], k2[SHIVYA_KEYRING_KEY_LEN];
+    memset(k1, 0x11, sizeof k1);
+    memset(k2, 0x22, sizeof k2);
+    for (int i = 0; i < 2; i++) {
+        CHECK(shivya_identity_generate(secret[i], sizeof secret[i]) == SHIVYA_OK);
+        CHECK(shivya_identity_public_key(secret[i], sizeof secret[i], pub[i], sizeof pub[i]) == SHIVYA_OK);
+    }
+    CHECK(memcmp(pub[0], pub[1], SHIVYA_PUBLIC_KEY_LEN) != 0);
+    shivya_node *n[2] = {NULL, NULL};
+    char seed_addr[SHIVYA_ADDR_LEN];
+    for (int i = 0; i < 2; i++) {
+        shivya_config *c = NULL;
+        CHECK(shivya_config_new(&c) == SHIVYA_OK);
+        CHECK(shivya_config_set_listen(c, "127.0.0.1:0") == SHIVYA_OK);
+        CHECK(shivya_config_set_topology(c, 3, NULL, 0) == SHIVYA_OK);
+        /* An allowlist before the identity is refused; so is a keyring with a mesh key. */
+        CHECK_ERR(shivya_config_admit_key(c, pub[0], sizeof pub[0]), BAD);
+        CHECK(shivya_config_set_identity(c, secret[i], sizeof secret[i]) == SHIVYA_OK);
+        CHECK(shivya_config_admit_key(c, pub[0], sizeof pub[0]) == SHIVYA_OK);
+        CHECK(shivya_config_admit_key(c, pub[1], sizeof pub[1]) == SHIVYA_OK);
+        CHECK(shivya_config_add_keyring_key(c, 1, k1, sizeof k1, 1) == SHIVYA_OK);
+        CHECK_ERR(shivya_config_set_auth_key(c, (const uint8_t *)"a mesh key of 24 bytes!!", 24), BAD);
+        if (i == 1) CHECK(shivya_config_add_bootstrap(c, seed_addr) == SHIVYA_OK);
+        CHECK(shivya_node_new(c, now_ms(), &n[i]) == SHIVYA_OK);
+        shivya_config_free(c);
+        if (i == 0) {
+            size_t len = 0;
+            CHECK(shivya_local_addr(n[0], seed_addr, sizeof seed_addr, &len) == SHIVYA_OK);
+        }
+        uint8_t mine[SHIVYA_PUBLIC_KEY_LEN];
+        CHECK(shivya_node_public_key(n[i], mine, sizeof mine) == SHIVYA_OK);
+        CHECK(memcmp(mine, pub[i], sizeof mine) == 0);
+    }
+    CHECK(shivya_record_queue_len(n[0], 0, 1.5) == SHIVYA_OK);
+    CHECK(shivya_record_queue_len(n[1], 1, 2.5) == SHIVYA_OK);
+    uint64_t start = now_ms();
+    while (!same_view(n[0], n[1], 2) && now_ms() - start < 10000) step_pair(n[0], n[1], 50);
+    CHECK(same_view(n[0], n[1], 2));
+    printf("signed, encrypted pair shares one view after %llu ms\n",
+           (unsigned long long)(now_ms() - start));
+
+    /* Rotation at run time: add key 2 on both, make it primary on both, retire key 1. */
+    for (int i = 0; i < 2; i++) CHECK(shivya_node_add_keyring_key(n[i], 2, k2, sizeof k2) == SHIVYA_OK);
+    for (int i = 0; i < 2; i++) CHECK(shivya_node_set_primary_key(n[i], 2) == SHIVYA_OK);
+    CHECK_ERR(shivya_node_remove_keyring_key(n[0], 2), BAD);
+    for (int i = 0; i < 2; i++) CHECK(shivya_node_remove_keyring_key(n[i], 1) == SHIVYA_OK);
+    CHECK(shivya_record_queue_len(n[0], 2, 4.0) == SHIVYA_OK);
+    shivya_snapshot before;
+    CHECK(shivya_node_snapshot(n[1], &before) == SHIVYA_OK);
+    step_pair(n[0], n[1], 600);
+    shivya_snapshot after;
+    CHECK(shivya_node_snapshot(n[1], &after) == SHIVYA_OK);
+    CHECK(same_view(n[0], n[1], 2));
+    CHECK(after.dropped == before.dropped);
+
+    /* Bad input: wrong lengths, NULLs, unknown or duplicate key ids, unsigned nodes. */
+    uint8_t small[8] = {0};
+    CHECK_ERR(shivya_identity_generate(NULL, 32), BAD);
+    CHECK_ERR(shivya_identity_generate(small, sizeof small), BAD);
+    CHECK_ERR(shivya_identity_public_key(small, sizeof small, pub[0], 32), BAD);
+    CHECK_ERR(shivya_identity_public_key(secret[0], 32, small, sizeof small), BAD);
+    CHECK_ERR(shivya_node_add_keyring_key(n[0], 3, small, sizeof small), BAD);
+    CHECK_ERR(shivya_node_add_keyring_key(n[0], 2, k1, sizeof k1), BAD);
+    CHECK_ERR(shivya_node_add_keyring_key(NULL, 3, k1, sizeof k1), BAD);
+    CHECK_ERR(shivya_node_set_primary_key(n[0], 9), BAD);
+    CHECK_ERR(shivya_node_remove_keyring_key(n[0], 9), BAD);
+    CHECK_ERR(shivya_node_public_key(n[0], small, sizeof small), BAD);
+    CHECK_ERR(shivya_node_public_key(NULL, pub[0], 32), BAD);
+    shivya_config *c = NULL;
+    CHECK(shivya_config_new(&c) == SHIVYA_OK);
+    CHECK_ERR(shivya_config_set_identity(c, small, sizeof small), BAD);
+    CHECK_ERR(shivya_config_set_identity(c, NULL, 32), BAD);
+    CHECK_ERR(shivya_config_set_identity(NULL, secret[0], 32), BAD);
+    CHECK_ERR(shivya_config_add_keyring_key(c, 1, small, sizeof small, 1), BAD);
+    CHECK(shivya_config_set_identity(c, secret[0], 32) == SHIVYA_OK);
+    CHECK_ERR(shivya_config_admit_key(c, small, sizeof small), BAD);
+    /* A list without the node's own key is refused when the node is made. */
+    CHECK(shivya_config_admit_key(c, pub[1], sizeof pub[1]) == SHIVYA_OK);
+    shivya_node *refused = NULL;
+    CHECK_ERR(shivya_node_new(c, now_ms(), &refused), BAD);
+    CHECK(refused == NULL);
+    CHECK(shivya_config_set_identity(c, NULL, 0) == SHIVYA_OK);
+    shivya_node *plain = NULL;
+    CHECK(shivya_node_new(c, now_ms(), &plain) == SHIVYA_OK);
+    CHECK_ERR(shivya_node_public_key(plain, pub[0], 32), BAD);
+    CHECK_ERR(shivya_node_add_keyring_key(plain, 1, k1, sizeof k1), BAD);
+    shivya_node_free(plain);
+    shivya_config_free(c);
+    for (int i = 0; i < 2; i++) shivya_node_free(n[i]);
+}
+
 int main(void) {
     test_version_and_names();
     test_three_nodes_settle_to_identical_routes();
@@ -498,6 +614,7 @@ int main(void) {
     test_reuse_port_lets_a_second_generation_bind();
     test_host_time_faults();
     test_the_balancer_sees_another_balancers_load();
+    test_signed_encrypted_mesh_and_key_rotation();
     CHECK(shivya_leave(nodes[2]) == SHIVYA_OK);
     /* A write after leaving would never be sent: refused. */
     CHECK_ERR(shivya_record_queue_len(nodes[2], 0, 1.0), SHIVYA_ERR_INVALID_ARGUMENT);
