@@ -8,6 +8,7 @@ mod server;
 mod state_file;
 mod status;
 mod sys;
+mod trust;
 
 use clap::{Args, Parser, Subcommand};
 use std::net::{IpAddr, SocketAddr};
@@ -99,6 +100,20 @@ pub struct RunArgs {
     /// HMAC-SHA-256 and unauthenticated ones dropped.
     #[arg(long)]
     pub auth_key_file: Option<PathBuf>,
+    /// This daemon's Ed25519 secret key (64 hex characters; created, owner-only, when
+    /// missing). Makes the mesh signed: the node id is the one the key certifies, and
+    /// records count only with their origin's signature.
+    #[arg(long)]
+    pub identity_file: Option<PathBuf>,
+    /// Admit only these public keys (64 hex characters; repeat the flag; this daemon's
+    /// own key is always admitted). Needs --identity-file.
+    #[arg(long = "admit-key", value_name = "HEX")]
+    pub admit_keys: Vec<String>,
+    /// Encrypt every datagram (XChaCha20-Poly1305) with the keys in this file, one per
+    /// line: `ID HEX [primary]`. Re-read on SIGHUP, so keys rotate without a restart.
+    /// Replaces --auth-key-file.
+    #[arg(long)]
+    pub keyring_file: Option<PathBuf>,
 }
 
 fn one_line(e: &dyn std::fmt::Display) -> String {

@@ -97,6 +97,28 @@ struct Daemon {
 }
 
 impl Daemon {
+    /// SIGHUP: re-reads the keyring file and hands the keys to the node. A bad file or a
+    /// refused change is logged and the keys in use stay.
+    fn reload_keyring(&mut self, path: Option<&std::path::Path>) {
+        let Some(path) = path else {
+            tracing::info!("SIGHUP: no --keyring-file, nothing to reload");
+            return;
+        };
+        match crate::trust::load_keyring(path) {
+            Ok(ring) => {
+                let ids = ring.ids();
+                let primary = ring.primary();
+                match self.node.state_mut().set_keyring(ring) {
+                    Ok(()) => tracing::info!(?ids, primary, "keyring reloaded"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "keyring not reloaded; the keys in use stay")
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "keyring not reloaded; the keys in use stay"),
+        }
+    }
+
     fn now(&self) -> u64 {
         self.start.elapsed().as_millis() as u64
     }
@@ -380,6 +402,8 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         .init();
     let stop = sys::install_signal_handlers()
         .map_err(|e| fail(format!("cannot install signal handlers: {e}")))?;
+    let reload = sys::install_reload_handler()
+        .map_err(|e| fail(format!("cannot install signal handlers: {e}")))?;
 
     let vertex = args.vertex.unwrap_or(u32::from(args.port) % args.vertices);
     if vertex >= args.vertices {
@@ -427,6 +451,13 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
                 .map_err(|e| fail(format!("key file {}: {e}", p.display())))?,
         );
     }
+    crate::trust::configure(
+        &mut config,
+        args.identity_file.as_deref(),
+        &args.admit_keys,
+        args.keyring_file.as_deref(),
+    )
+    .map_err(fail)?;
     let start = Instant::now();
     let restored = match &args.state_file {
         Some(p) => crate::state_file::load(p).map_err(fail)?,
@@ -518,6 +549,9 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
     let mut events = Events::with_capacity(64);
     let mut next_tick = 0u64;
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        if reload.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            d.reload_keyring(args.keyring_file.as_deref());
+        }
         let now = d.now();
         let wait = d
             .node

@@ -52,10 +52,32 @@ pub struct CountersJson {
     pub send_errors: u64,
 }
 
+/// How a node protects its traffic and records, in words.
+fn protection(c: &shivya_core::mesh::NodeConfig) -> String {
+    let wire = match (&c.keyring, &c.auth_key) {
+        (Some(_), _) => "encrypted",
+        (None, Some(_)) => "keyed",
+        (None, None) => "open",
+    };
+    match (&c.identity, &c.admission) {
+        (None, _) => wire.to_string(),
+        (Some(_), shivya_core::mesh::Admission::AnyKey) => format!("{wire} + signed"),
+        (Some(_), shivya_core::mesh::Admission::Keys(_)) => format!("{wire} + signed + allowlist"),
+    }
+}
+
 /// Everything the status socket and the dashboard show. Non-finite numbers are `null`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub id: String,
+    /// The node's public key (signed meshes).
+    pub public_key: Option<String>,
+    /// How datagrams and records are protected: "open", "keyed", "encrypted", each with
+    /// "+ signed" or "+ signed + allowlist".
+    pub protection: String,
+    /// The keyring's key ids and its primary key (encrypted meshes).
+    pub keyring_ids: Option<Vec<u8>>,
+    pub keyring_primary: Option<u8>,
     pub addr: String,
     pub vertex: u32,
     pub peer_count: usize,
@@ -115,6 +137,14 @@ pub fn snapshot(node: &mut Node, vertex: u32, history: &[f64], now_ms: u64) -> S
     let d = c.dropped;
     Snapshot {
         id: status.id.to_hex(),
+        public_key: state
+            .config()
+            .identity
+            .as_ref()
+            .map(|i| i.public_key().to_hex()),
+        protection: protection(state.config()),
+        keyring_ids: state.config().keyring.as_ref().map(|r| r.ids()),
+        keyring_primary: state.config().keyring.as_ref().map(|r| r.primary()),
         addr: node.local_addr().to_string(),
         vertex,
         peer_count: status.peers,
@@ -246,6 +276,13 @@ pub fn table(json: &str) -> Result<String, String> {
     let mut t = String::new();
     for (label, v) in [
         ("node id", s.id.clone()),
+        (
+            "public key",
+            s.public_key
+                .clone()
+                .unwrap_or_else(|| "none (unsigned)".into()),
+        ),
+        ("protection", s.protection.clone()),
         ("address", s.addr.clone()),
         ("vertex", s.vertex.to_string()),
         ("peers", s.peer_count.to_string()),

@@ -19,6 +19,13 @@ pub fn install_signal_handlers() -> io::Result<Arc<AtomicBool>> {
     Ok(stop)
 }
 
+/// Routes SIGHUP to the returned flag: the daemon re-reads its keyring file.
+pub fn install_reload_handler() -> io::Result<Arc<AtomicBool>> {
+    let reload = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))?;
+    Ok(reload)
+}
+
 fn open_for_append(path: &Path) -> io::Result<libc::c_int> {
     let c = CString::new(path.as_os_str().as_encoded_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;

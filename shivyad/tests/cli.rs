@@ -312,6 +312,67 @@ fn bad_cli_input_exits_nonzero_with_one_clear_line() {
         &run(&["--port", &p, "--socket", s, "--load", "NaN"]),
         "--load",
     );
+    // Keys: an allowlist without an identity, a key that is not hex, a keyring file that
+    // is missing or malformed, a keyring beside a mesh key, an identity file of garbage.
+    let id_file = dir.join("id");
+    let id = id_file.to_str().unwrap();
+    assert_one_line_error(
+        &run(&["--port", &p, "--socket", s, "--admit-key", &"ab".repeat(32)]),
+        "--identity-file",
+    );
+    assert_one_line_error(
+        &run(&[
+            "--port",
+            &p,
+            "--socket",
+            s,
+            "--identity-file",
+            id,
+            "--admit-key",
+            "xyz",
+        ]),
+        "--admit-key",
+    );
+    assert_one_line_error(
+        &run(&[
+            "--port",
+            &p,
+            "--socket",
+            s,
+            "--keyring-file",
+            "/nonexistent-ring",
+        ]),
+        "does not exist",
+    );
+    let ring = dir.join("ring");
+    std::fs::write(&ring, "1 tooshort\n").unwrap();
+    let r = ring.to_str().unwrap();
+    assert_one_line_error(
+        &run(&["--port", &p, "--socket", s, "--keyring-file", r]),
+        "line 1",
+    );
+    std::fs::write(&ring, format!("1 {}\n", "cd".repeat(32))).unwrap();
+    let key = dir.join("key");
+    std::fs::write(&key, "a mesh key of 24 bytes!!").unwrap();
+    let k = key.to_str().unwrap();
+    assert_one_line_error(
+        &run(&[
+            "--port",
+            &p,
+            "--socket",
+            s,
+            "--keyring-file",
+            r,
+            "--auth-key-file",
+            k,
+        ]),
+        "keyring",
+    );
+    std::fs::write(&id_file, "garbage").unwrap();
+    assert_one_line_error(
+        &run(&["--port", &p, "--socket", s, "--identity-file", id]),
+        "identity file",
+    );
     assert!(!sock.exists(), "no socket left behind");
 }
 
@@ -650,4 +711,173 @@ fn every_signal_in_the_readme_stops_the_daemon_in_order() {
         assert!(!d.socket.exists(), "{name}: socket file removed");
         assert!(!d.pid_file.exists(), "{name}: PID file removed");
     }
+}
+
+fn socket_command(socket: &Path, line: &str) -> String {
+    use std::io::{Read, Write};
+    let mut u = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    u.write_all(format!("{line}\n").as_bytes()).unwrap();
+    let mut text = String::new();
+    u.read_to_string(&mut text).unwrap();
+    text
+}
+
+fn sighup(pid: u32) {
+    // SAFETY: sending a signal to a child process we started.
+    unsafe { libc::kill(pid as i32, libc::SIGHUP) };
+}
+
+#[test]
+fn signed_encrypted_daemons_admit_each_other_and_rotate_keys_on_sighup() {
+    let dir = tmpdir("trust");
+    let ports: Vec<u16> = (0..3).map(|_| free_udp_port()).collect();
+    let k = |b: u8| format!("{b:02x}").repeat(32);
+    let ring = dir.join("ring");
+    std::fs::write(&ring, format!("1 {}\n", k(0x11))).unwrap();
+    // Each daemon's identity file is created on first start; its public key is in the
+    // status. The first two admit each other; the third is signed but not admitted.
+    let start = |i: usize, admit: &[String], peer: Option<u16>| -> Daemon {
+        let socket = dir.join(format!("t{i}.sock"));
+        let mut cmd = Command::new(BIN);
+        cmd.args(["--port", &ports[i].to_string(), "--vertices", "3"])
+            .args([
+                "--vertex",
+                &i.to_string(),
+                "--load",
+                "1",
+                "--interval-ms",
+                "100",
+            ])
+            .args(["--log-level", "warn", "--no-host-load"])
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--identity-file")
+            .arg(dir.join(format!("id{i}")))
+            .arg("--keyring-file")
+            .arg(&ring)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for a in admit {
+            cmd.args(["--admit-key", a]);
+        }
+        if let Some(p) = peer {
+            cmd.args(["--peer", &format!("127.0.0.1:{p}")]);
+        }
+        Daemon {
+            child: cmd.spawn().unwrap(),
+            pid_file: dir.join(format!("t{i}.pid")),
+            socket,
+        }
+    };
+    let key_of = |d: &Daemon| -> String {
+        let mut key = None;
+        wait_for(
+            "a status with a public key",
+            Duration::from_secs(10),
+            || {
+                key = status_json(&d.socket)
+                    .and_then(|j| field(&j, "public_key"))
+                    .map(|k| k.trim_matches('"').to_string());
+                key.as_ref().is_some_and(|k| k.len() == 64)
+            },
+        );
+        key.unwrap_or_default()
+    };
+    // First runs only create the identities.
+    let keys: Vec<String> = (0..3)
+        .map(|i| {
+            let mut d = start(i, &[], None);
+            let key = key_of(&d);
+            sigterm(d.child.id());
+            let _ = d.child.wait();
+            key
+        })
+        .collect();
+    let both = vec![keys[0].clone(), keys[1].clone()];
+    let d0 = start(0, &both, None);
+    wait_for("socket 0", Duration::from_secs(10), || d0.socket.exists());
+    let d1 = start(1, &both, Some(ports[0]));
+    let d2 = start(2, &[], Some(ports[0]));
+    assert_eq!(key_of(&d0), keys[0], "the identity file keeps the key");
+    let s0 = status_json(&d0.socket).unwrap();
+    assert_eq!(
+        field(&s0, "protection").as_deref(),
+        Some("\"encrypted + signed + allowlist\"")
+    );
+    let view = |d: &Daemon| status_json(&d.socket).and_then(|j| field(&j, "view"));
+    let records = |d: &Daemon| status_json(&d.socket).and_then(|j| field(&j, "records"));
+    for (i, v) in [(1, "4.5"), (0, "2.5")] {
+        let d = [&d0, &d1][i];
+        assert!(socket_command(&d.socket, &format!("write {i} {v}")).contains("ok"));
+    }
+    wait_for(
+        "the admitted pair shares one view of two records",
+        Duration::from_secs(15),
+        || records(&d0).as_deref() == Some("2") && view(&d0) == view(&d1) && view(&d0).is_some(),
+    );
+    // Rotation while running: both keys (old primary), then the new one primary, then
+    // the new one alone, each followed by SIGHUP to every daemon.
+    for (text, ids, primary) in [
+        (
+            format!("1 {} primary\n2 {}\n", k(0x11), k(0x22)),
+            "[1,2]",
+            "1",
+        ),
+        (
+            format!("1 {}\n2 {} primary\n", k(0x11), k(0x22)),
+            "[1,2]",
+            "2",
+        ),
+        (format!("2 {}\n", k(0x22)), "[2]", "2"),
+    ] {
+        std::fs::write(&ring, text).unwrap();
+        for d in [&d0, &d1, &d2] {
+            sighup(d.child.id());
+        }
+        for d in [&d0, &d1, &d2] {
+            wait_for("the keyring reloaded", Duration::from_secs(10), || {
+                status_json(&d.socket).is_some_and(|j| {
+                    field(&j, "keyring_ids").as_deref() == Some(ids)
+                        && field(&j, "keyring_primary").as_deref() == Some(primary)
+                })
+            });
+        }
+    }
+    assert!(socket_command(&d1.socket, "write 1 7.25").contains("ok"));
+    wait_for(
+        "a write after the rotation reaches the other",
+        Duration::from_secs(15),
+        || {
+            status_json(&d0.socket)
+                .and_then(|j| field(&j, "queue"))
+                .is_some_and(|q| q.contains("7.25"))
+        },
+    );
+    // The signed but unlisted daemon is never counted by the pair.
+    assert_eq!(records(&d0).as_deref(), Some("2"));
+    assert_eq!(records(&d1).as_deref(), Some("2"));
+    let metrics = socket_command(&d0.socket, "metrics");
+    let not_admitted = parse_openmetrics(metrics.trim_end())
+        .into_iter()
+        .find(|(name, labels, _)| {
+            name == "shivya_dropped_frames_total" && labels.contains("not_admitted")
+        })
+        .map(|s| s.2);
+    assert!(not_admitted.is_some_and(|n| n > 0.0), "{metrics}");
+    // A keyring file that became unreadable is refused; the keys in use stay.
+    std::fs::write(&ring, "garbage\n").unwrap();
+    sighup(d0.child.id());
+    assert!(socket_command(&d0.socket, "write 0 3.5").contains("ok"));
+    wait_for(
+        "writes still flow after a bad reload",
+        Duration::from_secs(15),
+        || {
+            status_json(&d1.socket)
+                .and_then(|j| field(&j, "queue"))
+                .is_some_and(|q| q.contains("3.5"))
+        },
+    );
+    let s0 = status_json(&d0.socket).unwrap();
+    assert_eq!(field(&s0, "keyring_ids").as_deref(), Some("[2]"));
+    drop(d2);
 }
