@@ -7,7 +7,9 @@
 use crate::config::{settle_mode, topology};
 use crate::status::{shivya_status, Error};
 use shivya_core::hodge::{HodgeWorkspace, SimplicialComplex};
-use shivya_core::mesh::{Node, NodeConfig};
+use shivya_core::mesh::{Admission, Keyring, Node, NodeConfig};
+use shivya_core::p2p::{Identity, PublicKey};
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -153,6 +155,15 @@ pub struct ShivyaConfig {
     pub incarnation: u64,
     /// Shared mesh key (≥ 16 bytes) for HMAC-authenticated frames; `None` = off.
     pub auth_key: Option<Vec<u8>>,
+    /// This node's Ed25519 secret key (32 bytes, see [`generate_identity`]): the mesh is
+    /// then signed and the node id is the one the key certifies. `None` = unsigned.
+    pub identity_secret: Option<Vec<u8>>,
+    /// Public keys (32 bytes each) admitted to a signed mesh; empty = any key. This
+    /// node's own key is added when missing.
+    pub admit_keys: Vec<Vec<u8>>,
+    /// Encryption keys: every datagram encrypted under the primary one (exactly one, or
+    /// the only key); empty = no encryption. Replaces `auth_key`.
+    pub keyring: Vec<KeyringKey>,
     /// The balancer's weight law (see the C `shivya_config_set_weight_law`); `None` = the
     /// library's default.
     pub weight_law: Option<String>,
@@ -174,6 +185,9 @@ pub fn default_config() -> ShivyaConfig {
         gradient_only: false,
         incarnation: 0,
         auth_key: None,
+        identity_secret: None,
+        admit_keys: Vec::new(),
+        keyring: Vec::new(),
         weight_law: None,
     }
 }
@@ -203,11 +217,82 @@ impl TryFrom<&ShivyaConfig> for NodeConfig {
             Some(k) => Some(shivya_core::mesh::MeshKey::new(k)?),
             None => None,
         };
+        if let Some(secret) = &c.identity_secret {
+            let identity = Identity::from_secret(&key32(secret, "identity_secret")?);
+            if !c.admit_keys.is_empty() {
+                let mut keys = BTreeSet::from([identity.public_key()]);
+                for k in &c.admit_keys {
+                    keys.insert(PublicKey(key32(k, "admit_keys entry")?));
+                }
+                n.admission = Admission::Keys(keys);
+            }
+            n.identity = Some(identity);
+        } else if !c.admit_keys.is_empty() {
+            return Err(invalid("admit_keys needs identity_secret (a signed mesh)"));
+        }
+        n.keyring = keyring(&c.keyring)?;
         n.settle_mode = settle_mode(c.gradient_only);
         n.balancer.law = c.weight_law.clone();
         n.validate()?;
         Ok(n)
     }
+}
+
+/// One key of an encryption keyring.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct KeyringKey {
+    /// Its id (the first byte of every datagram encrypted with it).
+    pub id: u8,
+    /// The key, 32 bytes.
+    pub key: Vec<u8>,
+    /// Encrypt with this key.
+    pub primary: bool,
+}
+
+fn key32(bytes: &[u8], what: &str) -> Result<[u8; 32], ShivyaError> {
+    bytes
+        .try_into()
+        .map_err(|_| invalid(format!("{what} must be 32 bytes, not {}", bytes.len())))
+}
+
+/// The keyring of `keys` (`None` when empty): exactly one primary, or a single key.
+fn keyring(keys: &[KeyringKey]) -> Result<Option<Keyring>, ShivyaError> {
+    let primaries: Vec<&KeyringKey> = keys.iter().filter(|k| k.primary).collect();
+    let primary = match (primaries.as_slice(), keys) {
+        (_, []) => return Ok(None),
+        ([p], _) => *p,
+        ([], [only]) => only,
+        ([], _) => return Err(invalid("keyring: mark one key primary")),
+        _ => return Err(invalid("keyring: more than one key is primary")),
+    };
+    let mut ring = Keyring::new(primary.id, &key32(&primary.key, "keyring key")?);
+    let mut primary_seen = false;
+    for k in keys {
+        if k.id == primary.id && !primary_seen {
+            primary_seen = true;
+            continue;
+        }
+        ring.add(k.id, &key32(&k.key, "keyring key")?)
+            .map_err(|e| invalid(format!("keyring: {e}")))?;
+    }
+    Ok(Some(ring))
+}
+
+/// A fresh Ed25519 secret key (32 bytes from the OS): a node's identity. Keep it safe.
+#[uniffi::export]
+pub fn generate_identity() -> Result<Vec<u8>, ShivyaError> {
+    Identity::generate()
+        .map(|i| i.secret().to_vec())
+        .map_err(|e| invalid(format!("no random bytes from the OS: {e}")))
+}
+
+/// The public key (32 bytes) of a secret key: what other nodes admit.
+#[uniffi::export]
+pub fn public_key_of(secret: Vec<u8>) -> Result<Vec<u8>, ShivyaError> {
+    Ok(Identity::from_secret(&key32(&secret, "secret")?)
+        .public_key()
+        .0
+        .to_vec())
 }
 
 /// A settled route.
@@ -474,6 +559,27 @@ impl ShivyaNode {
                 })
                 .collect())
         })
+    }
+
+    /// The node's public key (signed meshes), `None` when unsigned.
+    pub fn public_key(&self) -> Result<Option<Vec<u8>>, ShivyaError> {
+        self.with(|n| {
+            Ok(n.state()
+                .config()
+                .identity
+                .as_ref()
+                .map(|i| i.public_key().0.to_vec()))
+        })
+    }
+
+    /// Replaces the keyring of an encrypted node at run time (rotation: add the new key
+    /// everywhere, make it primary everywhere, drop the old one). Refused for a node
+    /// started without encryption.
+    pub fn set_keyring(&self, keys: Vec<KeyringKey>) -> Result<(), ShivyaError> {
+        let Some(ring) = keyring(&keys)? else {
+            return Err(invalid("keyring: at least one key is needed"));
+        };
+        self.with(|n| Ok(n.state_mut().set_keyring(ring)?))
     }
 
     /// Drops all traffic to and from `addr` (partition tests).

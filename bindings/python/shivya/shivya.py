@@ -526,6 +526,10 @@ def _uniffi_check_contract_api_version(lib):
 def _uniffi_check_api_checksums(lib):
     if lib.uniffi_shivya_checksum_func_default_config() != 50592:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_shivya_checksum_func_generate_identity() != 22342:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_shivya_checksum_func_public_key_of() != 7385:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_shivya_checksum_func_version() != 43424:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_shivya_checksum_method_reconciler_n_edges() != 55706:
@@ -548,6 +552,8 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_shivya_checksum_method_shivyanode_pick() != 11049:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_shivya_checksum_method_shivyanode_public_key() != 1953:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_shivya_checksum_method_shivyanode_record_offload() != 52518:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_shivya_checksum_method_shivyanode_record_queue_len() != 14475:
@@ -557,6 +563,8 @@ def _uniffi_check_api_checksums(lib):
     if lib.uniffi_shivya_checksum_method_shivyanode_request_started() != 41166:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_shivya_checksum_method_shivyanode_set_backend_weight() != 26941:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_shivya_checksum_method_shivyanode_set_keyring() != 35493:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_shivya_checksum_method_shivyanode_settle() != 27318:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -606,6 +614,12 @@ _UniffiLib.ffi_shivya_uniffi_contract_version.restype = ctypes.c_uint32
 _UniffiLib.uniffi_shivya_checksum_func_default_config.argtypes = (
 )
 _UniffiLib.uniffi_shivya_checksum_func_default_config.restype = ctypes.c_uint16
+_UniffiLib.uniffi_shivya_checksum_func_generate_identity.argtypes = (
+)
+_UniffiLib.uniffi_shivya_checksum_func_generate_identity.restype = ctypes.c_uint16
+_UniffiLib.uniffi_shivya_checksum_func_public_key_of.argtypes = (
+)
+_UniffiLib.uniffi_shivya_checksum_func_public_key_of.restype = ctypes.c_uint16
 _UniffiLib.uniffi_shivya_checksum_func_version.argtypes = (
 )
 _UniffiLib.uniffi_shivya_checksum_func_version.restype = ctypes.c_uint16
@@ -639,6 +653,9 @@ _UniffiLib.uniffi_shivya_checksum_method_shivyanode_peers.restype = ctypes.c_uin
 _UniffiLib.uniffi_shivya_checksum_method_shivyanode_pick.argtypes = (
 )
 _UniffiLib.uniffi_shivya_checksum_method_shivyanode_pick.restype = ctypes.c_uint16
+_UniffiLib.uniffi_shivya_checksum_method_shivyanode_public_key.argtypes = (
+)
+_UniffiLib.uniffi_shivya_checksum_method_shivyanode_public_key.restype = ctypes.c_uint16
 _UniffiLib.uniffi_shivya_checksum_method_shivyanode_record_offload.argtypes = (
 )
 _UniffiLib.uniffi_shivya_checksum_method_shivyanode_record_offload.restype = ctypes.c_uint16
@@ -654,6 +671,9 @@ _UniffiLib.uniffi_shivya_checksum_method_shivyanode_request_started.restype = ct
 _UniffiLib.uniffi_shivya_checksum_method_shivyanode_set_backend_weight.argtypes = (
 )
 _UniffiLib.uniffi_shivya_checksum_method_shivyanode_set_backend_weight.restype = ctypes.c_uint16
+_UniffiLib.uniffi_shivya_checksum_method_shivyanode_set_keyring.argtypes = (
+)
+_UniffiLib.uniffi_shivya_checksum_method_shivyanode_set_keyring.restype = ctypes.c_uint16
 _UniffiLib.uniffi_shivya_checksum_method_shivyanode_settle.argtypes = (
 )
 _UniffiLib.uniffi_shivya_checksum_method_shivyanode_settle.restype = ctypes.c_uint16
@@ -682,6 +702,15 @@ _UniffiLib.uniffi_shivya_fn_func_default_config.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_shivya_fn_func_default_config.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_shivya_fn_func_generate_identity.argtypes = (
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_shivya_fn_func_generate_identity.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_shivya_fn_func_public_key_of.argtypes = (
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_shivya_fn_func_public_key_of.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_shivya_fn_func_version.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
@@ -742,6 +771,11 @@ _UniffiLib.uniffi_shivya_fn_method_shivyanode_pick.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_shivya_fn_method_shivyanode_pick.restype = ctypes.c_uint32
+_UniffiLib.uniffi_shivya_fn_method_shivyanode_public_key.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_shivya_fn_method_shivyanode_public_key.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_shivya_fn_method_shivyanode_record_offload.argtypes = (
     ctypes.c_uint64,
     ctypes.c_uint32,
@@ -780,6 +814,12 @@ _UniffiLib.uniffi_shivya_fn_method_shivyanode_set_backend_weight.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_shivya_fn_method_shivyanode_set_backend_weight.restype = None
+_UniffiLib.uniffi_shivya_fn_method_shivyanode_set_keyring.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_shivya_fn_method_shivyanode_set_keyring.restype = None
 _UniffiLib.uniffi_shivya_fn_method_shivyanode_settle.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -991,6 +1031,105 @@ class _UniffiFfiConverterTypeEdge(_UniffiConverterRustBuffer):
     def write(value, buf):
         _UniffiFfiConverterUInt32.write(value.a, buf)
         _UniffiFfiConverterUInt32.write(value.b, buf)
+
+class _UniffiFfiConverterUInt8(_UniffiConverterPrimitiveInt):
+    CLASS_NAME = "u8"
+    VALUE_MIN = 0
+    VALUE_MAX = 2**8
+
+    @staticmethod
+    def read(buf):
+        return buf.read_u8()
+
+    @staticmethod
+    def write(value, buf):
+        buf.write_u8(value)
+
+class _UniffiFfiConverterBytes(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        size = buf.read_i32()
+        if size < 0:
+            raise InternalError("Unexpected negative byte string length")
+        return buf.read(size)
+
+    @staticmethod
+    def check_lower(value):
+        try:
+            memoryview(value)
+        except TypeError:
+            raise TypeError("a bytes-like object is required, not {!r}".format(type(value).__name__))
+
+    @staticmethod
+    def write(value, buf):
+        buf.write_i32(len(value))
+        buf.write(value)
+
+class _UniffiFfiConverterBoolean:
+    @classmethod
+    def check_lower(cls, value):
+        return not not value
+
+    @classmethod
+    def lower(cls, value):
+        return 1 if value else 0
+
+    @staticmethod
+    def lift(value):
+        return value != 0
+
+    @classmethod
+    def read(cls, buf):
+        return cls.lift(buf.read_u8())
+
+    @classmethod
+    def write(cls, value, buf):
+        buf.write_u8(value)
+
+@dataclass
+class KeyringKey:
+    """
+    One key of an encryption keyring.
+"""
+    def __init__(self, *, id:int, key:bytes, primary:bool):
+        self.id = id
+        self.key = key
+        self.primary = primary
+        
+        
+
+    
+    def __str__(self):
+        return "KeyringKey(id={}, key={}, primary={})".format(self.id, self.key, self.primary)
+    def __eq__(self, other):
+        if self.id != other.id:
+            return False
+        if self.key != other.key:
+            return False
+        if self.primary != other.primary:
+            return False
+        return True
+
+class _UniffiFfiConverterTypeKeyringKey(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return KeyringKey(
+            id=_UniffiFfiConverterUInt8.read(buf),
+            key=_UniffiFfiConverterBytes.read(buf),
+            primary=_UniffiFfiConverterBoolean.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterUInt8.check_lower(value.id)
+        _UniffiFfiConverterBytes.check_lower(value.key)
+        _UniffiFfiConverterBoolean.check_lower(value.primary)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiFfiConverterUInt8.write(value.id, buf)
+        _UniffiFfiConverterBytes.write(value.key, buf)
+        _UniffiFfiConverterBoolean.write(value.primary, buf)
 
 class _UniffiFfiConverterString:
     @staticmethod
@@ -1343,47 +1482,6 @@ class _UniffiFfiConverterSequenceTypeEdge(_UniffiConverterRustBuffer):
             _UniffiFfiConverterTypeEdge.read(buf) for i in range(count)
         ]
 
-class _UniffiFfiConverterBoolean:
-    @classmethod
-    def check_lower(cls, value):
-        return not not value
-
-    @classmethod
-    def lower(cls, value):
-        return 1 if value else 0
-
-    @staticmethod
-    def lift(value):
-        return value != 0
-
-    @classmethod
-    def read(cls, buf):
-        return cls.lift(buf.read_u8())
-
-    @classmethod
-    def write(cls, value, buf):
-        buf.write_u8(value)
-
-class _UniffiFfiConverterBytes(_UniffiConverterRustBuffer):
-    @staticmethod
-    def read(buf):
-        size = buf.read_i32()
-        if size < 0:
-            raise InternalError("Unexpected negative byte string length")
-        return buf.read(size)
-
-    @staticmethod
-    def check_lower(value):
-        try:
-            memoryview(value)
-        except TypeError:
-            raise TypeError("a bytes-like object is required, not {!r}".format(type(value).__name__))
-
-    @staticmethod
-    def write(value, buf):
-        buf.write_i32(len(value))
-        buf.write(value)
-
 class _UniffiFfiConverterOptionalBytes(_UniffiConverterRustBuffer):
     @classmethod
     def check_lower(cls, value):
@@ -1408,6 +1506,52 @@ class _UniffiFfiConverterOptionalBytes(_UniffiConverterRustBuffer):
             return _UniffiFfiConverterBytes.read(buf)
         else:
             raise InternalError("Unexpected flag byte for optional type")
+
+class _UniffiFfiConverterSequenceBytes(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        for item in value:
+            _UniffiFfiConverterBytes.check_lower(item)
+
+    @classmethod
+    def write(cls, value, buf):
+        items = len(value)
+        buf.write_i32(items)
+        for item in value:
+            _UniffiFfiConverterBytes.write(item, buf)
+
+    @classmethod
+    def read(cls, buf):
+        count = buf.read_i32()
+        if count < 0:
+            raise InternalError("Unexpected negative sequence length")
+
+        return [
+            _UniffiFfiConverterBytes.read(buf) for i in range(count)
+        ]
+
+class _UniffiFfiConverterSequenceTypeKeyringKey(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        for item in value:
+            _UniffiFfiConverterTypeKeyringKey.check_lower(item)
+
+    @classmethod
+    def write(cls, value, buf):
+        items = len(value)
+        buf.write_i32(items)
+        for item in value:
+            _UniffiFfiConverterTypeKeyringKey.write(item, buf)
+
+    @classmethod
+    def read(cls, buf):
+        count = buf.read_i32()
+        if count < 0:
+            raise InternalError("Unexpected negative sequence length")
+
+        return [
+            _UniffiFfiConverterTypeKeyringKey.read(buf) for i in range(count)
+        ]
 
 class _UniffiFfiConverterOptionalString(_UniffiConverterRustBuffer):
     @classmethod
@@ -1439,7 +1583,7 @@ class ShivyaConfig:
     """
     Node settings. Defaults: see [`default_config`].
 """
-    def __init__(self, *, listen:str, bootstrap:typing.List[str], seed:int, step_interval_ms:int, k:int, cg_tolerance:float, n_vertices:int, edges:typing.List[Edge], gradient_only:bool, incarnation:int, auth_key:typing.Optional[bytes], weight_law:typing.Optional[str]):
+    def __init__(self, *, listen:str, bootstrap:typing.List[str], seed:int, step_interval_ms:int, k:int, cg_tolerance:float, n_vertices:int, edges:typing.List[Edge], gradient_only:bool, incarnation:int, auth_key:typing.Optional[bytes], identity_secret:typing.Optional[bytes], admit_keys:typing.List[bytes], keyring:typing.List[KeyringKey], weight_law:typing.Optional[str]):
         self.listen = listen
         self.bootstrap = bootstrap
         self.seed = seed
@@ -1451,13 +1595,16 @@ class ShivyaConfig:
         self.gradient_only = gradient_only
         self.incarnation = incarnation
         self.auth_key = auth_key
+        self.identity_secret = identity_secret
+        self.admit_keys = admit_keys
+        self.keyring = keyring
         self.weight_law = weight_law
         
         
 
     
     def __str__(self):
-        return "ShivyaConfig(listen={}, bootstrap={}, seed={}, step_interval_ms={}, k={}, cg_tolerance={}, n_vertices={}, edges={}, gradient_only={}, incarnation={}, auth_key={}, weight_law={})".format(self.listen, self.bootstrap, self.seed, self.step_interval_ms, self.k, self.cg_tolerance, self.n_vertices, self.edges, self.gradient_only, self.incarnation, self.auth_key, self.weight_law)
+        return "ShivyaConfig(listen={}, bootstrap={}, seed={}, step_interval_ms={}, k={}, cg_tolerance={}, n_vertices={}, edges={}, gradient_only={}, incarnation={}, auth_key={}, identity_secret={}, admit_keys={}, keyring={}, weight_law={})".format(self.listen, self.bootstrap, self.seed, self.step_interval_ms, self.k, self.cg_tolerance, self.n_vertices, self.edges, self.gradient_only, self.incarnation, self.auth_key, self.identity_secret, self.admit_keys, self.keyring, self.weight_law)
     def __eq__(self, other):
         if self.listen != other.listen:
             return False
@@ -1481,6 +1628,12 @@ class ShivyaConfig:
             return False
         if self.auth_key != other.auth_key:
             return False
+        if self.identity_secret != other.identity_secret:
+            return False
+        if self.admit_keys != other.admit_keys:
+            return False
+        if self.keyring != other.keyring:
+            return False
         if self.weight_law != other.weight_law:
             return False
         return True
@@ -1500,6 +1653,9 @@ class _UniffiFfiConverterTypeShivyaConfig(_UniffiConverterRustBuffer):
             gradient_only=_UniffiFfiConverterBoolean.read(buf),
             incarnation=_UniffiFfiConverterUInt64.read(buf),
             auth_key=_UniffiFfiConverterOptionalBytes.read(buf),
+            identity_secret=_UniffiFfiConverterOptionalBytes.read(buf),
+            admit_keys=_UniffiFfiConverterSequenceBytes.read(buf),
+            keyring=_UniffiFfiConverterSequenceTypeKeyringKey.read(buf),
             weight_law=_UniffiFfiConverterOptionalString.read(buf),
         )
 
@@ -1516,6 +1672,9 @@ class _UniffiFfiConverterTypeShivyaConfig(_UniffiConverterRustBuffer):
         _UniffiFfiConverterBoolean.check_lower(value.gradient_only)
         _UniffiFfiConverterUInt64.check_lower(value.incarnation)
         _UniffiFfiConverterOptionalBytes.check_lower(value.auth_key)
+        _UniffiFfiConverterOptionalBytes.check_lower(value.identity_secret)
+        _UniffiFfiConverterSequenceBytes.check_lower(value.admit_keys)
+        _UniffiFfiConverterSequenceTypeKeyringKey.check_lower(value.keyring)
         _UniffiFfiConverterOptionalString.check_lower(value.weight_law)
 
     @staticmethod
@@ -1531,6 +1690,9 @@ class _UniffiFfiConverterTypeShivyaConfig(_UniffiConverterRustBuffer):
         _UniffiFfiConverterBoolean.write(value.gradient_only, buf)
         _UniffiFfiConverterUInt64.write(value.incarnation, buf)
         _UniffiFfiConverterOptionalBytes.write(value.auth_key, buf)
+        _UniffiFfiConverterOptionalBytes.write(value.identity_secret, buf)
+        _UniffiFfiConverterSequenceBytes.write(value.admit_keys, buf)
+        _UniffiFfiConverterSequenceTypeKeyringKey.write(value.keyring, buf)
         _UniffiFfiConverterOptionalString.write(value.weight_law, buf)
 
 @dataclass
@@ -2055,6 +2217,11 @@ class ShivyaNodeProtocol(typing.Protocol):
         The backend (a vertex) for the next request; report it with `request_started`.
 """
         raise NotImplementedError
+    def public_key(self, ) -> typing.Optional[bytes]:
+        """
+        The node's public key (signed meshes), `None` when unsigned.
+"""
+        raise NotImplementedError
     def record_offload(self, src: int,dst: int,rate: float) -> None:
         """
         Records the rate at which this node moves work from `src` to `dst`.
@@ -2078,6 +2245,13 @@ class ShivyaNodeProtocol(typing.Protocol):
     def set_backend_weight(self, backend: int,weight: float) -> None:
         """
         Sets the configured weight of `backend` (the prior for its capacity; 1 by default).
+"""
+        raise NotImplementedError
+    def set_keyring(self, keys: typing.List[KeyringKey]) -> None:
+        """
+        Replaces the keyring of an encrypted node at run time (rotation: add the new key
+        everywhere, make it primary everywhere, drop the old one). Refused for a node
+        started without encryption.
 """
         raise NotImplementedError
     def settle(self, ) -> typing.List[Route]:
@@ -2277,6 +2451,21 @@ class ShivyaNode(ShivyaNodeProtocol):
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
+    def public_key(self, ) -> typing.Optional[bytes]:
+        """
+        The node's public key (signed meshes), `None` when unsigned.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterOptionalBytes.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeShivyaError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_shivya_fn_method_shivyanode_public_key,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
     def record_offload(self, src: int,dst: int,rate: float) -> None:
         """
         Records the rate at which this node moves work from `src` to `dst`.
@@ -2388,6 +2577,26 @@ class ShivyaNode(ShivyaNodeProtocol):
         _uniffi_ffi_result = _uniffi_rust_call_with_error(
             _uniffi_error_converter,
             _UniffiLib.uniffi_shivya_fn_method_shivyanode_set_backend_weight,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def set_keyring(self, keys: typing.List[KeyringKey]) -> None:
+        """
+        Replaces the keyring of an encrypted node at run time (rotation: add the new key
+        everywhere, make it primary everywhere, drop the old one). Refused for a node
+        started without encryption.
+"""
+        
+        _UniffiFfiConverterSequenceTypeKeyringKey.check_lower(keys)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterSequenceTypeKeyringKey.lower(keys),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeShivyaError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_shivya_fn_method_shivyanode_set_keyring,
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
@@ -2571,6 +2780,37 @@ def default_config() -> ShivyaConfig:
         *_uniffi_lowered_args,
     )
     return _uniffi_lift_return(_uniffi_ffi_result)
+def generate_identity() -> bytes:
+    """
+    A fresh Ed25519 secret key (32 bytes from the OS): a node's identity. Keep it safe.
+"""
+    _uniffi_lowered_args = (
+    )
+    _uniffi_lift_return = _UniffiFfiConverterBytes.lift
+    _uniffi_error_converter = _UniffiFfiConverterTypeShivyaError
+    _uniffi_ffi_result = _uniffi_rust_call_with_error(
+        _uniffi_error_converter,
+        _UniffiLib.uniffi_shivya_fn_func_generate_identity,
+        *_uniffi_lowered_args,
+    )
+    return _uniffi_lift_return(_uniffi_ffi_result)
+def public_key_of(secret: bytes) -> bytes:
+    """
+    The public key (32 bytes) of a secret key: what other nodes admit.
+"""
+    
+    _UniffiFfiConverterBytes.check_lower(secret)
+    _uniffi_lowered_args = (
+        _UniffiFfiConverterBytes.lower(secret),
+    )
+    _uniffi_lift_return = _UniffiFfiConverterBytes.lift
+    _uniffi_error_converter = _UniffiFfiConverterTypeShivyaError
+    _uniffi_ffi_result = _uniffi_rust_call_with_error(
+        _uniffi_error_converter,
+        _UniffiLib.uniffi_shivya_fn_func_public_key_of,
+        *_uniffi_lowered_args,
+    )
+    return _uniffi_lift_return(_uniffi_ffi_result)
 def version() -> str:
     """
     The library version.
@@ -2593,6 +2833,7 @@ __all__ = [
     "ShivyaError",
     "CapacitySignal",
     "Edge",
+    "KeyringKey",
     "NodeStatus",
     "PeerInfo",
     "Reconciled",
@@ -2600,6 +2841,8 @@ __all__ = [
     "ShivyaConfig",
     "Triangle",
     "default_config",
+    "generate_identity",
+    "public_key_of",
     "version",
     "Reconciler",
     "ReconcilerProtocol",

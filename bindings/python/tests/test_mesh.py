@@ -174,6 +174,70 @@ def test_the_balancer_sees_another_balancers_load_and_refuses_bad_reports():
     assert "unknown name 'latency'" in str(e.value)
 
 
+def test_a_signed_encrypted_pair_admits_each_other_and_rotates_keys():
+    secrets = [shivya.generate_identity() for _ in range(2)]
+    keys = [shivya.public_key_of(s) for s in secrets]
+    assert len(secrets[0]) == 32 and keys[0] != keys[1]
+    k1 = shivya.KeyringKey(id=1, key=bytes([0x11]) * 32, primary=True)
+    nodes = []
+    for i in range(2):
+        cfg = shivya.default_config()
+        cfg.seed = 900 + i
+        cfg.n_vertices = 3
+        cfg.identity_secret = secrets[i]
+        cfg.admit_keys = keys
+        cfg.keyring = [k1]
+        if nodes:
+            cfg.bootstrap = [nodes[0].local_addr()]
+        nodes.append(shivya.ShivyaNode(cfg, now_ms()))
+    try:
+        assert [n.public_key() for n in nodes] == keys
+        nodes[0].record_queue_len(0, 1.5)
+        nodes[1].record_queue_len(1, 2.5)
+        run_until(nodes, lambda: all(n.status().records == 2 for n in nodes)
+                  and nodes[0].view_digest() == nodes[1].view_digest())
+        # Rotation while running: add key 2, make it primary, retire key 1.
+        k2 = shivya.KeyringKey(id=2, key=bytes([0x22]) * 32, primary=False)
+        for n in nodes:
+            n.set_keyring([k1, k2])
+        k2p = shivya.KeyringKey(id=2, key=k2.key, primary=True)
+        k1s = shivya.KeyringKey(id=1, key=k1.key, primary=False)
+        for n in nodes:
+            n.set_keyring([k1s, k2p])
+        for n in nodes:
+            n.set_keyring([k2p])
+        dropped = nodes[1].status().dropped
+        nodes[0].record_queue_len(2, 4.0)
+        run_until(nodes, lambda: nodes[0].view_digest() == nodes[1].view_digest())
+        assert nodes[1].status().dropped == dropped
+        # Bad keys: wrong lengths, two primaries, no key, an allowlist without identity.
+        for ring in ([shivya.KeyringKey(id=3, key=b"short", primary=True)],
+                     [k1, shivya.KeyringKey(id=2, key=k2.key, primary=True)],
+                     []):
+            with pytest.raises(shivya.ShivyaError.InvalidArgument):
+                nodes[0].set_keyring(ring)
+        with pytest.raises(shivya.ShivyaError.InvalidArgument):
+            shivya.public_key_of(b"too short")
+        bad = shivya.default_config()
+        bad.admit_keys = keys
+        with pytest.raises(shivya.ShivyaError.InvalidArgument) as e:
+            shivya.ShivyaNode(bad, now_ms())
+        assert "identity" in str(e.value)
+        bad.admit_keys = []
+        bad.identity_secret = b"x" * 31
+        with pytest.raises(shivya.ShivyaError.InvalidArgument):
+            shivya.ShivyaNode(bad, now_ms())
+        # An unsigned, unencrypted node has no key and cannot start encrypting.
+        plain = shivya.ShivyaNode(shivya.default_config(), now_ms())
+        assert plain.public_key() is None
+        with pytest.raises(shivya.ShivyaError.InvalidArgument):
+            plain.set_keyring([k1])
+        plain.shutdown()
+    finally:
+        for n in nodes:
+            n.shutdown()
+
+
 def test_bowtie_reconciliation_matches_rust_bit_for_bit():
     with open(GOLDEN) as f:
         g = json.load(f)

@@ -465,6 +465,22 @@ fileprivate final class UniffiHandleMap<T>: @unchecked Sendable {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterUInt8: FfiConverterPrimitive {
+    typealias FfiType = UInt8
+    typealias SwiftType = UInt8
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> UInt8 {
+        return try lift(readInt(&buf))
+    }
+
+    public static func write(_ value: UInt8, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterUInt32: FfiConverterPrimitive {
     typealias FfiType = UInt32
     typealias SwiftType = UInt32
@@ -819,6 +835,11 @@ public protocol ShivyaNodeProtocol: AnyObject, Sendable {
     func pick(nowMs: UInt64) throws  -> UInt32
     
     /**
+     * The node's public key (signed meshes), `None` when unsigned.
+     */
+    func publicKey() throws  -> Data?
+    
+    /**
      * Records the rate at which this node moves work from `src` to `dst`.
      */
     func recordOffload(src: UInt32, dst: UInt32, rate: Double) throws 
@@ -842,6 +863,13 @@ public protocol ShivyaNodeProtocol: AnyObject, Sendable {
      * Sets the configured weight of `backend` (the prior for its capacity; 1 by default).
      */
     func setBackendWeight(backend: UInt32, weight: Double) throws 
+    
+    /**
+     * Replaces the keyring of an encrypted node at run time (rotation: add the new key
+     * everywhere, make it primary everywhere, drop the old one). Refused for a node
+     * started without encryption.
+     */
+    func setKeyring(keys: [KeyringKey]) throws 
     
     /**
      * The settled routes.
@@ -1038,6 +1066,18 @@ open func pick(nowMs: UInt64)throws  -> UInt32  {
 }
     
     /**
+     * The node's public key (signed meshes), `None` when unsigned.
+     */
+open func publicKey()throws  -> Data?  {
+    return try  FfiConverterOptionData.lift(try rustCallWithError(FfiConverterTypeShivyaError_lift) {
+        uniffiCallStatus in
+    uniffi_shivya_fn_method_shivyanode_public_key(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
      * Records the rate at which this node moves work from `src` to `dst`.
      */
 open func recordOffload(src: UInt32, dst: UInt32, rate: Double)throws   {try rustCallWithError(FfiConverterTypeShivyaError_lift) {
@@ -1101,6 +1141,20 @@ open func setBackendWeight(backend: UInt32, weight: Double)throws   {try rustCal
             self.uniffiCloneHandle(),
         FfiConverterUInt32.lower(backend),
         FfiConverterDouble.lower(weight),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Replaces the keyring of an encrypted node at run time (rotation: add the new key
+     * everywhere, make it primary everywhere, drop the old one). Refused for a node
+     * started without encryption.
+     */
+open func setKeyring(keys: [KeyringKey])throws   {try rustCallWithError(FfiConverterTypeShivyaError_lift) {
+        uniffiCallStatus in
+    uniffi_shivya_fn_method_shivyanode_set_keyring(
+            self.uniffiCloneHandle(),
+        FfiConverterSequenceTypeKeyringKey.lower(keys),uniffiCallStatus
     )
 }
 }
@@ -1374,6 +1428,85 @@ public func FfiConverterTypeEdge_lift(_ buf: RustBuffer) throws -> Edge {
 #endif
 public func FfiConverterTypeEdge_lower(_ value: Edge) -> RustBuffer {
     return FfiConverterTypeEdge.lower(value)
+}
+
+
+/**
+ * One key of an encryption keyring.
+ */
+public struct KeyringKey: Equatable, Hashable {
+    /**
+     * Its id (the first byte of every datagram encrypted with it).
+     */
+    public var id: UInt8
+    /**
+     * The key, 32 bytes.
+     */
+    public var key: Data
+    /**
+     * Encrypt with this key.
+     */
+    public var primary: Bool
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Its id (the first byte of every datagram encrypted with it).
+         */id: UInt8, 
+        /**
+         * The key, 32 bytes.
+         */key: Data, 
+        /**
+         * Encrypt with this key.
+         */primary: Bool) {
+        self.id = id
+        self.key = key
+        self.primary = primary
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension KeyringKey: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeKeyringKey: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> KeyringKey {
+        return
+            try KeyringKey(
+                id: FfiConverterUInt8.read(from: &buf), 
+                key: FfiConverterData.read(from: &buf), 
+                primary: FfiConverterBool.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: KeyringKey, into buf: inout [UInt8]) {
+        FfiConverterUInt8.write(value.id, into: &buf)
+        FfiConverterData.write(value.key, into: &buf)
+        FfiConverterBool.write(value.primary, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeKeyringKey_lift(_ buf: RustBuffer) throws -> KeyringKey {
+    return try FfiConverterTypeKeyringKey.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeKeyringKey_lower(_ value: KeyringKey) -> RustBuffer {
+    return FfiConverterTypeKeyringKey.lower(value)
 }
 
 
@@ -1824,6 +1957,21 @@ public struct ShivyaConfig: Equatable, Hashable {
      */
     public var authKey: Data?
     /**
+     * This node's Ed25519 secret key (32 bytes, see [`generate_identity`]): the mesh is
+     * then signed and the node id is the one the key certifies. `None` = unsigned.
+     */
+    public var identitySecret: Data?
+    /**
+     * Public keys (32 bytes each) admitted to a signed mesh; empty = any key. This
+     * node's own key is added when missing.
+     */
+    public var admitKeys: [Data]
+    /**
+     * Encryption keys: every datagram encrypted under the primary one (exactly one, or
+     * the only key); empty = no encryption. Replaces `auth_key`.
+     */
+    public var keyring: [KeyringKey]
+    /**
      * The balancer's weight law (see the C `shivya_config_set_weight_law`); `None` = the
      * library's default.
      */
@@ -1868,6 +2016,18 @@ public struct ShivyaConfig: Equatable, Hashable {
          * Shared mesh key (≥ 16 bytes) for HMAC-authenticated frames; `None` = off.
          */authKey: Data?, 
         /**
+         * This node's Ed25519 secret key (32 bytes, see [`generate_identity`]): the mesh is
+         * then signed and the node id is the one the key certifies. `None` = unsigned.
+         */identitySecret: Data?, 
+        /**
+         * Public keys (32 bytes each) admitted to a signed mesh; empty = any key. This
+         * node's own key is added when missing.
+         */admitKeys: [Data], 
+        /**
+         * Encryption keys: every datagram encrypted under the primary one (exactly one, or
+         * the only key); empty = no encryption. Replaces `auth_key`.
+         */keyring: [KeyringKey], 
+        /**
          * The balancer's weight law (see the C `shivya_config_set_weight_law`); `None` = the
          * library's default.
          */weightLaw: String?) {
@@ -1882,6 +2042,9 @@ public struct ShivyaConfig: Equatable, Hashable {
         self.gradientOnly = gradientOnly
         self.incarnation = incarnation
         self.authKey = authKey
+        self.identitySecret = identitySecret
+        self.admitKeys = admitKeys
+        self.keyring = keyring
         self.weightLaw = weightLaw
     }
 
@@ -1912,6 +2075,9 @@ public struct FfiConverterTypeShivyaConfig: FfiConverterRustBuffer {
                 gradientOnly: FfiConverterBool.read(from: &buf), 
                 incarnation: FfiConverterUInt64.read(from: &buf), 
                 authKey: FfiConverterOptionData.read(from: &buf), 
+                identitySecret: FfiConverterOptionData.read(from: &buf), 
+                admitKeys: FfiConverterSequenceData.read(from: &buf), 
+                keyring: FfiConverterSequenceTypeKeyringKey.read(from: &buf), 
                 weightLaw: FfiConverterOptionString.read(from: &buf)
         )
     }
@@ -1928,6 +2094,9 @@ public struct FfiConverterTypeShivyaConfig: FfiConverterRustBuffer {
         FfiConverterBool.write(value.gradientOnly, into: &buf)
         FfiConverterUInt64.write(value.incarnation, into: &buf)
         FfiConverterOptionData.write(value.authKey, into: &buf)
+        FfiConverterOptionData.write(value.identitySecret, into: &buf)
+        FfiConverterSequenceData.write(value.admitKeys, into: &buf)
+        FfiConverterSequenceTypeKeyringKey.write(value.keyring, into: &buf)
         FfiConverterOptionString.write(value.weightLaw, into: &buf)
     }
 }
@@ -2450,6 +2619,31 @@ fileprivate struct FfiConverterSequenceString: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterSequenceData: FfiConverterRustBuffer {
+    typealias SwiftType = [Data]
+
+    public static func write(_ value: [Data], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterData.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [Data] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [Data]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterData.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterSequenceTypeCapacitySignal: FfiConverterRustBuffer {
     typealias SwiftType = [CapacitySignal]
 
@@ -2492,6 +2686,31 @@ fileprivate struct FfiConverterSequenceTypeEdge: FfiConverterRustBuffer {
         seq.reserveCapacity(Int(len))
         for _ in 0 ..< len {
             seq.append(try FfiConverterTypeEdge.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeKeyringKey: FfiConverterRustBuffer {
+    typealias SwiftType = [KeyringKey]
+
+    public static func write(_ value: [KeyringKey], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeKeyringKey.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [KeyringKey] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [KeyringKey]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeKeyringKey.read(from: &buf))
         }
         return seq
     }
@@ -2582,6 +2801,27 @@ public func defaultConfig() -> ShivyaConfig  {
 })
 }
 /**
+ * A fresh Ed25519 secret key (32 bytes from the OS): a node's identity. Keep it safe.
+ */
+public func generateIdentity()throws  -> Data  {
+    return try  FfiConverterData.lift(try rustCallWithError(FfiConverterTypeShivyaError_lift) {
+        uniffiCallStatus in
+    uniffi_shivya_fn_func_generate_identity(uniffiCallStatus
+    )
+})
+}
+/**
+ * The public key (32 bytes) of a secret key: what other nodes admit.
+ */
+public func publicKeyOf(secret: Data)throws  -> Data  {
+    return try  FfiConverterData.lift(try rustCallWithError(FfiConverterTypeShivyaError_lift) {
+        uniffiCallStatus in
+    uniffi_shivya_fn_func_public_key_of(
+        FfiConverterData.lower(secret),uniffiCallStatus
+    )
+})
+}
+/**
  * The library version.
  */
 public func version() -> String  {
@@ -2608,6 +2848,12 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.contractVersionMismatch
     }
     if (uniffi_shivya_checksum_func_default_config() != 50592) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_shivya_checksum_func_generate_identity() != 22342) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_shivya_checksum_func_public_key_of() != 7385) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_shivya_checksum_func_version() != 43424) {
@@ -2640,6 +2886,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_shivya_checksum_method_shivyanode_pick() != 11049) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_shivya_checksum_method_shivyanode_public_key() != 1953) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_shivya_checksum_method_shivyanode_record_offload() != 52518) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -2653,6 +2902,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_shivya_checksum_method_shivyanode_set_backend_weight() != 26941) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_shivya_checksum_method_shivyanode_set_keyring() != 35493) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_shivya_checksum_method_shivyanode_settle() != 27318) {

@@ -87,6 +87,56 @@ class MeshTest {
     }
 
     @Test
+    fun aSignedEncryptedPairAdmitsEachOtherAndRotatesKeys() {
+        val secrets = List(2) { generateIdentity() }
+        val keys = secrets.map { publicKeyOf(it) }
+        assertEquals(32, secrets[0].size)
+        assertFalse(keys[0].contentEquals(keys[1]))
+        val k1 = KeyringKey(1u, ByteArray(32) { 0x11 }, true)
+        val nodes = mutableListOf<ShivyaNode>()
+        for (i in 0 until 2) {
+            val boot = if (nodes.isEmpty()) listOf() else listOf(nodes[0].localAddr())
+            val cfg = defaultConfig().copy(
+                seed = 950u + i.toULong(), nVertices = 3u, bootstrap = boot,
+                identitySecret = secrets[i], admitKeys = keys, keyring = listOf(k1),
+            )
+            nodes.add(ShivyaNode(cfg, nowMs()))
+        }
+        try {
+            nodes.forEachIndexed { i, n -> assertArrayEquals(keys[i], n.publicKey()) }
+            nodes[0].recordQueueLen(0u, 1.5)
+            nodes[1].recordQueueLen(1u, 2.5)
+            runUntil(nodes) {
+                nodes.all { it.status().records == 2uL } && nodes[0].viewDigest() == nodes[1].viewDigest()
+            }
+            val k2 = KeyringKey(2u, ByteArray(32) { 0x22 }, false)
+            nodes.forEach { it.setKeyring(listOf(k1, k2)) }
+            nodes.forEach { it.setKeyring(listOf(k1.copy(primary = false), k2.copy(primary = true))) }
+            nodes.forEach { it.setKeyring(listOf(k2.copy(primary = true))) }
+            val dropped = nodes[1].status().dropped
+            nodes[0].recordQueueLen(2u, 4.0)
+            runUntil(nodes) { nodes[0].viewDigest() == nodes[1].viewDigest() }
+            assertEquals(dropped, nodes[1].status().dropped)
+            assertThrows<ShivyaException.InvalidArgument> {
+                nodes[0].setKeyring(listOf(KeyringKey(3u, ByteArray(5), true)))
+            }
+            assertThrows<ShivyaException.InvalidArgument> { nodes[0].setKeyring(listOf()) }
+            assertThrows<ShivyaException.InvalidArgument> { publicKeyOf(ByteArray(31)) }
+            val e = assertThrows<ShivyaException.InvalidArgument> {
+                ShivyaNode(defaultConfig().copy(admitKeys = keys), nowMs())
+            }
+            assertTrue(e.message!!.contains("identity"), e.message)
+            val plain = ShivyaNode(defaultConfig(), nowMs())
+            assertNull(plain.publicKey())
+            assertThrows<ShivyaException.InvalidArgument> { plain.setKeyring(listOf(k1)) }
+            plain.shutdown()
+            plain.close()
+        } finally {
+            nodes.forEach { it.shutdown(); it.close() }
+        }
+    }
+
+    @Test
     fun bowtieReconciliationMatchesRust() {
         val r = Reconciler(
             5u,

@@ -318,6 +318,11 @@ RustBuffer uniffi_shivya_fn_method_shivyanode_peers(uint64_t ptr, RustCallStatus
 uint32_t uniffi_shivya_fn_method_shivyanode_pick(uint64_t ptr, uint64_t now_ms, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_METHOD_SHIVYANODE_PUBLIC_KEY
+#define UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_METHOD_SHIVYANODE_PUBLIC_KEY
+RustBuffer uniffi_shivya_fn_method_shivyanode_public_key(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_METHOD_SHIVYANODE_RECORD_OFFLOAD
 #define UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_METHOD_SHIVYANODE_RECORD_OFFLOAD
 void uniffi_shivya_fn_method_shivyanode_record_offload(uint64_t ptr, uint32_t src, uint32_t dst, double rate, RustCallStatus *_Nonnull out_status
@@ -341,6 +346,11 @@ void uniffi_shivya_fn_method_shivyanode_request_started(uint64_t ptr, uint32_t b
 #ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_METHOD_SHIVYANODE_SET_BACKEND_WEIGHT
 #define UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_METHOD_SHIVYANODE_SET_BACKEND_WEIGHT
 void uniffi_shivya_fn_method_shivyanode_set_backend_weight(uint64_t ptr, uint32_t backend, double weight, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_METHOD_SHIVYANODE_SET_KEYRING
+#define UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_METHOD_SHIVYANODE_SET_KEYRING
+void uniffi_shivya_fn_method_shivyanode_set_keyring(uint64_t ptr, RustBuffer keys, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_METHOD_SHIVYANODE_SETTLE
@@ -382,6 +392,17 @@ RustBuffer uniffi_shivya_fn_method_shivyanode_weights(uint64_t ptr, RustCallStat
 #define UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_FUNC_DEFAULT_CONFIG
 RustBuffer uniffi_shivya_fn_func_default_config(RustCallStatus *_Nonnull out_status
     
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_FUNC_GENERATE_IDENTITY
+#define UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_FUNC_GENERATE_IDENTITY
+RustBuffer uniffi_shivya_fn_func_generate_identity(RustCallStatus *_Nonnull out_status
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_FUNC_PUBLIC_KEY_OF
+#define UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_FUNC_PUBLIC_KEY_OF
+RustBuffer uniffi_shivya_fn_func_public_key_of(RustBuffer secret, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_FN_FUNC_VERSION
@@ -656,6 +677,18 @@ uint16_t uniffi_shivya_checksum_func_default_config(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_CHECKSUM_FUNC_GENERATE_IDENTITY
+#define UNIFFI_FFIDEF_UNIFFI_SHIVYA_CHECKSUM_FUNC_GENERATE_IDENTITY
+uint16_t uniffi_shivya_checksum_func_generate_identity(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_CHECKSUM_FUNC_PUBLIC_KEY_OF
+#define UNIFFI_FFIDEF_UNIFFI_SHIVYA_CHECKSUM_FUNC_PUBLIC_KEY_OF
+uint16_t uniffi_shivya_checksum_func_public_key_of(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_CHECKSUM_FUNC_VERSION
 #define UNIFFI_FFIDEF_UNIFFI_SHIVYA_CHECKSUM_FUNC_VERSION
 uint16_t uniffi_shivya_checksum_func_version(void
@@ -716,6 +749,12 @@ uint16_t uniffi_shivya_checksum_method_shivyanode_pick(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_CHECKSUM_METHOD_SHIVYANODE_PUBLIC_KEY
+#define UNIFFI_FFIDEF_UNIFFI_SHIVYA_CHECKSUM_METHOD_SHIVYANODE_PUBLIC_KEY
+uint16_t uniffi_shivya_checksum_method_shivyanode_public_key(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_CHECKSUM_METHOD_SHIVYANODE_RECORD_OFFLOAD
 #define UNIFFI_FFIDEF_UNIFFI_SHIVYA_CHECKSUM_METHOD_SHIVYANODE_RECORD_OFFLOAD
 uint16_t uniffi_shivya_checksum_method_shivyanode_record_offload(void
@@ -743,6 +782,12 @@ uint16_t uniffi_shivya_checksum_method_shivyanode_request_started(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_CHECKSUM_METHOD_SHIVYANODE_SET_BACKEND_WEIGHT
 #define UNIFFI_FFIDEF_UNIFFI_SHIVYA_CHECKSUM_METHOD_SHIVYANODE_SET_BACKEND_WEIGHT
 uint16_t uniffi_shivya_checksum_method_shivyanode_set_backend_weight(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SHIVYA_CHECKSUM_METHOD_SHIVYANODE_SET_KEYRING
+#define UNIFFI_FFIDEF_UNIFFI_SHIVYA_CHECKSUM_METHOD_SHIVYANODE_SET_KEYRING
+uint16_t uniffi_shivya_checksum_method_shivyanode_set_keyring(void
     
 );
 #endif

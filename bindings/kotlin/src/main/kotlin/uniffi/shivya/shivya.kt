@@ -677,6 +677,10 @@ internal object IntegrityCheckingUniffiLib {
     internal fun ensureInitialized() = Unit
     external fun uniffi_shivya_checksum_func_default_config(
     ): Int
+    external fun uniffi_shivya_checksum_func_generate_identity(
+    ): Int
+    external fun uniffi_shivya_checksum_func_public_key_of(
+    ): Int
     external fun uniffi_shivya_checksum_func_version(
     ): Int
     external fun uniffi_shivya_checksum_method_reconciler_n_edges(
@@ -697,6 +701,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_shivya_checksum_method_shivyanode_pick(
     ): Int
+    external fun uniffi_shivya_checksum_method_shivyanode_public_key(
+    ): Int
     external fun uniffi_shivya_checksum_method_shivyanode_record_offload(
     ): Int
     external fun uniffi_shivya_checksum_method_shivyanode_record_queue_len(
@@ -706,6 +712,8 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_shivya_checksum_method_shivyanode_request_started(
     ): Int
     external fun uniffi_shivya_checksum_method_shivyanode_set_backend_weight(
+    ): Int
+    external fun uniffi_shivya_checksum_method_shivyanode_set_keyring(
     ): Int
     external fun uniffi_shivya_checksum_method_shivyanode_settle(
     ): Int
@@ -775,6 +783,8 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_shivya_fn_method_shivyanode_pick(`ptr`: Long,`nowMs`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Int
+    external fun uniffi_shivya_fn_method_shivyanode_public_key(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_shivya_fn_method_shivyanode_record_offload(`ptr`: Long,`src`: Int,`dst`: Int,`rate`: Double,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_shivya_fn_method_shivyanode_record_queue_len(`ptr`: Long,`vertex`: Int,`queueLen`: Double,uniffi_out_err: UniffiRustCallStatus, 
@@ -784,6 +794,8 @@ internal object UniffiLib {
     external fun uniffi_shivya_fn_method_shivyanode_request_started(`ptr`: Long,`backend`: Int,`nowMs`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_shivya_fn_method_shivyanode_set_backend_weight(`ptr`: Long,`backend`: Int,`weight`: Double,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_shivya_fn_method_shivyanode_set_keyring(`ptr`: Long,`keys`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_shivya_fn_method_shivyanode_settle(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -800,6 +812,10 @@ internal object UniffiLib {
     external fun uniffi_shivya_fn_method_shivyanode_weights(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_shivya_fn_func_default_config(uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_shivya_fn_func_generate_identity(uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_shivya_fn_func_public_key_of(`secret`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_shivya_fn_func_version(uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -925,6 +941,12 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_shivya_checksum_func_default_config() and 0xFFFF) != 50592) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_shivya_checksum_func_generate_identity() and 0xFFFF) != 22342) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_shivya_checksum_func_public_key_of() and 0xFFFF) != 7385) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_shivya_checksum_func_version() and 0xFFFF) != 43424) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -955,6 +977,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_shivya_checksum_method_shivyanode_pick() and 0xFFFF) != 11049) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_shivya_checksum_method_shivyanode_public_key() and 0xFFFF) != 1953) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_shivya_checksum_method_shivyanode_record_offload() and 0xFFFF) != 52518) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -968,6 +993,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_shivya_checksum_method_shivyanode_set_backend_weight() and 0xFFFF) != 26941) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_shivya_checksum_method_shivyanode_set_keyring() and 0xFFFF) != 35493) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_shivya_checksum_method_shivyanode_settle() and 0xFFFF) != 27318) {
@@ -1152,6 +1180,33 @@ private class JavaLangRefCleanable(
     val cleanable: java.lang.ref.Cleaner.Cleanable
 ) : UniffiCleaner.Cleanable {
     override fun clean() = cleanable.clean()
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterUByte: FfiConverter<UByte, Byte> {
+    override fun lift(value: Byte): UByte {
+        return value.toUByte()
+    }
+
+    fun lift(value: Int): UByte {
+        return value.toUByte()
+    }
+
+    override fun read(buf: ByteBuffer): UByte {
+        return lift(buf.get())
+    }
+
+    override fun lower(value: UByte): Byte {
+        return value.toByte()
+    }
+
+    override fun allocationSize(value: UByte) = 1UL
+
+    override fun write(value: UByte, buf: ByteBuffer) {
+        buf.put(value.toByte())
+    }
 }
 
 /**
@@ -1786,6 +1841,11 @@ public interface ShivyaNodeInterface {
     fun `pick`(`nowMs`: kotlin.ULong): kotlin.UInt
     
     /**
+     * The node's public key (signed meshes), `None` when unsigned.
+     */
+    fun `publicKey`(): kotlin.ByteArray?
+    
+    /**
      * Records the rate at which this node moves work from `src` to `dst`.
      */
     fun `recordOffload`(`src`: kotlin.UInt, `dst`: kotlin.UInt, `rate`: kotlin.Double)
@@ -1809,6 +1869,13 @@ public interface ShivyaNodeInterface {
      * Sets the configured weight of `backend` (the prior for its capacity; 1 by default).
      */
     fun `setBackendWeight`(`backend`: kotlin.UInt, `weight`: kotlin.Double)
+    
+    /**
+     * Replaces the keyring of an encrypted node at run time (rotation: add the new key
+     * everywhere, make it primary everywhere, drop the old one). Refused for a node
+     * started without encryption.
+     */
+    fun `setKeyring`(`keys`: List<KeyringKey>)
     
     /**
      * The settled routes.
@@ -2091,6 +2158,23 @@ open class ShivyaNode: Disposable, AutoCloseable, ShivyaNodeInterface
 
     
     /**
+     * The node's public key (signed meshes), `None` when unsigned.
+     */
+    @Throws(ShivyaException::class)override fun `publicKey`(): kotlin.ByteArray? {
+            return FfiConverterOptionalByteArray.lift(
+    callWithHandle {
+    uniffiRustCallWithError(ShivyaException) { _status ->
+    UniffiLib.uniffi_shivya_fn_method_shivyanode_public_key(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
      * Records the rate at which this node moves work from `src` to `dst`.
      */
     @Throws(ShivyaException::class)override fun `recordOffload`(`src`: kotlin.UInt, `dst`: kotlin.UInt, `rate`: kotlin.Double)
@@ -2177,6 +2261,25 @@ open class ShivyaNode: Disposable, AutoCloseable, ShivyaNodeInterface
         
         FfiConverterUInt.lower(`backend`),
         FfiConverterDouble.lower(`weight`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * Replaces the keyring of an encrypted node at run time (rotation: add the new key
+     * everywhere, make it primary everywhere, drop the old one). Refused for a node
+     * started without encryption.
+     */
+    @Throws(ShivyaException::class)override fun `setKeyring`(`keys`: List<KeyringKey>)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(ShivyaException) { _status ->
+    UniffiLib.uniffi_shivya_fn_method_shivyanode_set_keyring(
+        it,
+        
+        FfiConverterSequenceTypeKeyringKey.lower(`keys`),_status)
 }
     }
     
@@ -2432,6 +2535,61 @@ public object FfiConverterTypeEdge: FfiConverterRustBuffer<Edge> {
     override fun write(value: Edge, buf: ByteBuffer) {
             FfiConverterUInt.write(value.`a`, buf)
             FfiConverterUInt.write(value.`b`, buf)
+    }
+}
+
+
+
+/**
+ * One key of an encryption keyring.
+ */
+data class KeyringKey (
+    /**
+     * Its id (the first byte of every datagram encrypted with it).
+     */
+    var `id`: kotlin.UByte
+    , 
+    /**
+     * The key, 32 bytes.
+     */
+    var `key`: kotlin.ByteArray
+    , 
+    /**
+     * Encrypt with this key.
+     */
+    var `primary`: kotlin.Boolean
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeKeyringKey: FfiConverterRustBuffer<KeyringKey> {
+    override fun read(buf: ByteBuffer): KeyringKey {
+        return KeyringKey(
+            FfiConverterUByte.read(buf),
+            FfiConverterByteArray.read(buf),
+            FfiConverterBoolean.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: KeyringKey) = (
+            FfiConverterUByte.allocationSize(value.`id`) +
+            FfiConverterByteArray.allocationSize(value.`key`) +
+            FfiConverterBoolean.allocationSize(value.`primary`)
+    )
+
+    override fun write(value: KeyringKey, buf: ByteBuffer) {
+            FfiConverterUByte.write(value.`id`, buf)
+            FfiConverterByteArray.write(value.`key`, buf)
+            FfiConverterBoolean.write(value.`primary`, buf)
     }
 }
 
@@ -2783,6 +2941,24 @@ data class ShivyaConfig (
     var `authKey`: kotlin.ByteArray?
     , 
     /**
+     * This node's Ed25519 secret key (32 bytes, see [`generate_identity`]): the mesh is
+     * then signed and the node id is the one the key certifies. `None` = unsigned.
+     */
+    var `identitySecret`: kotlin.ByteArray?
+    , 
+    /**
+     * Public keys (32 bytes each) admitted to a signed mesh; empty = any key. This
+     * node's own key is added when missing.
+     */
+    var `admitKeys`: List<kotlin.ByteArray>
+    , 
+    /**
+     * Encryption keys: every datagram encrypted under the primary one (exactly one, or
+     * the only key); empty = no encryption. Replaces `auth_key`.
+     */
+    var `keyring`: List<KeyringKey>
+    , 
+    /**
      * The balancer's weight law (see the C `shivya_config_set_weight_law`); `None` = the
      * library's default.
      */
@@ -2814,6 +2990,9 @@ public object FfiConverterTypeShivyaConfig: FfiConverterRustBuffer<ShivyaConfig>
             FfiConverterBoolean.read(buf),
             FfiConverterULong.read(buf),
             FfiConverterOptionalByteArray.read(buf),
+            FfiConverterOptionalByteArray.read(buf),
+            FfiConverterSequenceByteArray.read(buf),
+            FfiConverterSequenceTypeKeyringKey.read(buf),
             FfiConverterOptionalString.read(buf),
         )
     }
@@ -2830,6 +3009,9 @@ public object FfiConverterTypeShivyaConfig: FfiConverterRustBuffer<ShivyaConfig>
             FfiConverterBoolean.allocationSize(value.`gradientOnly`) +
             FfiConverterULong.allocationSize(value.`incarnation`) +
             FfiConverterOptionalByteArray.allocationSize(value.`authKey`) +
+            FfiConverterOptionalByteArray.allocationSize(value.`identitySecret`) +
+            FfiConverterSequenceByteArray.allocationSize(value.`admitKeys`) +
+            FfiConverterSequenceTypeKeyringKey.allocationSize(value.`keyring`) +
             FfiConverterOptionalString.allocationSize(value.`weightLaw`)
     )
 
@@ -2845,6 +3027,9 @@ public object FfiConverterTypeShivyaConfig: FfiConverterRustBuffer<ShivyaConfig>
             FfiConverterBoolean.write(value.`gradientOnly`, buf)
             FfiConverterULong.write(value.`incarnation`, buf)
             FfiConverterOptionalByteArray.write(value.`authKey`, buf)
+            FfiConverterOptionalByteArray.write(value.`identitySecret`, buf)
+            FfiConverterSequenceByteArray.write(value.`admitKeys`, buf)
+            FfiConverterSequenceTypeKeyringKey.write(value.`keyring`, buf)
             FfiConverterOptionalString.write(value.`weightLaw`, buf)
     }
 }
@@ -3243,6 +3428,34 @@ public object FfiConverterSequenceString: FfiConverterRustBuffer<List<kotlin.Str
 /**
  * @suppress
  */
+public object FfiConverterSequenceByteArray: FfiConverterRustBuffer<List<kotlin.ByteArray>> {
+    override fun read(buf: ByteBuffer): List<kotlin.ByteArray> {
+        val len = buf.getInt()
+        return List<kotlin.ByteArray>(len) {
+            FfiConverterByteArray.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<kotlin.ByteArray>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterByteArray.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<kotlin.ByteArray>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterByteArray.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterSequenceTypeCapacitySignal: FfiConverterRustBuffer<List<CapacitySignal>> {
     override fun read(buf: ByteBuffer): List<CapacitySignal> {
         val len = buf.getInt()
@@ -3289,6 +3502,34 @@ public object FfiConverterSequenceTypeEdge: FfiConverterRustBuffer<List<Edge>> {
         buf.putInt(value.size)
         value.iterator().forEach {
             FfiConverterTypeEdge.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeKeyringKey: FfiConverterRustBuffer<List<KeyringKey>> {
+    override fun read(buf: ByteBuffer): List<KeyringKey> {
+        val len = buf.getInt()
+        return List<KeyringKey>(len) {
+            FfiConverterTypeKeyringKey.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<KeyringKey>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeKeyringKey.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<KeyringKey>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeKeyringKey.write(it, buf)
         }
     }
 }
@@ -3384,6 +3625,35 @@ public object FfiConverterSequenceTypeTriangle: FfiConverterRustBuffer<List<Tria
     UniffiLib.uniffi_shivya_fn_func_default_config(
     
         _status)
+}
+    )
+    }
+    
+
+        /**
+         * A fresh Ed25519 secret key (32 bytes from the OS): a node's identity. Keep it safe.
+         */
+    @Throws(ShivyaException::class) fun `generateIdentity`(): kotlin.ByteArray {
+            return FfiConverterByteArray.lift(
+    uniffiRustCallWithError(ShivyaException) { _status ->
+    UniffiLib.uniffi_shivya_fn_func_generate_identity(
+    
+        _status)
+}
+    )
+    }
+    
+
+        /**
+         * The public key (32 bytes) of a secret key: what other nodes admit.
+         */
+    @Throws(ShivyaException::class) fun `publicKeyOf`(`secret`: kotlin.ByteArray): kotlin.ByteArray {
+            return FfiConverterByteArray.lift(
+    uniffiRustCallWithError(ShivyaException) { _status ->
+    UniffiLib.uniffi_shivya_fn_func_public_key_of(
+    
+        
+        FfiConverterByteArray.lower(`secret`),_status)
 }
     )
     }
