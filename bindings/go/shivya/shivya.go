@@ -73,18 +73,54 @@ func Version() string { return C.GoString(C.shivya_version()) }
 
 // Config holds node settings. Zero values take the library defaults.
 type Config struct {
-	Listen         string      // UDP address, default "127.0.0.1:0"
-	Bootstrap      []string    // peers to join through
-	Seed           uint64      // seed of every random choice (node id derives from it)
-	StepIntervalMs uint64      // period of the layer stack
-	K              int         // Kademlia bucket size
-	CGTolerance    float64     // reconciler tolerance
-	Vertices       uint32      // workload graph vertices (default 4)
-	Edges          [][2]uint32 // its edges; empty means every pair connected
-	GradientOnly   bool        // settle keeps only the gradient part
-	Incarnation    uint64      // versions start at Incarnation<<20; use wall-clock ms when restarting without state
-	AuthKey        []byte      // shared mesh key (>= 16 bytes) for authenticated frames; nil = off
-	WeightLaw      string      // the balancer's weight law; "" = the library's default
+	Listen         string       // UDP address, default "127.0.0.1:0"
+	Bootstrap      []string     // peers to join through
+	Seed           uint64       // seed of every random choice (node id derives from it)
+	StepIntervalMs uint64       // period of the layer stack
+	K              int          // Kademlia bucket size
+	CGTolerance    float64      // reconciler tolerance
+	Vertices       uint32       // workload graph vertices (default 4)
+	Edges          [][2]uint32  // its edges; empty means every pair connected
+	GradientOnly   bool         // settle keeps only the gradient part
+	Incarnation    uint64       // versions start at Incarnation<<20; use wall-clock ms when restarting without state
+	AuthKey        []byte       // shared mesh key (>= 16 bytes) for authenticated frames; nil = off
+	WeightLaw      string       // the balancer's weight law; "" = the library's default
+	IdentitySecret []byte       // Ed25519 secret (32 bytes, see GenerateIdentity): a signed mesh; nil = unsigned
+	AdmitKeys      [][]byte     // public keys (32 bytes) admitted to a signed mesh; empty = any key
+	Keyring        []KeyringKey // encryption keys (the first with Primary set encrypts); empty = off
+}
+
+// KeyringKey is one key of an encryption keyring.
+type KeyringKey struct {
+	ID      uint8
+	Key     []byte // 32 bytes
+	Primary bool
+}
+
+// withBytes passes b to f as a C pointer and length (NULL for an empty slice).
+func withBytes(b []byte, f func(*C.uint8_t, C.size_t) C.enum_shivya_status) error {
+	if len(b) == 0 {
+		return check(f(nil, 0))
+	}
+	p := C.CBytes(b)
+	defer C.free(p)
+	return check(f((*C.uint8_t)(p), C.size_t(len(b))))
+}
+
+// GenerateIdentity returns a fresh Ed25519 secret key (32 bytes from the OS).
+func GenerateIdentity() ([]byte, error) {
+	out := make([]byte, C.SHIVYA_SECRET_KEY_LEN)
+	err := check(C.shivya_identity_generate((*C.uint8_t)(unsafe.Pointer(&out[0])), C.size_t(len(out))))
+	return out, err
+}
+
+// PublicKeyOf returns the public key (32 bytes) of a secret key.
+func PublicKeyOf(secret []byte) ([]byte, error) {
+	out := make([]byte, C.SHIVYA_PUBLIC_KEY_LEN)
+	err := withBytes(secret, func(p *C.uint8_t, n C.size_t) C.enum_shivya_status {
+		return C.shivya_identity_public_key(p, n, (*C.uint8_t)(unsafe.Pointer(&out[0])), C.size_t(len(out)))
+	})
+	return out, err
 }
 
 func withCString(s string, f func(*C.char) C.enum_shivya_status) error {
@@ -150,6 +186,43 @@ func (c *Config) build() (*C.shivya_config, error) {
 	}
 	if c.WeightLaw != "" {
 		if err := withCString(c.WeightLaw, func(s *C.char) C.enum_shivya_status { return C.shivya_config_set_weight_law(cfg, s) }); err != nil {
+			return fail(err)
+		}
+	}
+	if len(c.IdentitySecret) > 0 {
+		if err := withBytes(c.IdentitySecret, func(p *C.uint8_t, n C.size_t) C.enum_shivya_status {
+			return C.shivya_config_set_identity(cfg, p, n)
+		}); err != nil {
+			return fail(err)
+		}
+	}
+	for _, k := range c.AdmitKeys {
+		if err := withBytes(k, func(p *C.uint8_t, n C.size_t) C.enum_shivya_status {
+			return C.shivya_config_admit_key(cfg, p, n)
+		}); err != nil {
+			return fail(err)
+		}
+	}
+	if len(c.AdmitKeys) > 0 {
+		// This node's own key is always admitted.
+		own, err := PublicKeyOf(c.IdentitySecret)
+		if err == nil {
+			err = withBytes(own, func(p *C.uint8_t, n C.size_t) C.enum_shivya_status {
+				return C.shivya_config_admit_key(cfg, p, n)
+			})
+		}
+		if err != nil {
+			return fail(err)
+		}
+	}
+	for _, k := range c.Keyring {
+		primary := C.int32_t(0)
+		if k.Primary {
+			primary = 1
+		}
+		if err := withBytes(k.Key, func(p *C.uint8_t, n C.size_t) C.enum_shivya_status {
+			return C.shivya_config_add_keyring_key(cfg, C.uint8_t(k.ID), p, n, primary)
+		}); err != nil {
 			return fail(err)
 		}
 	}
@@ -344,6 +417,35 @@ func (n *Node) ViewDigest() (uint64, error) {
 	var d C.uint64_t
 	err := n.do(func(p *C.shivya_node) error { return check(C.shivya_view_digest(p, &d)) })
 	return uint64(d), err
+}
+
+// PublicKey returns the node's public key (signed meshes; an error when unsigned).
+func (n *Node) PublicKey() ([]byte, error) {
+	out := make([]byte, C.SHIVYA_PUBLIC_KEY_LEN)
+	err := n.do(func(p *C.shivya_node) error {
+		return check(C.shivya_node_public_key(p, (*C.uint8_t)(unsafe.Pointer(&out[0])), C.size_t(len(out))))
+	})
+	return out, err
+}
+
+// AddKeyringKey is key rotation's first step on a running encrypted node: accept key id
+// (32 bytes) too. Do it on every node before any makes the key primary.
+func (n *Node) AddKeyringKey(id uint8, key []byte) error {
+	return n.do(func(p *C.shivya_node) error {
+		return withBytes(key, func(k *C.uint8_t, l C.size_t) C.enum_shivya_status {
+			return C.shivya_node_add_keyring_key(p, C.uint8_t(id), k, l)
+		})
+	})
+}
+
+// SetPrimaryKey is rotation's second step: encrypt with key id from now on.
+func (n *Node) SetPrimaryKey(id uint8) error {
+	return n.do(func(p *C.shivya_node) error { return check(C.shivya_node_set_primary_key(p, C.uint8_t(id))) })
+}
+
+// RemoveKeyringKey is rotation's last step: stop accepting key id (not the primary one).
+func (n *Node) RemoveKeyringKey(id uint8) error {
+	return n.do(func(p *C.shivya_node) error { return check(C.shivya_node_remove_keyring_key(p, C.uint8_t(id))) })
 }
 
 // Route is one settled route.

@@ -388,3 +388,103 @@ func TestTheBalancerSeesAnotherBalancersLoad(t *testing.T) {
 		t.Fatalf("bad law: %v", err)
 	}
 }
+
+func TestASignedEncryptedPairAdmitsEachOtherAndRotatesKeys(t *testing.T) {
+	var secrets, keys [][]byte
+	for i := 0; i < 2; i++ {
+		s, err := GenerateIdentity()
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, err := PublicKeyOf(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		secrets, keys = append(secrets, s), append(keys, k)
+	}
+	k1 := KeyringKey{ID: 1, Key: []byte(strings.Repeat("\x11", 32)), Primary: true}
+	var nodes []*Node
+	for i := 0; i < 2; i++ {
+		cfg := Config{Listen: "127.0.0.1:0", Seed: 970 + uint64(i), Vertices: 3,
+			IdentitySecret: secrets[i], AdmitKeys: [][]byte{keys[1-i]}, Keyring: []KeyringKey{k1}}
+		if len(nodes) > 0 {
+			a, err := nodes[0].LocalAddr()
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.Bootstrap = []string{a}
+		}
+		n, err := NewNode(cfg, nowMs())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer n.Close()
+		nodes = append(nodes, n)
+	}
+	for i, n := range nodes {
+		k, err := n.PublicKey()
+		if err != nil || !reflect.DeepEqual(k, keys[i]) {
+			t.Fatalf("node %d key %x, %v", i, k, err)
+		}
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(nodes[0].RecordQueueLen(0, 1.5))
+	must(nodes[1].RecordQueueLen(1, 2.5))
+	same := func() bool {
+		a, _ := nodes[0].ViewDigest()
+		b, _ := nodes[1].ViewDigest()
+		s0, _ := nodes[0].Status()
+		s1, _ := nodes[1].Status()
+		return a == b && s0.Records == 2 && s1.Records == 2
+	}
+	runUntil(t, nodes, "one view", same)
+	// Rotation while running: add key 2 everywhere, make it primary, retire key 1.
+	k2 := []byte(strings.Repeat("\x22", 32))
+	for _, n := range nodes {
+		must(n.AddKeyringKey(2, k2))
+	}
+	for _, n := range nodes {
+		must(n.SetPrimaryKey(2))
+	}
+	for _, n := range nodes {
+		must(n.RemoveKeyringKey(1))
+	}
+	before, _ := nodes[1].Status()
+	must(nodes[0].RecordQueueLen(2, 4.0))
+	runUntil(t, nodes, "one view after the rotation", same)
+	after, _ := nodes[1].Status()
+	if after.Dropped != before.Dropped {
+		t.Fatalf("datagrams dropped during the rotation: %d -> %d", before.Dropped, after.Dropped)
+	}
+	// Bad keys: each a clear error.
+	var e *Error
+	for name, err := range map[string]error{
+		"short key":      nodes[0].AddKeyringKey(3, []byte("short")),
+		"duplicate id":   nodes[0].AddKeyringKey(2, k2),
+		"unknown id":     nodes[0].SetPrimaryKey(9),
+		"remove primary": nodes[0].RemoveKeyringKey(2),
+	} {
+		if !errors.As(err, &e) || e.Status != InvalidArgument {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if _, err := PublicKeyOf([]byte("short")); !errors.As(err, &e) {
+		t.Errorf("short secret: %v", err)
+	}
+	if _, err := NewNode(Config{AdmitKeys: keys}, nowMs()); !errors.As(err, &e) {
+		t.Errorf("allowlist without identity: %v", err)
+	}
+	plain := makeNodes(t, 1, 990)[0]
+	defer plain.Close()
+	if _, err := plain.PublicKey(); !errors.As(err, &e) {
+		t.Errorf("unsigned node has a key: %v", err)
+	}
+	if err := plain.AddKeyringKey(1, k2); !errors.As(err, &e) {
+		t.Errorf("plain node took a keyring: %v", err)
+	}
+}
