@@ -671,3 +671,79 @@ fn an_encrypted_mesh_converges_hides_its_frames_and_rotates_keys_without_downtim
     };
     assert!(both.validate().is_err());
 }
+
+#[test]
+fn fake_origins_stop_counting_and_live_nodes_are_never_certified() {
+    use shivya_core::mesh::DEAD;
+    use shivya_core::p2p::protocol::RecordWire;
+    use shivya_core::p2p::{Body, Frame};
+    let (n, vertices) = (16, 3);
+    let mut sim = Sim::new(n, 53, NetConfig::default(), |i| config(i, vertices)).unwrap();
+    sim.run_until(3_000);
+    for i in 0..n {
+        sim.nodes[i].record_queue_len(1, 1.0).unwrap();
+    }
+    sim.run_until(6_000);
+    // Forged traffic invents three origins, each with a huge load, delivered to node 5
+    // only (it spreads by gossip): no node ever routes to them.
+    let fakes: Vec<NodeId> = (0..3).map(|k| NodeId::from_seed(77_000 + k)).collect();
+    let records: Vec<RecordWire> = fakes
+        .iter()
+        .map(|&origin| RecordWire {
+            origin,
+            version: 5,
+            queue: vec![(0, 1_000.0)],
+            offload: vec![],
+            seal: None,
+        })
+        .collect();
+    let bytes = Frame::new(0, NodeId::from_seed(78_000), Body::Deltas(records))
+        .encode()
+        .unwrap();
+    let now = sim.now;
+    sim.nodes[5].handle_datagram(common::addr_of(250), &bytes, now);
+    sim.run_until(now + 1_000);
+    assert_eq!(
+        sim.nodes[9].settlement().unwrap().queue[0],
+        3_000.0,
+        "fakes spread"
+    );
+    let start = sim.now;
+    let gone = first_time(&mut sim, start + 60_000, |sim| {
+        (0..n).all(|i| sim.nodes[i].settlement().unwrap().queue[0] == 0.0)
+    })
+    .expect("fake origins kept counting");
+    println!(
+        "three fake origins withdrawn on all {n} nodes after {} ms",
+        gone - start
+    );
+    for i in 0..n {
+        for f in &fakes {
+            assert_ne!(sim.nodes[i].records().version(f) & DEAD, 0, "node {i}");
+        }
+    }
+    // Two more minutes of a quiet mesh: every live node keeps counting, nobody certified
+    // a live node, and probes ran.
+    let t = sim.now + 120_000;
+    sim.run_until(t);
+    for i in 0..n {
+        let id = sim.nodes[i].id();
+        for j in 0..n {
+            assert_eq!(
+                sim.nodes[j].records().version(&id) & DEAD,
+                0,
+                "node {j} certified live node {i}"
+            );
+        }
+        assert_eq!(sim.nodes[i].settlement().unwrap().queue[1], n as f64);
+    }
+    let probes: u64 = (0..n)
+        .map(|i| sim.nodes[i].status().counters.orphan_probes)
+        .sum();
+    let certs: u64 = (0..n)
+        .map(|i| sim.nodes[i].status().counters.death_certificates)
+        .sum();
+    println!("{probes} orphan probes, {certs} certificates issued");
+    assert!(probes >= 3 && certs >= 3);
+    assert_identical(&mut sim, &(0..n).collect::<Vec<_>>());
+}

@@ -39,6 +39,11 @@ pub struct NodeConfig {
     /// made. Quiet rounds send one SUMMARY frame instead of digest pages. Equal to
     /// `gossip_interval_ms`: the quiet mesh is off (no backoff, digest pages every round).
     pub max_gossip_interval_ms: u64,
+    /// Every this many milliseconds, look up one held origin that is not in the routing
+    /// table (an origin found alive is not probed again for 360 intervals) and certify it dead when the lookup
+    /// does not find it: how records of origins that nobody routes to (invented by forged
+    /// traffic, or gone before anyone held them) stop counting. 0 turns it off.
+    pub orphan_probe_interval_ms: u64,
     /// Peers contacted per anti-entropy round.
     pub fanout: usize,
     /// Most DELTA/DELTAS frames pushed in answer to one DIGEST (each DELTAS packs as many
@@ -160,6 +165,7 @@ impl Default for NodeConfig {
             step_interval_ms: 100,
             gossip_interval_ms: 50,
             max_gossip_interval_ms: 1_000,
+            orphan_probe_interval_ms: 5_000,
             fanout: 2,
             max_push_per_digest: 16,
             max_records: 4_096,

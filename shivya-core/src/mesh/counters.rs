@@ -128,6 +128,8 @@ pub struct Counters {
     /// Times this node took a new id because its own origin was pushed past the top of
     /// the version range (see `NodeState::rotate_identity`).
     pub identity_rotations: u64,
+    /// Orphan probes started (lookups of held origins no routing table here holds).
+    pub orphan_probes: u64,
     /// DIGEST frames sent.
     pub digests_sent: u64,
     /// DELTA frames sent.

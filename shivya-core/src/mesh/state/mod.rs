@@ -9,6 +9,7 @@ mod balance;
 mod dht;
 mod gossip;
 mod layers;
+mod orphans;
 mod trust;
 mod writes;
 
@@ -80,6 +81,13 @@ pub struct NodeState {
     /// The record generation the balancer last saw.
     balanced_generation: Option<u64>,
     left: bool,
+    /// Orphan probes in flight: lookup id → the origin looked up.
+    orphan_lookups: BTreeMap<u64, NodeId>,
+    /// When each origin was last probed (keys: held origins only).
+    probed_ms: BTreeMap<NodeId, u64>,
+    /// The origin probed last (round robin) and when the next probe is due.
+    orphan_cursor: NodeId,
+    next_orphan_probe_ms: u64,
     /// The node's clock: never decreasing (see `clock`).
     clock_ms: u64,
     /// Added to host times: the sum of the host clock's steps back.
@@ -151,6 +159,10 @@ impl NodeState {
             balancing: false,
             balanced_generation: None,
             left: false,
+            orphan_lookups: BTreeMap::new(),
+            probed_ms: BTreeMap::new(),
+            orphan_cursor: NodeId::ZERO,
+            next_orphan_probe_ms: now_ms.saturating_add(config.orphan_probe_interval_ms),
             clock_ms: now_ms,
             clock_offset_ms: 0,
             config,
@@ -334,6 +346,8 @@ impl NodeState {
             self.next_layer_ms = now_ms.saturating_add(self.config.step_interval_ms);
             self.layer_step(now_ms);
         }
+        self.probe_orphans(now_ms);
+        self.drain_kad();
     }
 
     /// Moves what Kademlia wants sent into our outbox and its events into our queue.
@@ -342,11 +356,21 @@ impl NodeState {
             self.outbox.push(to, frame);
         }
         while let Some(ev) = self.kad.poll_event() {
-            if let KadEvent::PeerRemoved { id, reason } = &ev {
-                self.belief.forget(id);
-                if *reason == "unresponsive" {
-                    self.certify_dead(*id);
+            match &ev {
+                KadEvent::PeerRemoved { id, reason } => {
+                    self.belief.forget(id);
+                    if *reason == "unresponsive" {
+                        self.certify_dead(*id);
+                    }
                 }
+                KadEvent::NodesFound {
+                    lookup, closest, ..
+                } => {
+                    if self.orphan_lookup_done(*lookup, closest) {
+                        continue;
+                    }
+                }
+                _ => {}
             }
             self.events.push_back(ev);
         }
@@ -390,7 +414,12 @@ impl NodeState {
             self.kad
                 .poll_timeout()
                 .min(self.gossip_due())
-                .min(self.next_layer_ms),
+                .min(self.next_layer_ms)
+                .min(if self.config.orphan_probe_interval_ms == 0 {
+                    u64::MAX
+                } else {
+                    self.next_orphan_probe_ms
+                }),
         )
     }
 
