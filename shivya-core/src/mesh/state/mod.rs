@@ -365,11 +365,7 @@ impl NodeState {
                 }
                 KadEvent::NodesFound {
                     lookup, closest, ..
-                } => {
-                    if self.orphan_lookup_done(*lookup, closest) {
-                        continue;
-                    }
-                }
+                } if self.orphan_lookup_done(*lookup, closest) => continue,
                 _ => {}
             }
             self.events.push_back(ev);
