@@ -524,10 +524,12 @@ enum shivya_status shivya_config_set_cg_tolerance(struct shivya_config *config, 
 /**
  * Sets the workload graph: `n_vertices` vertices and `n_edges` edges given as
  * `2 * n_edges` vertex indices `(u0, v0, u1, v1, …)`. `edges` NULL with `n_edges` 0 means
- * every pair connected. Every node of a mesh must use the same graph. At most
- * `SHIVYA_MAX_VERTICES` vertices and `SHIVYA_MAX_EDGES` edges with at most
- * `SHIVYA_MAX_TRIANGLES` triangles among them; the complete graph fits up to about 370
- * vertices. Larger graphs are refused before anything is allocated.
+ * the default topology for `n_vertices` backends: every pair connected up to 64
+ * vertices, and beyond that the ring with chords (each vertex joined to its next two, 2n
+ * edges; docs/PERFORMANCE.md, "Large upstreams", says why). Every node of a mesh must use the same graph.
+ * At most `SHIVYA_MAX_VERTICES` vertices and `SHIVYA_MAX_EDGES` edges with at most
+ * `SHIVYA_MAX_TRIANGLES` triangles among them; larger graphs are refused before anything
+ * is allocated. A node publishes the loads of at most 4 096 backends.
  */
 enum shivya_status shivya_config_set_topology(struct shivya_config *config,
                                               uint32_t n_vertices,

@@ -44,7 +44,9 @@
 
 #include <shivya.h>
 
-#define SHIVYA_MAX_SERVERS 48
+/* A node publishes the loads of at most 4 096 backends (records beyond 48 travel in
+ * CHUNK parts). */
+#define SHIVYA_MAX_SERVERS 4096
 #define SHIVYA_PICK_TRIES 4
 
 typedef struct {
@@ -72,6 +74,12 @@ static ngx_http_upstream_rr_peers_t   *ngx_shivya_rr;
 static ngx_uint_t                      ngx_shivya_n;
 static ngx_uint_t                      ngx_shivya_inflight[SHIVYA_MAX_SERVERS];
 static double                          ngx_shivya_rt[SHIVYA_MAX_SERVERS]; /* for display */
+/* Server k of the upstream, so a pick costs no walk down the peer list. */
+static ngx_http_upstream_rr_peer_t    *ngx_shivya_peer_at[SHIVYA_MAX_SERVERS];
+/* Scratch for the status and metrics handlers (one request at a time per worker). */
+static double                          ngx_shivya_share[SHIVYA_MAX_SERVERS];
+static const char                     *ngx_shivya_signal[SHIVYA_MAX_SERVERS];
+static shivya_capacity_signal          ngx_shivya_sig[SHIVYA_MAX_SERVERS];
 static ngx_uint_t                      ngx_shivya_fallbacks;
 
 static void *ngx_http_shivya_create_main_conf(ngx_conf_t *cf);
@@ -287,7 +295,8 @@ static ngx_int_t ngx_http_shivya_get_peer(ngx_peer_connection_t *pc, void *data)
         for (k = 0; k < SHIVYA_PICK_TRIES && peer == NULL; k++) {
             ngx_http_upstream_rr_peer_t *p;
             if (shivya_pick(ngx_shivya_node, ngx_current_msec, &pick) != SHIVYA_OK || pick >= ngx_shivya_n) break;
-            for (p = peers->peer, i = 0; p && i < pick; p = p->next, i++) { /* walk to `pick` */ }
+            p = ngx_shivya_peer_at[pick];
+            i = pick;
             if (p == NULL) break;
             w = i / (8 * sizeof(uintptr_t));
             m = (uintptr_t) 1 << i % (8 * sizeof(uintptr_t));
@@ -440,6 +449,7 @@ static ngx_int_t ngx_http_shivya_init_process(ngx_cycle_t *cycle) {
     if (mcf == NULL || mcf->uscf == NULL || mcf->uscf->peer.data == NULL) return NGX_OK;
     ngx_shivya_rr = mcf->uscf->peer.data;
     ngx_shivya_n = ngx_shivya_rr->number;
+    for (p = ngx_shivya_rr->peer, i = 0; p && i < SHIVYA_MAX_SERVERS; p = p->next) ngx_shivya_peer_at[i++] = p;
     for (i = 0; i < ngx_shivya_n; i++) {
         ngx_shivya_inflight[i] = 0;
         ngx_shivya_rt[i] = 0;
@@ -531,7 +541,7 @@ static ngx_int_t ngx_http_shivya_begin(ngx_http_request_t *r, shivya_snapshot *s
 
 /* The library's dispatch share and capacity signal ("split", "cull" or "") per server. */
 static void ngx_http_shivya_decisions(double *share, const char **signal) {
-    shivya_capacity_signal sig[SHIVYA_MAX_SERVERS];
+    shivya_capacity_signal *sig = ngx_shivya_sig;
     size_t n = 0, k;
     ngx_uint_t i;
     for (i = 0; i < ngx_shivya_n; i++) {
@@ -591,8 +601,8 @@ static ngx_int_t ngx_http_shivya_status_handler(ngx_http_request_t *r) {
     ngx_uint_t i;
     ngx_http_upstream_rr_peer_t *pp;
     ngx_int_t rc;
-    double share[SHIVYA_MAX_SERVERS];
-    const char *signal[SHIVYA_MAX_SERVERS];
+    double *share = ngx_shivya_share;
+    const char **signal = ngx_shivya_signal;
     uint64_t view = 0;
 
     if ((rc = ngx_http_shivya_begin(r, &s)) != NGX_OK) return rc;
@@ -671,8 +681,8 @@ static ngx_int_t ngx_http_shivya_metrics_handler(ngx_http_request_t *r) {
     ngx_uint_t i;
     ngx_http_upstream_rr_peer_t *pp;
     ngx_int_t rc;
-    double share[SHIVYA_MAX_SERVERS];
-    const char *signal[SHIVYA_MAX_SERVERS];
+    double *share = ngx_shivya_share;
+    const char **signal = ngx_shivya_signal;
 
     if ((rc = ngx_http_shivya_begin(r, &s)) != NGX_OK) return rc;
     ngx_http_shivya_decisions(share, signal);

@@ -122,7 +122,7 @@ fn reports_about_unknown_backends_or_bad_latencies_are_refused() {
 
 #[test]
 fn a_record_full_of_backends_keeps_the_most_loaded_ones() {
-    let backends = 60;
+    let backends = shivya_core::p2p::protocol::MAX_RECORD_QUEUE_ENTRIES as u32 + 12;
     let cfg = NodeConfig {
         topology: WorkloadTopology::new(
             backends,
@@ -132,7 +132,7 @@ fn a_record_full_of_backends_keeps_the_most_loaded_ones() {
         ..config(0, 3, true)
     };
     let mut sim = Sim::new(1, 3, NetConfig::default(), |_| cfg.clone()).unwrap();
-    // Backend v gets 1 + v % 7 requests: the loads 7, 6, … fill the 48 slots first.
+    // Backend v gets 1 + v % 7 requests: the loads 7, 6, … fill the 4 096 slots first.
     for v in 0..backends {
         for _ in 0..(1 + v % 7) {
             sim.nodes[0].request_started(v, 0).unwrap();
@@ -140,7 +140,10 @@ fn a_record_full_of_backends_keeps_the_most_loaded_ones() {
     }
     sim.run_until(1_000);
     let own = sim.nodes[0].own_record().queue.clone();
-    assert_eq!(own.len(), shivya_core::p2p::protocol::MAX_QUEUE_ENTRIES);
+    assert_eq!(
+        own.len(),
+        shivya_core::p2p::protocol::MAX_RECORD_QUEUE_ENTRIES
+    );
     let kept_min = own.iter().map(|e| e.1).fold(f64::INFINITY, f64::min);
     for v in 0..backends {
         let load = f64::from(1 + v % 7);

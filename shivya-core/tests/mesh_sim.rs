@@ -747,3 +747,153 @@ fn fake_origins_stop_counting_and_live_nodes_are_never_certified() {
     assert!(probes >= 3 && certs >= 3);
     assert_identical(&mut sim, &(0..n).collect::<Vec<_>>());
 }
+
+/// Eight balancers of a 1 000-backend upstream (the default topology: the ring with
+/// chords), each writing a load at every backend: records of 1 000 entries travel as 21
+/// CHUNK parts each, through 10 % loss, and every node ends with the same records and bits.
+fn thousand_backends(signed: bool, loss: f64) -> Sim {
+    let (n, backends) = (8, 1_000);
+    let topology = WorkloadTopology::for_backends(backends).unwrap();
+    assert_eq!(topology.edges().len(), 2_000);
+    let mut sim = Sim::new(
+        n,
+        54,
+        NetConfig {
+            loss,
+            ..NetConfig::default()
+        },
+        |i| NodeConfig {
+            topology: topology.clone(),
+            identity: signed.then(|| shivya_core::p2p::Identity::from_secret(&[i as u8 + 9; 32])),
+            ..config(i, 3)
+        },
+    )
+    .unwrap();
+    sim.run_until(3_000);
+    for i in 0..n {
+        for v in 0..backends {
+            let q = 0.1 * f64::from(1 + (v + i as u32) % 9) + 1e-3 * i as f64;
+            sim.nodes[i].record_queue_len(v, q).unwrap();
+        }
+    }
+    sim
+}
+
+#[test]
+fn records_of_a_thousand_backends_travel_in_chunks_and_converge() {
+    for signed in [false, true] {
+        let mut sim = thousand_backends(signed, 0.1);
+        let start = sim.now;
+        let done = first_time(&mut sim, start + 30_000, |sim| {
+            (0..8).all(|i| {
+                sim.nodes[i].records().len() == 8
+                    && sim.nodes[i]
+                        .records()
+                        .iter()
+                        .all(|r| r.queue.len() == 1_000)
+            })
+        })
+        .unwrap_or_else(|| {
+            for i in 0..8 {
+                eprintln!(
+                    "node {i}: {} records, {:?}",
+                    sim.nodes[i].records().len(),
+                    sim.nodes[i].status().counters
+                );
+            }
+            panic!("chunked records never reached every node")
+        });
+        println!(
+            "signed {signed}: 8 records of 1 000 backends everywhere after {} ms (10 % loss)",
+            done - start
+        );
+        assert_identical(&mut sim, &(0..8).collect::<Vec<_>>());
+        let q = sim.nodes[3].settlement().unwrap().queue.clone();
+        assert_eq!(q.len(), 1_000);
+        // Vertex 0: Σ_i 0.1·(1 + i % 9) + 1e-3·i over the eight writers.
+        let want: f64 = (0..8)
+            .map(|i| 0.1 * f64::from(1 + i % 9) + 1e-3 * f64::from(i))
+            .sum();
+        assert!((q[0] - want).abs() < 1e-9, "{} vs {want}", q[0]);
+        // One write later: only that record changes, and it arrives whole.
+        sim.nodes[5].record_queue_len(999, 42.0).unwrap();
+        let t = sim.now;
+        first_time(&mut sim, t + 10_000, |sim| {
+            (0..8).all(|i| {
+                sim.nodes[i].records().get(&sim.nodes[5].id()) == Some(sim.nodes[5].own_record())
+            })
+        })
+        .expect("the rewrite never arrived");
+        assert_identical(&mut sim, &(0..8).collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn forged_and_broken_chunks_never_corrupt_a_record() {
+    use shivya_core::p2p::protocol::{split_record, RecordPart, RecordWire};
+    use shivya_core::p2p::{Body, Frame};
+    let mut sim = thousand_backends(true, 0.0);
+    let t = sim.now;
+    sim.run_until(t + 5_000);
+    let victim = sim.nodes[2].own_record().clone();
+    let mut parts = split_record(&victim);
+    assert_eq!(parts.len(), 21);
+    let deliver = |sim: &mut Sim, p: RecordPart| {
+        let bytes = Frame::new(0, NodeId::from_seed(5150), Body::Chunk(p))
+            .encode()
+            .unwrap();
+        let now = sim.now;
+        sim.nodes[6].handle_datagram(common::addr_of(201), &bytes, now);
+    };
+    // A newer version whose parts carry the old signature: assembled, then refused.
+    for p in &mut parts {
+        p.version = victim.version + 1;
+        p.queue.iter_mut().for_each(|e| e.1 = 9e9);
+    }
+    for p in parts.clone() {
+        deliver(&mut sim, p);
+    }
+    assert_eq!(sim.nodes[6].status().counters.dropped.bad_signature, 1);
+    assert_eq!(sim.nodes[6].records().get(&victim.origin), Some(&victim));
+    // Parts that disagree on the part count, out-of-order vertices across parts, and a
+    // part index beyond the count: refused or never completed, nothing stored.
+    let mut odd = parts[0].clone();
+    odd.parts = 22;
+    odd.version += 1;
+    deliver(&mut sim, odd);
+    let mut swapped = parts.clone();
+    swapped.swap(3, 4);
+    for (k, p) in swapped.iter_mut().enumerate() {
+        p.part = k as u8;
+        p.version = victim.version + 2;
+    }
+    for p in swapped {
+        deliver(&mut sim, p);
+    }
+    assert!(sim.nodes[6].status().counters.dropped.bad_value >= 1);
+    let mut beyond = parts[0].clone();
+    beyond.part = 30;
+    assert!(Frame::new(0, NodeId::from_seed(1), Body::Chunk(beyond))
+        .encode()
+        .is_err());
+    // A chunked certificate or a record of one part is no CHUNK at all.
+    let mut cert = parts[1].clone();
+    cert.version |= shivya_core::mesh::DEAD;
+    assert!(Frame::new(0, NodeId::from_seed(1), Body::Chunk(cert))
+        .encode()
+        .is_err());
+    let lone = split_record(&RecordWire {
+        queue: vec![(0, 1.0)],
+        ..victim.clone()
+    });
+    assert_eq!(lone.len(), 1);
+    assert!(
+        Frame::new(0, NodeId::from_seed(1), Body::Chunk(lone[0].clone()))
+            .encode()
+            .is_err()
+    );
+    let t = sim.now;
+    sim.run_until(t + 3_000);
+    assert_eq!(sim.nodes[6].records().get(&victim.origin), Some(&victim));
+    assert_identical(&mut sim, &(0..8).collect::<Vec<_>>());
+}

@@ -16,7 +16,7 @@ struct Cluster {
 fn config(i: usize, vertices: u32) -> NodeConfig {
     NodeConfig {
         seed: 9_000 + i as u64,
-        topology: WorkloadTopology::complete(vertices).unwrap(),
+        topology: WorkloadTopology::for_backends(vertices).unwrap(),
         ..NodeConfig::default()
     }
 }
@@ -480,4 +480,32 @@ fn after_the_host_clock_steps_back_timers_run_on_schedule() {
         "{steps} layer steps in 1000 ms after the step back"
     );
     assert!(node.next_timeout_ms(1_000) <= step);
+}
+
+#[test]
+fn records_of_a_thousand_backends_cross_real_sockets_in_chunks() {
+    let (n, backends) = (4, 1_000);
+    let mut c = Cluster::new(n, backends);
+    for i in 0..n {
+        for v in 0..backends {
+            let q = 0.25 * f64::from(1 + (v + i as u32) % 5);
+            c.node(i).state_mut().record_queue_len(v, q).unwrap();
+        }
+    }
+    let took = c
+        .run_until(10_000, |c| {
+            (0..n).all(|i| {
+                let s = c.node(i).state();
+                s.records().len() == n && s.records().iter().all(|r| r.queue.len() == 1_000)
+            })
+        })
+        .expect("records of 1 000 entries never reached every node");
+    println!("{n} records of {backends} backends (21 CHUNK parts each) everywhere after {took} ms");
+    let bits = c.flow_bits(0);
+    for i in 1..n {
+        assert_eq!(c.flow_bits(i), bits, "node {i}");
+    }
+    // Node 0: Σ_i 0.25·(1 + i % 5) over the four writers at vertex 0.
+    let q0 = c.node(0).state_mut().settlement().unwrap().queue[0];
+    assert_eq!(q0, 0.25 * (1.0 + 2.0 + 3.0 + 4.0));
 }

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use shivya_core::p2p::identity::{leave_message, record_message};
-use shivya_core::p2p::protocol::{entries_hash, FoundValue, RecordWire, Seal};
+use shivya_core::p2p::protocol::{entries_hash, FoundValue, RecordPart, RecordWire, Seal};
 use shivya_core::p2p::{Body, Contact, Frame, Identity, NodeId, StoreStatus};
 use std::net::SocketAddr;
 
@@ -175,6 +175,22 @@ pub fn vectors() -> Vec<(&'static str, Frame)> {
         (
             "signed_deltas",
             Frame::new(0, id(0x22), Body::Deltas(vec![signed_record()])),
+        ),
+        (
+            "chunk",
+            Frame::new(
+                0,
+                id(0x22),
+                Body::Chunk(RecordPart {
+                    origin: id(0x11),
+                    version: 7,
+                    part: 1,
+                    parts: 2,
+                    queue: vec![(48, 1.5)],
+                    offload: vec![],
+                    seal: None,
+                }),
+            ),
         ),
         (
             "signed_leave",

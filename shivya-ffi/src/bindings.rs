@@ -145,7 +145,8 @@ pub struct ShivyaConfig {
     pub cg_tolerance: f64,
     /// Vertices of the workload graph.
     pub n_vertices: u32,
-    /// Its edges; empty means every pair connected.
+    /// Its edges; empty means the default topology (every pair connected up to 64
+    /// vertices, the ring with chords beyond).
     pub edges: Vec<Edge>,
     /// Keep only the gradient part when settling.
     pub gradient_only: bool,

@@ -170,10 +170,12 @@ pub extern "C" fn shivya_config_set_cg_tolerance(
 
 /// Sets the workload graph: `n_vertices` vertices and `n_edges` edges given as
 /// `2 * n_edges` vertex indices `(u0, v0, u1, v1, …)`. `edges` NULL with `n_edges` 0 means
-/// every pair connected. Every node of a mesh must use the same graph. At most
-/// `SHIVYA_MAX_VERTICES` vertices and `SHIVYA_MAX_EDGES` edges with at most
-/// `SHIVYA_MAX_TRIANGLES` triangles among them; the complete graph fits up to about 370
-/// vertices. Larger graphs are refused before anything is allocated.
+/// the default topology for `n_vertices` backends: every pair connected up to 64
+/// vertices, and beyond that the ring with chords (each vertex joined to its next two, 2n
+/// edges; docs/PERFORMANCE.md, "Large upstreams", says why). Every node of a mesh must use the same graph.
+/// At most `SHIVYA_MAX_VERTICES` vertices and `SHIVYA_MAX_EDGES` edges with at most
+/// `SHIVYA_MAX_TRIANGLES` triangles among them; larger graphs are refused before anything
+/// is allocated. A node publishes the loads of at most 4 096 backends.
 #[no_mangle]
 pub extern "C" fn shivya_config_set_topology(
     config: *mut shivya_config,
@@ -298,7 +300,7 @@ pub(crate) fn settle_mode(gradient_only: bool) -> SettleMode {
 /// The workload graph from `n_vertices` and flat `(u, v)` pairs; no pairs means complete.
 pub(crate) fn topology(n_vertices: u32, pairs: &[(u32, u32)]) -> Result<WorkloadTopology, Error> {
     Ok(if pairs.is_empty() {
-        WorkloadTopology::complete(n_vertices)?
+        WorkloadTopology::for_backends(n_vertices)?
     } else {
         WorkloadTopology::new(n_vertices, pairs)?
     })

@@ -269,12 +269,19 @@ fn inputs_that_once_aborted_the_process_are_refused() {
     assert!(last_error().contains("vertices"), "{}", last_error());
     let mut c: *mut shivya_config = ptr::null_mut();
     assert_eq!(shivya_config_new(&mut c), SHIVYA_OK);
-    for n in [u32::MAX, 100_000, 2_000] {
+    for n in [u32::MAX, (crate::SHIVYA_MAX_VERTICES + 1) as u32] {
         assert_eq!(
             shivya_config_set_topology(c, n, ptr::null(), 0),
             SHIVYA_ERR_INVALID_ARGUMENT
         );
     }
+    // Beyond 64 vertices the default is the ring with chords: 2n edges, accepted.
+    assert_eq!(
+        shivya_config_set_topology(c, 2_000, ptr::null(), 0),
+        SHIVYA_OK
+    );
+    // SAFETY: `c` is a live handle from shivya_config_new.
+    assert_eq!(unsafe { &(*c).inner }.topology.edges().len(), 4_000);
     let six = [0u32, 1, 0, 2, 1, 2, 2, 3, 2, 4, 3, 4];
     assert_eq!(
         shivya_config_set_topology(c, u32::MAX, six.as_ptr(), 6),

@@ -76,8 +76,9 @@ pub struct RunArgs {
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, default_value = "info")]
     pub log_level: tracing::Level,
-    /// Vertices of the workload graph (every daemon of a mesh must agree).
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(2..=48))]
+    /// Vertices of the workload graph (every daemon of a mesh must agree): every pair
+    /// connected up to 64, the ring with chords beyond.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(2..=4096))]
     pub vertices: u32,
     /// This daemon's vertex (default: port modulo --vertices).
     #[arg(long)]

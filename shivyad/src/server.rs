@@ -429,7 +429,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         listen,
         seed,
         bootstrap: args.peers.clone(),
-        topology: WorkloadTopology::complete(args.vertices)
+        topology: WorkloadTopology::for_backends(args.vertices)
             .map_err(|e| fail(format!("--vertices {}: {e}", args.vertices)))?,
         // The layer stack runs at the daemon's sampling rate (1 Hz by default); gossip
         // and Kademlia keep their own faster timers.

@@ -80,7 +80,7 @@ type Config struct {
 	K              int          // Kademlia bucket size
 	CGTolerance    float64      // reconciler tolerance
 	Vertices       uint32       // workload graph vertices (default 4)
-	Edges          [][2]uint32  // its edges; empty means every pair connected
+	Edges          [][2]uint32  // its edges; empty = the default (complete up to 64 vertices, ring with chords beyond)
 	GradientOnly   bool         // settle keeps only the gradient part
 	Incarnation    uint64       // versions start at Incarnation<<20; use wall-clock ms when restarting without state
 	AuthKey        []byte       // shared mesh key (>= 16 bytes) for authenticated frames; nil = off

@@ -238,6 +238,34 @@ def test_a_signed_encrypted_pair_admits_each_other_and_rotates_keys():
             n.shutdown()
 
 
+def test_a_thousand_backend_upstream_works_end_to_end():
+    """The default topology for 1 000 backends (the ring with chords); each node's record
+    of 1 000 loads crosses real sockets in CHUNK parts; weights and picks cover them all."""
+    nodes = make_nodes(n=2, vertices=1000, seed=990)
+    try:
+        for i, n in enumerate(nodes):
+            for v in range(1000):
+                n.record_queue_len(v, 0.5 * (1 + (v + i) % 3))
+        run_until(nodes, lambda: all(n.status().records == 2 for n in nodes)
+                  and nodes[0].view_digest() == nodes[1].view_digest())
+        routes = nodes[0].settle()
+        assert routes == nodes[1].settle()
+        assert all(r.src < 1000 and r.dst < 1000 for r in routes)
+        n = nodes[0]
+        for b in range(1000):
+            n.request_started(b, now_ms())
+            n.request_finished(b, 5.0, shivya.Outcome.OK, now_ms())
+        w = n.weights()
+        assert len(w) == 1000 and abs(sum(w) - 1.0) < 1e-9
+        picks = {n.pick(now_ms()) for _ in range(5000)}
+        assert len(picks) > 500 and max(picks) < 1000
+        with pytest.raises(shivya.ShivyaError.InvalidArgument):
+            n.record_queue_len(1000, 1.0)
+    finally:
+        for n in nodes:
+            n.close()
+
+
 def test_bowtie_reconciliation_matches_rust_bit_for_bit():
     with open(GOLDEN) as f:
         g = json.load(f)

@@ -44,7 +44,7 @@ pub use counters::{Counters, DropCounters, RecordAges, Status};
 pub use node::{Node, StepOutcome, RECV_BUDGET};
 pub use proxy::WorkloadMeshProxy;
 pub use records::{death_certificate, version_order, DigestPage, MergeOutcome, RecordStore, DEAD};
-pub use state::{NodeState, AMPLIFICATION, RUMOR_RECORDS};
+pub use state::{NodeState, AMPLIFICATION, ASSEMBLY_TIMEOUT_MS, MAX_ASSEMBLIES, RUMOR_RECORDS};
 pub use workload::{EdgeRecommendation, Reconciler, SettleMode, Settlement, WorkloadTopology};
 
 use crate::flux::SubstrateError;

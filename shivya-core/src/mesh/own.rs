@@ -10,8 +10,8 @@ use super::records::{version_order, RecordStore, DEAD};
 use super::MeshError;
 use crate::p2p::identity::record_message;
 use crate::p2p::protocol::{
-    entries_hash, RecordWire, Seal, HEADER_LEN, MAX_FRAME, MAX_OFFLOAD_ENTRIES, MAX_QUEUE_ENTRIES,
-    RECORD_BASE_LEN, SIGNED_SEAL_LEN,
+    entries_hash, RecordWire, Seal, CHUNK_BASE_LEN, HEADER_LEN, MAX_FRAME, MAX_OFFLOAD_ENTRIES,
+    MAX_QUEUE_ENTRIES, MAX_RECORD_QUEUE_ENTRIES, SIGNED_SEAL_LEN,
 };
 use crate::p2p::{Identity, NodeId};
 
@@ -27,13 +27,14 @@ pub(crate) struct OwnRecord {
     max_offload: usize,
 }
 
-/// Most offload entries a record of this node may hold so that, with all
+/// Most offload entries a record of this node may hold so that, with
 /// [`MAX_QUEUE_ENTRIES`] queue entries, it fits one datagram of [`MAX_FRAME`] bytes
-/// whose authentication (tag or encryption envelope) takes `overhead` bytes.
+/// whose authentication (tag or encryption envelope) takes `overhead` bytes, as a DELTAS
+/// record or as the first CHUNK part of a larger record (the larger framing of the two).
 pub(crate) fn max_offload_entries(signed: bool, overhead: usize) -> usize {
-    let seal = if signed { SIGNED_SEAL_LEN } else { 0 };
+    let seal = if signed { SIGNED_SEAL_LEN - 1 } else { 0 };
     let room = MAX_FRAME
-        .saturating_sub(HEADER_LEN + 1 + RECORD_BASE_LEN + 12 * MAX_QUEUE_ENTRIES)
+        .saturating_sub(HEADER_LEN + CHUNK_BASE_LEN + 12 * MAX_QUEUE_ENTRIES)
         .saturating_sub(seal + overhead);
     (room / 16).min(MAX_OFFLOAD_ENTRIES)
 }
@@ -180,7 +181,7 @@ impl OwnRecord {
             &mut self.wire.queue,
             vertex,
             q,
-            MAX_QUEUE_ENTRIES,
+            MAX_RECORD_QUEUE_ENTRIES,
             "queue entries",
         )? {
             self.commit(records, self.next_version());
@@ -189,7 +190,7 @@ impl OwnRecord {
     }
 
     /// Replaces every queue entry with `values` (one per vertex, in vertex order) in one
-    /// write: the [`MAX_QUEUE_ENTRIES`] largest non-zero values (ties to the lower vertex)
+    /// write: the [`MAX_RECORD_QUEUE_ENTRIES`] largest non-zero values (ties to the lower vertex)
     /// are kept, the rest are left out. Returns how many non-zero values did not fit.
     /// The caller has validated the values.
     pub fn replace_queue(&mut self, records: &mut RecordStore, values: &[f64]) -> usize {
@@ -199,10 +200,10 @@ impl OwnRecord {
             .filter(|(_, &q)| q != 0.0)
             .map(|(v, &q)| (v as u32, q))
             .collect();
-        let dropped = entries.len().saturating_sub(MAX_QUEUE_ENTRIES);
+        let dropped = entries.len().saturating_sub(MAX_RECORD_QUEUE_ENTRIES);
         if dropped > 0 {
             entries.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-            entries.truncate(MAX_QUEUE_ENTRIES);
+            entries.truncate(MAX_RECORD_QUEUE_ENTRIES);
             entries.sort_by_key(|e| e.0);
         }
         let same = entries.len() == self.wire.queue.len()

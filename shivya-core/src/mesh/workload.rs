@@ -48,6 +48,39 @@ impl WorkloadTopology {
         Ok(Self::complete_unchecked(n_vertices))
     }
 
+    /// Largest vertex count whose default topology is the complete graph.
+    pub const COMPLETE_UP_TO: u32 = 64;
+
+    /// The default topology for `n` backends: the complete graph up to
+    /// [`COMPLETE_UP_TO`](Self::COMPLETE_UP_TO) vertices (2 016 edges, 41 664 triangles at
+    /// 64), and beyond that the ring with chords to the second neighbour (edges
+    /// `(v, v+1)` and `(v, v+2)` mod n: 2n edges, n triangles `(v, v+1, v+2)`). The
+    /// complete graph's triangles grow as n³/6 (1.66e8 at 1 000) and every settle pays for
+    /// them; the ring keeps settling linear in n, still has a triangle at every vertex
+    /// (so circulation in offload records is still removed), and lets work move between
+    /// neighbouring backends. What a balancer picks does not depend on the topology's
+    /// edges; only offload routes and capacity signals do.
+    pub fn for_backends(n_vertices: u32) -> Result<WorkloadTopology, MeshError> {
+        if n_vertices <= Self::COMPLETE_UP_TO {
+            return Self::complete(n_vertices);
+        }
+        if n_vertices as usize > MAX_VERTICES {
+            return Err(MeshError::Topology(format!(
+                "{n_vertices} vertices exceed the limit of {MAX_VERTICES}"
+            )));
+        }
+        let n = n_vertices;
+        let mut edges = Vec::with_capacity(2 * n as usize);
+        for v in 0..n {
+            for step in [1, 2] {
+                let w = (v + step) % n;
+                edges.push((v.min(w), v.max(w)));
+            }
+        }
+        edges.sort_unstable();
+        WorkloadTopology::new(n, &edges)
+    }
+
     fn complete_unchecked(n_vertices: u32) -> WorkloadTopology {
         let mut edges = Vec::new();
         for u in 0..n_vertices {

@@ -425,7 +425,8 @@ impl Kademlia {
             | Body::Deltas(_)
             | Body::Belief { .. }
             | Body::Leave
-            | Body::SignedLeave { .. } => {}
+            | Body::SignedLeave { .. }
+            | Body::Chunk(_) => {}
         }
         true
     }

@@ -33,8 +33,16 @@ pub const MAX_CONTACTS: usize = 20;
 pub const MAX_VALUE_LEN: usize = 1024;
 /// Most (origin, version) pairs in one DIGEST frame.
 pub const MAX_DIGEST_ENTRIES: usize = 36;
-/// Most queue-length entries in one record.
+/// Most queue-length entries in one frame (a DELTA record or a CHUNK part).
 pub const MAX_QUEUE_ENTRIES: usize = 48;
+/// Most queue-length entries in one record: a balancer's backends. A record with more
+/// than [`MAX_QUEUE_ENTRIES`] travels as CHUNK frames, one part each.
+pub const MAX_RECORD_QUEUE_ENTRIES: usize = 4096;
+/// Most parts of a chunked record.
+pub const MAX_PARTS: usize = MAX_RECORD_QUEUE_ENTRIES.div_ceil(MAX_QUEUE_ENTRIES);
+/// Bytes of a CHUNK body before its entries and seal: origin, version, part, parts, the
+/// two counts and the seal kind.
+pub const CHUNK_BASE_LEN: usize = ID_LEN + 8 + 4 + 1;
 /// Most offload entries in one record.
 pub const MAX_OFFLOAD_ENTRIES: usize = 32;
 /// The record-version bit that marks a death certificate: a record whose version has it
@@ -62,11 +70,12 @@ pub const SIGNED_SEAL_LEN: usize = 1 + PUBLIC_KEY_LEN + SIGNATURE_LEN;
 /// Bytes of a death certificate's block: kind, the origin's key and signature of the
 /// version it names with the entries' hash, the issuer's key and signature.
 pub const CERTIFIED_SEAL_LEN: usize = 1 + 2 * PUBLIC_KEY_LEN + 32 + 2 * SIGNATURE_LEN;
-/// Most offload entries a signed record can hold: with its 48 queue entries and its
-/// signature block it then still fits one SIGNED_DELTAS frame.
+/// Most offload entries a signed record can hold: with 48 queue entries and its
+/// signature it then still fits one frame, as a SIGNED_DELTAS record or as the first part
+/// of a CHUNK (the larger of the two).
 pub const MAX_SIGNED_OFFLOAD_ENTRIES: usize =
-    (MAX_FRAME - HEADER_LEN - 1 - RECORD_BASE_LEN - 12 * MAX_QUEUE_ENTRIES - SIGNED_SEAL_LEN) / 16;
-const _: () = assert!(MAX_SIGNED_OFFLOAD_ENTRIES == 29);
+    (MAX_FRAME - HEADER_LEN - CHUNK_BASE_LEN - 12 * MAX_QUEUE_ENTRIES - (SIGNED_SEAL_LEN - 1)) / 16;
+const _: () = assert!(MAX_SIGNED_OFFLOAD_ENTRIES == 28);
 
 /// Encoded size of a record in a DELTA, DELTAS or SIGNED_DELTAS body (its seal included).
 pub fn record_wire_len(r: &RecordWire) -> usize {
@@ -133,6 +142,8 @@ pub enum MessageType {
     SignedDeltas = 0x16,
     /// Mesh: the sender is leaving, signed (signed meshes).
     SignedLeave = 0x17,
+    /// Mesh: one part of a record with more than 48 queue entries.
+    Chunk = 0x18,
 }
 
 impl MessageType {
@@ -154,6 +165,7 @@ impl MessageType {
             0x15 => MessageType::Summary,
             0x16 => MessageType::SignedDeltas,
             0x17 => MessageType::SignedLeave,
+            0x18 => MessageType::Chunk,
             _ => return None,
         })
     }
@@ -223,6 +235,100 @@ pub struct RecordWire {
     /// Its signature block (signed meshes); `None` in unsigned ones. Sealed records
     /// travel in SIGNED_DELTAS.
     pub seal: Option<Box<Seal>>,
+}
+
+/// One part of a record too large for a frame (more than [`MAX_QUEUE_ENTRIES`] queue
+/// entries), as carried by CHUNK. Part `k` of `parts` holds the record's queue entries
+/// `48k .. 48k + 48`; part 0 also holds every offload entry; every part carries the whole
+/// record's seal (signed meshes), which is verified once the parts are joined.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RecordPart {
+    /// The node that wrote the record.
+    pub origin: NodeId,
+    /// The record's version.
+    pub version: u64,
+    /// This part's index, `< parts`.
+    pub part: u8,
+    /// How many parts the record has (2 ..= [`MAX_PARTS`]).
+    pub parts: u8,
+    /// Its queue entries, ascending.
+    pub queue: Vec<(u32, f64)>,
+    /// The record's offload entries (part 0 only).
+    pub offload: Vec<(u32, u32, f64)>,
+    /// The whole record's seal: only `Seal::Signed`.
+    pub seal: Option<Box<Seal>>,
+}
+
+/// Splits a record into its CHUNK parts (deterministic, so any node relaying a record
+/// sends the very parts its origin sent). A record of at most [`MAX_QUEUE_ENTRIES`] queue
+/// entries is one part (it travels as DELTA instead).
+pub fn split_record(r: &RecordWire) -> Vec<RecordPart> {
+    let parts = r.queue.len().div_ceil(MAX_QUEUE_ENTRIES).max(1);
+    (0..parts)
+        .map(|k| RecordPart {
+            origin: r.origin,
+            version: r.version,
+            part: k as u8,
+            parts: parts as u8,
+            queue: r
+                .queue
+                .iter()
+                .skip(k * MAX_QUEUE_ENTRIES)
+                .take(MAX_QUEUE_ENTRIES)
+                .copied()
+                .collect(),
+            offload: if k == 0 {
+                r.offload.clone()
+            } else {
+                Vec::new()
+            },
+            seal: r.seal.clone(),
+        })
+        .collect()
+}
+
+/// Joins the parts of one record (`parts[k]` is part `k`; all of one origin, version and
+/// part count, as the caller checked). The result still has to pass [`validate_record`].
+pub fn join_parts(parts: &[RecordPart]) -> RecordWire {
+    let first = parts.first().cloned().unwrap_or_default();
+    RecordWire {
+        origin: first.origin,
+        version: first.version,
+        queue: parts.iter().flat_map(|p| p.queue.iter().copied()).collect(),
+        offload: first.offload,
+        seal: first.seal,
+    }
+}
+
+/// Checks a part against the limits CHUNK decoding enforces.
+pub fn validate_part(p: &RecordPart) -> Result<(), EncodeError> {
+    check_count("chunk queue entries", p.queue.len(), MAX_QUEUE_ENTRIES)?;
+    check_count(
+        "chunk offload entries",
+        p.offload.len(),
+        MAX_OFFLOAD_ENTRIES,
+    )?;
+    let bad = |what| Err(EncodeError::BadValue { what });
+    if p.parts < 2 || usize::from(p.parts) > MAX_PARTS || p.part >= p.parts {
+        return bad("chunk part");
+    }
+    if p.version & DEAD != 0 {
+        return bad("chunked death certificate");
+    }
+    if p.part > 0 && !p.offload.is_empty() {
+        return bad("offload entries after the first part");
+    }
+    if matches!(p.seal.as_deref(), Some(Seal::Certified { .. })) {
+        return bad("chunk with a certificate's seal");
+    }
+    // The entries' own rules are a record's: check them as one.
+    validate_record(&RecordWire {
+        origin: p.origin,
+        version: p.version,
+        queue: p.queue.clone(),
+        offload: p.offload.clone(),
+        seal: None,
+    })
 }
 
 /// What a FOUND_VALUE carries.
@@ -297,6 +403,8 @@ pub enum Body {
     },
     /// LEAVE.
     Leave,
+    /// CHUNK: one part of a record with more than [`MAX_QUEUE_ENTRIES`] queue entries.
+    Chunk(RecordPart),
     /// SIGNED_LEAVE: LEAVE with the sender's key and its signature over
     /// `identity::leave_message(sender, version)`.
     SignedLeave {
@@ -341,6 +449,7 @@ impl Body {
             }
             Body::Deltas(_) => MessageType::Deltas,
             Body::SignedLeave { .. } => MessageType::SignedLeave,
+            Body::Chunk(_) => MessageType::Chunk,
             Body::Belief { .. } => MessageType::Belief,
             Body::Leave => MessageType::Leave,
             Body::Summary { .. } => MessageType::Summary,
@@ -473,20 +582,57 @@ fn put_record(out: &mut Vec<u8>, r: &RecordWire, sealed: bool) -> Result<(), Enc
             what: "sealed and unsealed records in one frame",
         });
     }
+    check_count(
+        "queue entries in one frame (larger records travel as CHUNK)",
+        r.queue.len(),
+        MAX_QUEUE_ENTRIES,
+    )?;
+    if r.seal.is_some() {
+        check_count(
+            "sealed record bytes",
+            HEADER_LEN + 1 + record_wire_len(r),
+            MAX_FRAME,
+        )?;
+    }
     out.extend_from_slice(&r.origin.0);
     out.extend_from_slice(&r.version.to_be_bytes());
     out.push(r.queue.len() as u8);
     out.push(r.offload.len() as u8);
-    for (v, q) in &r.queue {
+    put_entries(out, &r.queue, &r.offload);
+    put_seal(out, r.seal.as_deref());
+    Ok(())
+}
+
+fn put_part(out: &mut Vec<u8>, p: &RecordPart) -> Result<(), EncodeError> {
+    validate_part(p)?;
+    out.extend_from_slice(&p.origin.0);
+    out.extend_from_slice(&p.version.to_be_bytes());
+    out.push(p.part);
+    out.push(p.parts);
+    out.push(p.queue.len() as u8);
+    out.push(p.offload.len() as u8);
+    put_entries(out, &p.queue, &p.offload);
+    match p.seal.as_deref() {
+        None => out.push(0),
+        seal => put_seal(out, seal),
+    }
+    Ok(())
+}
+
+fn put_entries(out: &mut Vec<u8>, queue: &[(u32, f64)], offload: &[(u32, u32, f64)]) {
+    for (v, q) in queue {
         out.extend_from_slice(&v.to_be_bytes());
         out.extend_from_slice(&q.to_bits().to_be_bytes());
     }
-    for (s, d, x) in &r.offload {
+    for (s, d, x) in offload {
         out.extend_from_slice(&s.to_be_bytes());
         out.extend_from_slice(&d.to_be_bytes());
         out.extend_from_slice(&x.to_bits().to_be_bytes());
     }
-    match r.seal.as_deref() {
+}
+
+fn put_seal(out: &mut Vec<u8>, seal: Option<&Seal>) {
+    match seal {
         None => {}
         Some(Seal::Signed { key, sig }) => {
             out.push(1);
@@ -508,7 +654,6 @@ fn put_record(out: &mut Vec<u8>, r: &RecordWire, sealed: bool) -> Result<(), Enc
             out.extend_from_slice(issuer_sig);
         }
     }
-    Ok(())
 }
 
 fn put_contacts(out: &mut Vec<u8>, cs: &[Contact]) -> Result<(), EncodeError> {
@@ -522,7 +667,7 @@ fn put_contacts(out: &mut Vec<u8>, cs: &[Contact]) -> Result<(), EncodeError> {
 
 /// Checks a record against the limits and invariants DELTA decoding enforces.
 pub fn validate_record(r: &RecordWire) -> Result<(), EncodeError> {
-    check_count("queue entries", r.queue.len(), MAX_QUEUE_ENTRIES)?;
+    check_count("queue entries", r.queue.len(), MAX_RECORD_QUEUE_ENTRIES)?;
     // The top version bit marks a death certificate, which withdraws every entry.
     if r.version & DEAD != 0 && !(r.queue.is_empty() && r.offload.is_empty()) {
         return Err(EncodeError::BadValue {
@@ -541,12 +686,7 @@ pub fn validate_record(r: &RecordWire) -> Result<(), EncodeError> {
                 what: "live record with a certificate's seal",
             })
         }
-        Some(_) => check_count(
-            "sealed record bytes",
-            HEADER_LEN + 1 + record_wire_len(r),
-            MAX_FRAME,
-        )?,
-        None => {}
+        _ => {}
     }
     for (k, &(v, q)) in r.queue.iter().enumerate() {
         if !is_record_value(q) {
@@ -606,6 +746,10 @@ impl Frame {
                 out.extend_from_slice(&version.to_be_bytes());
                 out.extend_from_slice(&key.0);
                 out.extend_from_slice(sig);
+            }
+            Body::Chunk(p) => {
+                put_part(out, p)?;
+                check_count("chunk bytes", out.len(), MAX_FRAME)?;
             }
             Body::Summary {
                 view,
@@ -735,6 +879,7 @@ impl Frame {
             MessageType::Ping => Body::Ping,
             MessageType::Pong => Body::Pong,
             MessageType::Leave => Body::Leave,
+            MessageType::Chunk => Body::Chunk(r.part()?),
             MessageType::SignedLeave => Body::SignedLeave {
                 version: r.u64("leave version")?,
                 key: PublicKey(r.array("leave key")?),
@@ -965,6 +1110,56 @@ impl Reader<'_> {
             }
         })?;
         Ok(rec)
+    }
+
+    /// Reads one CHUNK part and validates it.
+    fn part(&mut self) -> Result<RecordPart, DecodeError> {
+        let origin = self.id("origin")?;
+        let version = self.u64("version")?;
+        let part = self.u8("part")?;
+        let parts = self.u8("parts")?;
+        let nq = self.u8("queue count")? as usize;
+        let no = self.u8("offload count")? as usize;
+        if nq > MAX_QUEUE_ENTRIES || no > MAX_OFFLOAD_ENTRIES {
+            return Err(DecodeError::BadValue {
+                what: "chunk entry count",
+            });
+        }
+        self.need("chunk entries", nq * 12 + no * 16)?;
+        let mut p = RecordPart {
+            origin,
+            version,
+            part,
+            parts,
+            queue: Vec::with_capacity(nq),
+            offload: Vec::with_capacity(no),
+            seal: None,
+        };
+        for _ in 0..nq {
+            let v = self.u32("vertex")?;
+            let q = self.f64("queue length")?;
+            p.queue.push((v, q));
+        }
+        for _ in 0..no {
+            let s = self.u32("src")?;
+            let d = self.u32("dst")?;
+            let x = self.f64("rate")?;
+            p.offload.push((s, d, x));
+        }
+        p.seal = match self.u8("seal kind")? {
+            0 => None,
+            1 => Some(Box::new(Seal::Signed {
+                key: PublicKey(self.array("seal key")?),
+                sig: self.array("seal signature")?,
+            })),
+            _ => return Err(DecodeError::BadValue { what: "seal kind" }),
+        };
+        validate_part(&p).map_err(|e| match e {
+            EncodeError::TooMany { what, .. } | EncodeError::BadValue { what } => {
+                DecodeError::BadValue { what }
+            }
+        })?;
+        Ok(p)
     }
 
     /// Reads a one-byte count, checks it against `max` and against the bytes present.

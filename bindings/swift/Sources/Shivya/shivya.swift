@@ -1939,7 +1939,8 @@ public struct ShivyaConfig: Equatable, Hashable {
      */
     public var nVertices: UInt32
     /**
-     * Its edges; empty means every pair connected.
+     * Its edges; empty means the default topology (every pair connected up to 64
+     * vertices, the ring with chords beyond).
      */
     public var edges: [Edge]
     /**
@@ -2002,7 +2003,8 @@ public struct ShivyaConfig: Equatable, Hashable {
          * Vertices of the workload graph.
          */nVertices: UInt32, 
         /**
-         * Its edges; empty means every pair connected.
+         * Its edges; empty means the default topology (every pair connected up to 64
+         * vertices, the ring with chords beyond).
          */edges: [Edge], 
         /**
          * Keep only the gradient part when settling.

@@ -69,8 +69,8 @@ impl NodeState {
             // Time averages of counts: finite, non-negative, far below the record bound.
             let values = &published[..n.min(published.len())];
             let dropped = self.own.replace_queue(&mut self.records, values);
-            // A record holds MAX_QUEUE_ENTRIES backends: beyond that, the smallest loads
-            // go unpublished (issue 18 chunks records for larger upstreams).
+            // A record holds MAX_RECORD_QUEUE_ENTRIES (4 096) backends: beyond that, the
+            // smallest loads go unpublished.
             self.counters.unpublished_backends += dropped as u64;
         }
         let generation = self.records.generation();

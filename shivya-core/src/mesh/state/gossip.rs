@@ -5,7 +5,10 @@
 
 use super::NodeState;
 use crate::mesh::records::{version_order, DigestPage, MergeOutcome};
-use crate::p2p::protocol::{record_wire_len, RecordWire, HEADER_LEN, MAX_DELTAS, MAX_FRAME};
+use crate::p2p::protocol::{
+    join_parts, record_wire_len, split_record, validate_record, RecordPart, RecordWire, HEADER_LEN,
+    MAX_DELTAS, MAX_FRAME, MAX_QUEUE_ENTRIES,
+};
 use crate::p2p::{Body, Frame, NodeId};
 use std::net::SocketAddr;
 
@@ -244,10 +247,9 @@ impl NodeState {
         }
         if self.own.take_unpublished() {
             self.latest = (self.id, self.own.version());
-            let body = Body::Delta(self.own.wire().clone());
-            self.outbox
-                .push_to(targets.iter().map(|t| t.1), Frame::new(0, self.id, body));
-            self.counters.deltas_sent += targets.len() as u64;
+            let own = [self.own.wire().clone()];
+            let addrs: Vec<SocketAddr> = targets.iter().map(|t| t.1).collect();
+            self.send_records_to(&addrs, &own, usize::MAX);
         }
         self.rumor(&targets);
     }
@@ -307,7 +309,10 @@ impl NodeState {
     }
 
     /// [`send_records`](Self::send_records) to every address in `to`, each frame built
-    /// once for all of them.
+    /// once for all of them. Records of at most 48 queue entries are packed into DELTAS
+    /// frames (sealed and unsealed ones never share a frame); a larger record goes as its
+    /// CHUNK parts, one frame each — when fewer frames are allowed than it has parts, a
+    /// random run of them, so that repeated answers complete it at the receiver.
     fn send_records_to(
         &mut self,
         to: &[SocketAddr],
@@ -319,31 +324,134 @@ impl NodeState {
         }
         let budget = MAX_FRAME - HEADER_LEN - 1 - self.envelope.overhead();
         let mut frames = 0;
-        let mut start = 0;
-        while start < records.len() && frames < max_frames {
-            let mut end = start;
-            let mut bytes = 0;
-            while end < records.len() && end - start < MAX_DELTAS {
-                let len = record_wire_len(&records[end]);
-                if bytes + len > budget {
+        let mut batch: Vec<RecordWire> = Vec::new();
+        let mut bytes = 0;
+        for r in records {
+            if frames >= max_frames {
+                break;
+            }
+            if r.queue.len() > MAX_QUEUE_ENTRIES {
+                frames += self.flush_batch(to, &mut batch);
+                bytes = 0;
+                let parts = split_record(r);
+                let room = max_frames.saturating_sub(frames);
+                let start = if room < parts.len() {
+                    self.rng.below(parts.len() as u64) as usize
+                } else {
+                    0
+                };
+                for k in 0..parts.len().min(room) {
+                    let part = parts[(start + k) % parts.len()].clone();
+                    self.outbox.push_to(
+                        to.iter().copied(),
+                        Frame::new(0, self.id, Body::Chunk(part)),
+                    );
+                    self.counters.deltas_sent += to.len() as u64;
+                    frames += 1;
+                }
+                continue;
+            }
+            let len = record_wire_len(r);
+            let mixed = batch
+                .first()
+                .is_some_and(|b| b.seal.is_some() != r.seal.is_some());
+            if !batch.is_empty() && (mixed || bytes + len > budget || batch.len() == MAX_DELTAS) {
+                frames += self.flush_batch(to, &mut batch);
+                bytes = 0;
+                if frames >= max_frames {
                     break;
                 }
-                bytes += len;
-                end += 1;
             }
-            // Every valid record fits in a frame on its own; guard against looping anyway.
-            let end = end.max(start + 1);
-            let body = if end - start == 1 {
-                Body::Delta(records[start].clone())
-            } else {
-                Body::Deltas(records[start..end].to_vec())
-            };
-            self.outbox
-                .push_to(to.iter().copied(), Frame::new(0, self.id, body));
-            self.counters.deltas_sent += to.len() as u64;
-            frames += 1;
-            start = end;
+            batch.push(r.clone());
+            bytes += len;
+        }
+        if frames < max_frames {
+            frames += self.flush_batch(to, &mut batch);
         }
         frames
     }
+
+    /// Queues the records in `batch` (emptied) as one DELTA or DELTAS frame; returns the
+    /// frames queued (0 or 1).
+    fn flush_batch(&mut self, to: &[SocketAddr], batch: &mut Vec<RecordWire>) -> usize {
+        let body = match batch.len() {
+            0 => return 0,
+            1 => Body::Delta(batch.remove(0)),
+            _ => Body::Deltas(std::mem::take(batch)),
+        };
+        self.outbox
+            .push_to(to.iter().copied(), Frame::new(0, self.id, body));
+        self.counters.deltas_sent += to.len() as u64;
+        1
+    }
+
+    /// One part of a chunked record arrived: it is kept until every part of that version
+    /// is here, then the joined record is handled like any DELTA (signature, topology,
+    /// merge). At most [`MAX_ASSEMBLIES`] records are assembled at once, each for at most
+    /// [`ASSEMBLY_TIMEOUT_MS`]; a newer version replaces an older assembly.
+    pub(super) fn on_chunk(&mut self, p: &RecordPart, now_ms: u64) {
+        let stale = p.origin != self.id
+            && !self.records.would_apply(&RecordWire {
+                origin: p.origin,
+                version: p.version,
+                ..RecordWire::default()
+            });
+        if stale {
+            return;
+        }
+        self.assemblies
+            .retain(|_, a| now_ms.saturating_sub(a.started_ms) < ASSEMBLY_TIMEOUT_MS);
+        let fresh = |p: &RecordPart| Assembly {
+            version: p.version,
+            started_ms: now_ms,
+            parts: vec![None; usize::from(p.parts)],
+        };
+        match self.assemblies.get(&p.origin) {
+            Some(a) if a.version == p.version && a.parts.len() == usize::from(p.parts) => {}
+            Some(a) if version_order(a.version) > version_order(p.version) => return,
+            Some(_) => {
+                self.assemblies.insert(p.origin, fresh(p));
+            }
+            None if self.assemblies.len() >= MAX_ASSEMBLIES => {
+                self.counters.dropped.records_full += 1;
+                return;
+            }
+            None => {
+                self.assemblies.insert(p.origin, fresh(p));
+            }
+        }
+        let Some(a) = self.assemblies.get_mut(&p.origin) else {
+            return;
+        };
+        let slot = &mut a.parts[usize::from(p.part)];
+        if slot.is_none() {
+            *slot = Some(p.clone());
+        }
+        if a.parts.iter().any(Option::is_none) {
+            return;
+        }
+        let Some(a) = self.assemblies.remove(&p.origin) else {
+            return;
+        };
+        let parts: Vec<RecordPart> = a.parts.into_iter().flatten().collect();
+        let record = join_parts(&parts);
+        if validate_record(&record).is_err() {
+            self.counters.dropped.bad_value += 1;
+            return;
+        }
+        self.on_delta(&record);
+    }
+}
+
+/// Most chunked records assembled at once.
+pub const MAX_ASSEMBLIES: usize = 64;
+/// How long the parts of one record version are kept waiting for the rest.
+pub const ASSEMBLY_TIMEOUT_MS: u64 = 10_000;
+
+/// The parts of one chunked record received so far.
+#[derive(Debug, Clone)]
+pub(super) struct Assembly {
+    version: u64,
+    started_ms: u64,
+    parts: Vec<Option<RecordPart>>,
 }

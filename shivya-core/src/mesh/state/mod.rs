@@ -13,7 +13,7 @@ mod orphans;
 mod trust;
 mod writes;
 
-pub use gossip::{AMPLIFICATION, RUMOR_RECORDS};
+pub use gossip::{AMPLIFICATION, ASSEMBLY_TIMEOUT_MS, MAX_ASSEMBLIES, RUMOR_RECORDS};
 
 use super::belief::{BeliefReport, BeliefState, OBS_DIM};
 use super::config::Admission;
@@ -81,6 +81,8 @@ pub struct NodeState {
     /// The record generation the balancer last saw.
     balanced_generation: Option<u64>,
     left: bool,
+    /// Chunked records being assembled, by origin (at most `MAX_ASSEMBLIES`).
+    assemblies: BTreeMap<NodeId, gossip::Assembly>,
     /// Orphan probes in flight: lookup id → the origin looked up.
     orphan_lookups: BTreeMap<u64, NodeId>,
     /// When each origin was last probed (keys: held origins only).
@@ -159,6 +161,7 @@ impl NodeState {
             balancing: false,
             balanced_generation: None,
             left: false,
+            assemblies: BTreeMap::new(),
             orphan_lookups: BTreeMap::new(),
             probed_ms: BTreeMap::new(),
             orphan_cursor: NodeId::ZERO,
@@ -304,6 +307,7 @@ impl NodeState {
                     self.on_delta(r);
                 }
             }
+            Body::Chunk(p) => self.on_chunk(p, now_ms),
             Body::Belief {
                 free_energy, mean, ..
             } => self.on_belief(frame.sender, *free_energy, mean, now_ms),

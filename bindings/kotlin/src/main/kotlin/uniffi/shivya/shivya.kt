@@ -2919,7 +2919,8 @@ data class ShivyaConfig (
     var `nVertices`: kotlin.UInt
     , 
     /**
-     * Its edges; empty means every pair connected.
+     * Its edges; empty means the default topology (every pair connected up to 64
+     * vertices, the ring with chords beyond).
      */
     var `edges`: List<Edge>
     , 
