@@ -605,6 +605,53 @@ static void test_signed_encrypted_mesh_and_key_rotation(void) {
     for (int i = 0; i < 2; i++) shivya_node_free(n[i]);
 }
 
+/* A 1 000-backend upstream through the C ABI: the default topology (ring with chords),
+ * records of 1 000 loads crossing real sockets in CHUNK parts, weights and picks over all. */
+static void test_a_thousand_backends(void) {
+    shivya_node *n[2] = {NULL, NULL};
+    char seed_addr[SHIVYA_ADDR_LEN];
+    for (int i = 0; i < 2; i++) {
+        shivya_config *c = NULL;
+        CHECK(shivya_config_new(&c) == SHIVYA_OK);
+        CHECK(shivya_config_set_listen(c, "127.0.0.1:0") == SHIVYA_OK);
+        CHECK(shivya_config_set_seed(c, 4242 + (uint64_t)i) == SHIVYA_OK);
+        CHECK(shivya_config_set_topology(c, 1000, NULL, 0) == SHIVYA_OK);
+        if (i == 1) CHECK(shivya_config_add_bootstrap(c, seed_addr) == SHIVYA_OK);
+        CHECK(shivya_node_new(c, now_ms(), &n[i]) == SHIVYA_OK);
+        shivya_config_free(c);
+        if (i == 0) {
+            size_t len = 0;
+            CHECK(shivya_local_addr(n[0], seed_addr, sizeof seed_addr, &len) == SHIVYA_OK);
+        }
+        for (uint32_t v = 0; v < 1000; v++) {
+            CHECK(shivya_record_queue_len(n[i], v, 0.5 * (1 + (v + (uint32_t)i) % 3)) == SHIVYA_OK);
+        }
+    }
+    uint64_t start = now_ms();
+    while (!same_view(n[0], n[1], 2) && now_ms() - start < 10000) step_pair(n[0], n[1], 50);
+    CHECK(same_view(n[0], n[1], 2));
+    printf("two records of 1000 backends shared after %llu ms\n", (unsigned long long)(now_ms() - start));
+    static double w[1000];
+    size_t len = 0;
+    for (uint32_t b = 0; b < 1000; b++) {
+        CHECK(shivya_request_started(n[0], b, now_ms()) == SHIVYA_OK);
+        CHECK(shivya_request_finished(n[0], b, 5.0, SHIVYA_OUTCOME_OK, now_ms()) == SHIVYA_OK);
+    }
+    CHECK(shivya_weights(n[0], w, 1000, &len) == SHIVYA_OK);
+    CHECK(len == 1000);
+    double sum = 0;
+    for (size_t k = 0; k < len; k++) sum += w[k];
+    CHECK(fabs(sum - 1.0) < 1e-9);
+    uint32_t pick = 0, top = 0;
+    for (int k = 0; k < 2000; k++) {
+        CHECK(shivya_pick(n[0], now_ms(), &pick) == SHIVYA_OK);
+        if (pick > top) top = pick;
+    }
+    CHECK(top > 500 && top < 1000);
+    CHECK_ERR(shivya_record_queue_len(n[0], 1000, 1.0), SHIVYA_ERR_INVALID_ARGUMENT);
+    for (int i = 0; i < 2; i++) shivya_node_free(n[i]);
+}
+
 int main(void) {
     test_version_and_names();
     test_three_nodes_settle_to_identical_routes();
@@ -618,6 +665,7 @@ int main(void) {
     test_host_time_faults();
     test_the_balancer_sees_another_balancers_load();
     test_signed_encrypted_mesh_and_key_rotation();
+    test_a_thousand_backends();
     CHECK(shivya_leave(nodes[2]) == SHIVYA_OK);
     /* A write after leaving would never be sent: refused. */
     CHECK_ERR(shivya_record_queue_len(nodes[2], 0, 1.0), SHIVYA_ERR_INVALID_ARGUMENT);
