@@ -33,9 +33,10 @@
  * (TERM/INT) publishes an empty record and LEAVE.
  *
  * Workers. Each worker process runs its own node on shivya_listen's port + worker index
- * and peers with port + worker index of every shivya_peer, so worker k of one nginx
- * meshes with worker k of the others. Each worker balances its own requests with what its
- * mesh knows. One `shivya` upstream per http block.
+ * and peers with port + worker index of every shivya_peer and with its sibling workers'
+ * ports, so every worker of every nginx is one mesh: a worker's requests in flight are in
+ * its record, and every other worker (of this nginx or another) merges them into its
+ * decisions within a gossip round. One `shivya` upstream per http block.
  */
 
 #include <ngx_config.h>
@@ -470,6 +471,21 @@ static ngx_int_t ngx_http_shivya_init_process(ngx_cycle_t *cycle) {
             ngx_log_error(NGX_LOG_EMERG, cycle->log, 0, "shivya: bad shivya_peer \"%V\"", &peer[i]);
             shivya_config_free(cfg);
             return NGX_ERROR;
+        }
+    }
+    /* The other workers of this nginx are peers too: every worker of every instance is one
+     * mesh, so each worker's requests in flight reach every other worker's decisions. */
+    if (mcf->listen.len) {
+        ngx_core_conf_t *ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
+        ngx_uint_t j, workers = ccf && ccf->worker_processes > 0 ? (ngx_uint_t) ccf->worker_processes : 1;
+        for (j = 0; j < workers; j++) {
+            if (j == ngx_worker) continue;
+            if (ngx_http_shivya_shift_port(&mcf->listen, j, addr, sizeof(addr)) != 0
+                || shivya_config_add_bootstrap(cfg, addr) != SHIVYA_OK) {
+                ngx_log_error(NGX_LOG_EMERG, cycle->log, 0, "shivya: bad shivya_listen for worker %ui", j);
+                shivya_config_free(cfg);
+                return NGX_ERROR;
+            }
         }
     }
     (void) shivya_config_set_seed(cfg, (uint64_t) ngx_crc32_short(mcf->listen.data, mcf->listen.len) + ngx_worker + 1);

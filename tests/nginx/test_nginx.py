@@ -492,6 +492,70 @@ def big_upstream(tmp, n=1000):
         many.stop()
 
 
+def free_udp_pair():
+    """A UDP port p with p + 1 free too (worker 1 of an instance binds port + 1)."""
+    for _ in range(100):
+        p = free_port(socket.SOCK_DGRAM)
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.bind(("127.0.0.1", p + 1))
+            return p
+        except OSError:
+            continue
+    raise AssertionError("no pair of free UDP ports")
+
+
+TWO_WORKERS_TOLERANCE = 0.05    # slow share with 2 workers vs 1, absolute
+
+
+def two_workers_per_instance(tmp, backends, one_worker_share):
+    """worker_processes 2 in both instances: every worker of both is one mesh. The same
+    bounded load must give the slow backend a share within TWO_WORKERS_TOLERANCE of the
+    one-worker run, and every worker must hold all four workers' records (so each counts
+    the others' requests in flight)."""
+    http_ports = [free_port(), free_port()]
+    udp = [free_udp_pair(), free_udp_pair()]
+    procs = []
+    hits0 = [b.hits for b in backends]
+    try:
+        for i in range(2):
+            d = os.path.join(tmp, f"workers{i}")
+            os.makedirs(d)
+            conf = write_conf(d, http_ports[i], udp[i], udp[1 - i], backends)
+            text = open(conf).read().replace("worker_processes 1;", "worker_processes 2;")
+            open(conf, "w").write(text)
+            procs.append(subprocess.Popen([NGINX, "-p", d, "-c", conf], stderr=subprocess.DEVNULL))
+        for port in http_ports:
+            wait_for("nginx with two workers up", lambda port=port: _up(port))
+
+        def one(i):
+            return get(f"http://127.0.0.1:{http_ports[i % 2]}/x")[0]
+        with ThreadPoolExecutor(max_workers=24) as ex:
+            codes = list(ex.map(one, range(REQUESTS)))
+        assert all(c == 200 for c in codes)
+        hits = [b.hits - h for b, h in zip(backends, hits0)]
+        share = hits[1] / sum(hits)
+        print(f"two workers per instance: slow share {share:.3f} vs {one_worker_share:.3f} with one "
+              f"(tolerance {TWO_WORKERS_TOLERANCE})")
+        assert sum(hits) == REQUESTS
+        assert share < SLOW_SHARE_BOUND and abs(share - one_worker_share) <= TWO_WORKERS_TOLERANCE, share
+        # Each worker of each instance holds the records of all four workers.
+        seen = {}
+
+        def all_workers_hold_four():
+            for port in http_ports:
+                s = status(port)
+                if s["records"] == 4 and s["peer_count"] >= 3:
+                    seen[(port, s["worker"])] = True
+            return len(seen) == 4
+        wait_for("every worker holds the four workers' records", all_workers_hold_four)
+        print("two workers per instance: every worker of both instances holds all four records")
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(timeout=10)
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="shivya-nginx-")
     backends = [Backend("fast-a", FAST_S), Backend("slow", SLOW_S), Backend("fast-b", FAST_S)]
@@ -557,6 +621,7 @@ def main():
         assert 0 <= m[("shivya_record_age_mean_seconds", (("worker", "0"),))] <= age < 60, m
         print(f"/shivya_metrics: {len(m)} samples, Prometheus text format")
         print("shares:", [(s["name"], s["share"]) for s in s0["servers"]])
+        two_workers_per_instance(tmp, backends, share)
 
         masters.append(reloads_upgrade_and_a_killed_worker(dirs, http_ports, masters[0]))
         check_readme_tables(get(f"http://127.0.0.1:{http_ports[0]}/shivya_metrics")[1])
