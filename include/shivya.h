@@ -252,6 +252,20 @@ typedef struct shivya_route {
 } shivya_route;
 
 /**
+ * Datagrams dropped for one reason.
+ */
+typedef struct shivya_drop_reason {
+  /**
+   * The reason's stable name (a static NUL-terminated string, e.g. "bad_signature").
+   */
+  const char *name;
+  /**
+   * Datagrams dropped for it.
+   */
+  uint64_t count;
+} shivya_drop_reason;
+
+/**
  * A snapshot of a node.
  */
 typedef struct shivya_snapshot {
@@ -632,6 +646,16 @@ enum shivya_status shivya_settle(struct shivya_node *node,
                                  struct shivya_route *buf,
                                  size_t cap,
                                  size_t *len);
+
+/**
+ * Copies the node's dropped datagrams by reason (every reason, zeros included, in a fixed
+ * order) into `buf[0..cap]`, their number to `*len`; `SHIVYA_ERR_BUFFER_TOO_SHORT` with
+ * the number needed when `cap` is too small. The names are static strings.
+ */
+enum shivya_status shivya_drop_reasons(const struct shivya_node *node,
+                                       struct shivya_drop_reason *buf,
+                                       size_t cap,
+                                       size_t *len);
 
 /**
  * Fills `*out` with a snapshot of the node.

@@ -702,7 +702,7 @@ static ngx_int_t ngx_http_shivya_metrics_handler(ngx_http_request_t *r) {
 
     if ((rc = ngx_http_shivya_begin(r, &s)) != NGX_OK) return rc;
     ngx_http_shivya_decisions(share, signal);
-    cap = 4096;
+    cap = 8192; /* the fixed families, drop reasons included */
     pp = ngx_shivya_rr ? ngx_shivya_rr->peer : NULL;
     for (i = 0; i < ngx_shivya_n && pp; i++, pp = pp->next) {
         cap += 5 * (pp->name.len + ngx_escape_json(NULL, pp->name.data, pp->name.len) + 128);
@@ -736,12 +736,16 @@ static ngx_int_t ngx_http_shivya_metrics_handler(ngx_http_request_t *r) {
     p = ngx_slprintf(p, end, "shivya_frames_total{worker=\"%ui\",direction=\"in\"} %uL\n", ngx_worker, s.frames_in);
     p = ngx_slprintf(p, end, "shivya_frames_total{worker=\"%ui\",direction=\"out\"} %uL\n", ngx_worker, s.frames_out);
     SHIVYA_FAMILY("shivya_dropped_frames_total", "counter", "Datagrams dropped, by reason.");
-    p = ngx_slprintf(p, end, "shivya_dropped_frames_total{worker=\"%ui\",reason=\"malformed\"} %uL\n", ngx_worker,
-                     s.dropped_malformed);
-    p = ngx_slprintf(p, end, "shivya_dropped_frames_total{worker=\"%ui\",reason=\"blocked\"} %uL\n", ngx_worker,
-                     s.dropped_blocked);
-    p = ngx_slprintf(p, end, "shivya_dropped_frames_total{worker=\"%ui\",reason=\"other\"} %uL\n", ngx_worker,
-                     s.dropped - s.dropped_malformed - s.dropped_blocked);
+    {
+        shivya_drop_reason reasons[32];
+        size_t nd = 0, k;
+        if (shivya_drop_reasons(ngx_shivya_node, reasons, 32, &nd) == SHIVYA_OK) {
+            for (k = 0; k < nd; k++) {
+                p = ngx_slprintf(p, end, "shivya_dropped_frames_total{worker=\"%ui\",reason=\"%s\"} %uL\n",
+                                 ngx_worker, reasons[k].name, reasons[k].count);
+            }
+        }
+    }
     SHIVYA_FAMILY("shivya_records_merged_total", "counter", "Records applied from the network.");
     p = ngx_slprintf(p, end, "shivya_records_merged_total{worker=\"%ui\"} %uL\n", ngx_worker, s.records_merged);
     SHIVYA_FAMILY("shivya_layer_steps_total", "counter", "Layer-stack steps run.");

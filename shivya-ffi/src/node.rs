@@ -264,6 +264,66 @@ pub struct shivya_snapshot {
     pub layer_errors: u64,
 }
 
+/// Datagrams dropped for one reason.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct shivya_drop_reason {
+    /// The reason's stable name (a static NUL-terminated string, e.g. "bad_signature").
+    pub name: *const c_char,
+    /// Datagrams dropped for it.
+    pub count: u64,
+}
+
+/// The names of `DropCounters::by_reason`, NUL-terminated, in its order (checked by a test).
+pub(crate) const DROP_REASON_NAMES: [&std::ffi::CStr; 19] = [
+    c"too_short",
+    c"oversized",
+    c"bad_magic",
+    c"unknown_version",
+    c"unknown_type",
+    c"truncated",
+    c"trailing",
+    c"bad_value",
+    c"own_id",
+    c"unmatched_reply",
+    c"bad_record",
+    c"records_full",
+    c"beliefs_full",
+    c"blocked",
+    c"bad_auth",
+    c"bad_leave",
+    c"unsigned",
+    c"bad_signature",
+    c"not_admitted",
+];
+
+/// Copies the node's dropped datagrams by reason (every reason, zeros included, in a fixed
+/// order) into `buf[0..cap]`, their number to `*len`; `SHIVYA_ERR_BUFFER_TOO_SHORT` with
+/// the number needed when `cap` is too small. The names are static strings.
+#[no_mangle]
+pub extern "C" fn shivya_drop_reasons(
+    node: *const shivya_node,
+    buf: *mut shivya_drop_reason,
+    cap: usize,
+    len: *mut usize,
+) -> shivya_status {
+    guard(|| {
+        // SAFETY: as above.
+        let n = unsafe { try_ref(node, "node")? }.enter()?;
+        let reasons = n.status().counters.dropped.by_reason();
+        let items: Vec<shivya_drop_reason> = reasons
+            .iter()
+            .zip(DROP_REASON_NAMES)
+            .map(|((_, count), name)| shivya_drop_reason {
+                name: name.as_ptr(),
+                count: *count,
+            })
+            .collect();
+        // SAFETY: `buf`, `cap` and `len` per the documented contract.
+        unsafe { fill_buffer(buf, cap, len, &items, "drop reasons") }
+    })
+}
+
 /// Fills `*out` with a snapshot of the node.
 #[no_mangle]
 pub extern "C" fn shivya_node_snapshot(

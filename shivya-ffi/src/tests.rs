@@ -314,3 +314,12 @@ fn inputs_that_once_aborted_the_process_are_refused() {
     assert!(last_error().contains("overlap"));
     shivya_complex_free(cx);
 }
+
+#[test]
+fn drop_reason_names_follow_the_core() {
+    let core = shivya_core::mesh::DropCounters::default().by_reason();
+    assert_eq!(core.len(), crate::node::DROP_REASON_NAMES.len());
+    for ((name, _), c) in core.iter().zip(crate::node::DROP_REASON_NAMES) {
+        assert_eq!(c.to_str().unwrap(), *name);
+    }
+}

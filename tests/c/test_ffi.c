@@ -649,6 +649,18 @@ static void test_a_thousand_backends(void) {
     }
     CHECK(top > 500 && top < 1000);
     CHECK_ERR(shivya_record_queue_len(n[0], 1000, 1.0), SHIVYA_ERR_INVALID_ARGUMENT);
+    /* Drops by reason: every reason named, a garbage datagram counted under one. */
+    shivya_drop_reason reasons[32];
+    size_t nd = 0;
+    CHECK_ERR(shivya_drop_reasons(n[0], reasons, 2, &nd), SHIVYA_ERR_BUFFER_TOO_SHORT);
+    CHECK(nd == 19);
+    CHECK(shivya_drop_reasons(n[0], reasons, 32, &nd) == SHIVYA_OK && nd == 19);
+    int named = 0;
+    for (size_t k = 0; k < nd; k++) named += strcmp(reasons[k].name, "bad_signature") == 0;
+    CHECK(named == 1);
+    CHECK_ERR(shivya_drop_reasons(NULL, reasons, 32, &nd), SHIVYA_ERR_INVALID_ARGUMENT);
+    CHECK_ERR(shivya_drop_reasons(n[0], NULL, 32, &nd), SHIVYA_ERR_INVALID_ARGUMENT);
+    CHECK_ERR(shivya_drop_reasons(n[0], reasons, 32, NULL), SHIVYA_ERR_INVALID_ARGUMENT);
     for (int i = 0; i < 2; i++) shivya_node_free(n[i]);
 }
 

@@ -616,6 +616,8 @@ def main():
             key = (("worker", "0"), ("server", srv["name"]))
             assert abs(m[("shivya_server_share", key)] - srv["share"]) < 1e-3, (srv, m)
         assert m[("shivya_frames_total", (("worker", "0"), ("direction", "in")))] > 0
+        reasons = {dict(k[1])["reason"] for k in m if k[0] == "shivya_dropped_frames_total"}
+        assert len(reasons) == 19 and {"bad_magic", "bad_signature", "blocked"} <= reasons, reasons
         # Information age: the other instance's record, changed within the last minute.
         age = m[("shivya_record_age_max_seconds", (("worker", "0"),))]
         assert 0 <= m[("shivya_record_age_mean_seconds", (("worker", "0"),))] <= age < 60, m
