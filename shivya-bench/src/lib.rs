@@ -10,4 +10,5 @@ pub mod complexes;
 pub mod demo;
 pub mod membership;
 pub mod report;
+pub mod settle;
 pub mod solvers;

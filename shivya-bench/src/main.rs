@@ -26,6 +26,8 @@ enum What {
     Charts,
     /// Idle traffic and the spread of one write, with the quiet mesh on and off.
     Idle,
+    /// The cost of one settle as N grows: re-summing every record vs kept sums.
+    Settle,
 }
 
 /// Reproducible measurements of the Shivya mesh.
@@ -300,6 +302,33 @@ fn run_cluster(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
+fn run_settle(args: &Args) -> Result<(), String> {
+    let plan: &[(usize, u32)] = if args.quick {
+        &[(64, 64), (512, 64)]
+    } else {
+        &[(64, 64), (512, 64), (4_096, 64), (10_000, 64), (512, 1_000)]
+    };
+    let mut rows = Vec::new();
+    for &(n, b) in plan {
+        let t0 = Instant::now();
+        rows.push(shivya_bench::settle::measure(
+            n,
+            b,
+            if args.quick { 5 } else { 31 },
+        )?);
+        eprintln!(
+            "settle: N={n} backends={b} in {:.1} s",
+            t0.elapsed().as_secs_f64()
+        );
+    }
+    emit(
+        &args.out,
+        "settle",
+        "One settle as the mesh grows (N records of B backends)",
+        &shivya_bench::settle::table(&rows),
+    )
+}
+
 fn run_idle(args: &Args) -> Result<(), String> {
     let sizes: &[usize] = if args.quick { &[16] } else { &[64, 128, 512] };
     let mut rows = Vec::new();
@@ -503,6 +532,7 @@ fn main() {
         What::Membership => run_membership(&args),
         What::Charts => charts::redraw(&args.out),
         What::Idle => run_idle(&args),
+        What::Settle => run_settle(&args),
         What::All => run_solvers(&args)
             .and_then(|()| run_membership(&args))
             .and_then(|()| run_cluster(&args)),

@@ -43,7 +43,10 @@ pub use config::{usable_peer, Admission, MeshKey, NodeConfig, MAX_INCARNATION};
 pub use counters::{Counters, DropCounters, RecordAges, Status};
 pub use node::{Node, StepOutcome, RECV_BUDGET};
 pub use proxy::WorkloadMeshProxy;
-pub use records::{death_certificate, version_order, DigestPage, MergeOutcome, RecordStore, DEAD};
+pub use records::{
+    death_certificate, from_fixed, to_fixed, version_order, DigestPage, MergeOutcome, MergedSums,
+    RecordStore, DEAD,
+};
 pub use state::{NodeState, AMPLIFICATION, ASSEMBLY_TIMEOUT_MS, MAX_ASSEMBLIES, RUMOR_RECORDS};
 pub use workload::{EdgeRecommendation, Reconciler, SettleMode, Settlement, WorkloadTopology};
 

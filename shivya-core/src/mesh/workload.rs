@@ -1,5 +1,6 @@
 //! The workload graph and the reconciler that turns merged records into routes.
 
+use super::records::MergedSums;
 use super::MeshError;
 use crate::graph::Graph;
 use crate::hodge::{CgConfig, HodgeWorkspace, SimplicialComplex, SolverReport};
@@ -205,11 +206,9 @@ impl Reconciler {
         &self.complex
     }
 
-    /// Merges `records` (ascending origin order, entries in their stored order) into queue
-    /// lengths and an offload flow, adds `queue_gain · (q_u − q_v)` on every edge `(u, v)`
-    /// so work moves from long queues to short ones, and projects the result. Entries that
-    /// name vertices or edges outside the topology are skipped (they are rejected on
-    /// receipt, so none arrive here from the network).
+    /// Merges `records` into queue lengths and an offload flow (their [`MergedSums`]:
+    /// exact, so the order of the records does not matter), and settles them as
+    /// [`settle_sums`](Self::settle_sums) does.
     pub fn settle<'a>(
         &mut self,
         records: impl Iterator<Item = &'a RecordWire>,
@@ -217,18 +216,31 @@ impl Reconciler {
         queue_gain: f64,
         min_rate: f64,
     ) -> Result<Settlement, MeshError> {
+        self.settle_sums(&MergedSums::of(records), mode, queue_gain, min_rate)
+    }
+
+    /// Settles merged sums: queue lengths per vertex and an offload flow per edge, plus
+    /// `queue_gain · (q_u − q_v)` on every edge `(u, v)` so work moves from long queues to
+    /// short ones, projected. Cost: the non-zero sums and the topology, not the number of
+    /// records. Entries that name vertices or edges outside the topology are skipped (they
+    /// are rejected on receipt, so none arrive here from the network).
+    pub fn settle_sums(
+        &mut self,
+        sums: &MergedSums,
+        mode: SettleMode,
+        queue_gain: f64,
+        min_rate: f64,
+    ) -> Result<Settlement, MeshError> {
         self.raw.fill(0.0);
         self.queue.fill(0.0);
-        for r in records {
-            for &(v, q) in &r.queue {
-                if let Some(slot) = self.queue.get_mut(v as usize) {
-                    *slot += q;
-                }
+        for (v, q) in sums.queue() {
+            if let Some(slot) = self.queue.get_mut(v as usize) {
+                *slot = q;
             }
-            for &(s, d, x) in &r.offload {
-                if let Some((e, forward)) = self.topology.edge_index(s, d) {
-                    self.raw[e] += if forward { x } else { -x };
-                }
+        }
+        for ((s, d), x) in sums.offload() {
+            if let Some((e, forward)) = self.topology.edge_index(s, d) {
+                self.raw[e] += if forward { x } else { -x };
             }
         }
         for (e, &(u, v)) in self.topology.edges.iter().enumerate() {

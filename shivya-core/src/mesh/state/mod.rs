@@ -449,8 +449,8 @@ impl NodeState {
     fn settle_now(&mut self) -> Result<&Settlement, MeshError> {
         let generation = self.records.generation();
         if self.last_settle.as_ref().map(|s| s.0) != Some(generation) {
-            let s = self.reconciler.settle(
-                self.records.iter(),
+            let s = self.reconciler.settle_sums(
+                self.records.sums(),
                 self.config.settle_mode,
                 self.config.queue_gain,
                 self.config.min_rate,
