@@ -229,3 +229,34 @@ fn the_idle_run_measures_the_quiet_mesh_against_no_backoff() {
     assert!(rows.iter().all(|r| r[4].parse::<f64>().unwrap() < 60_000.0));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn the_settle_run_compares_kept_sums_with_re_summing() {
+    let dir = std::env::temp_dir().join(format!("shivya-bench-settle-{}", std::process::id()));
+    let out = bench()
+        .args(["settle", "--quick", "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The run itself checks that kept and re-summed sums settle to the same flow; here the
+    // table has its rows and every time is a positive number (speed is for the benchmark).
+    let csv = std::fs::read_to_string(dir.join("settle.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{csv}");
+    for r in &rows {
+        assert!(
+            r[2].parse::<f64>().unwrap() > 0.0 && r[3].parse::<f64>().unwrap() > 0.0,
+            "{csv}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
