@@ -16,6 +16,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.support.ui import WebDriverWait
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -59,7 +60,9 @@ def main():
                 if time.time() > deadline:
                     raise
                 time.sleep(0.2)
-        wait = WebDriverWait(driver, 15)
+        # The page redraws its SVG every feed tick: an element found a moment ago may be
+        # replaced before its attribute is read; the wait then simply looks again.
+        wait = WebDriverWait(driver, 15, ignored_exceptions=(StaleElementReferenceException,))
         wait.until(lambda d: int(d.find_element(By.ID, "peer-count").text or "0") >= 1)
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "line.route")) >= 1)
         # Weights and information age plotted over time: one line per backend, each with
@@ -68,9 +71,9 @@ def main():
                    and all(len(e.get_attribute("points").split()) >= 2
                            for e in d.find_elements(By.CSS_SELECTOR, "polyline.weight-line")))
         wait.until(lambda d: len(d.find_element(By.ID, "age-line").get_attribute("points").split()) >= 2)
-        age_now = driver.find_element(By.ID, "age-now").text
+        age_now = wait.until(lambda d: d.find_element(By.ID, "age-now").text)
         assert age_now.isdigit(), age_now
-        peers = int(driver.find_element(By.ID, "peer-count").text)
+        peers = int(wait.until(lambda d: d.find_element(By.ID, "peer-count").text))
         routes = len(driver.find_elements(By.CSS_SELECTOR, "line.route"))
         vertices = len(driver.find_elements(By.CSS_SELECTOR, "circle.vertex"))
         shot = os.path.join(ARTIFACTS, "dashboard.png")
