@@ -897,3 +897,73 @@ fn forged_and_broken_chunks_never_corrupt_a_record() {
     assert_eq!(sim.nodes[6].records().get(&victim.origin), Some(&victim));
     assert_identical(&mut sim, &(0..8).collect::<Vec<_>>());
 }
+
+#[test]
+fn peer_sampling_views_reach_beyond_the_routing_table_and_refuse_bad_contacts() {
+    use shivya_core::p2p::{Body, Contact, Frame};
+    let (n, vertices) = (96, 3);
+    let mut sim = Sim::new(n, 55, NetConfig::default(), |i| config(i, vertices)).unwrap();
+    sim.run_until(60_000);
+    let ids: Vec<NodeId> = sim.nodes.iter().map(|s| s.id()).collect();
+    let mut outside = 0;
+    for i in 0..n {
+        let view = sim.nodes[i].sample_view();
+        // Full, but for the entry a shuffle in flight took out.
+        let cap = sim.nodes[i].config().sample_view;
+        assert!(
+            view.len() + 1 >= cap && view.len() <= cap,
+            "node {i}: {}",
+            view.len()
+        );
+        assert!(
+            view.iter().all(|v| ids.contains(v) && *v != ids[i]),
+            "node {i}"
+        );
+        outside += view
+            .iter()
+            .filter(|v| sim.nodes[i].kademlia().table().get(v).is_none())
+            .count();
+    }
+    // With K = 4 ids per bucket no table holds all 95 others: the views supply peers the
+    // tables lack.
+    println!(
+        "view entries outside the routing table: {outside} of {}",
+        n * 32
+    );
+    assert!(outside > n, "{outside}");
+    // A shuffle naming the receiver itself, a port-0-free but other-family address, and a
+    // flood of fresh ids: the view stays bounded and never holds the receiver or the bad
+    // address.
+    let me = sim.nodes[0].id();
+    let bad = Contact {
+        id: NodeId::from_seed(1),
+        addr: "[::1]:9".parse().unwrap(),
+    };
+    let mut contacts = vec![
+        Contact {
+            id: me,
+            addr: common::addr_of(7),
+        },
+        bad,
+    ];
+    contacts.extend((0..18).map(|k| Contact {
+        id: NodeId::from_seed(90_000 + k),
+        addr: common::addr_of(300 + k as usize),
+    }));
+    let bytes = Frame::new(
+        0,
+        NodeId::from_seed(91_000),
+        Body::Shuffle {
+            reply: false,
+            contacts,
+        },
+    )
+    .encode()
+    .unwrap();
+    let now = sim.now;
+    sim.nodes[0].handle_datagram(common::addr_of(299), &bytes, now);
+    let view = sim.nodes[0].sample_view();
+    assert!(view.len() <= 32 && !view.contains(&me) && !view.contains(&bad.id));
+    let t = sim.now + 1_000;
+    sim.run_until(t);
+}

@@ -193,6 +193,17 @@ pub fn vectors() -> Vec<(&'static str, Frame)> {
             ),
         ),
         (
+            "shuffle",
+            Frame::new(
+                0,
+                id(0x11),
+                Body::Shuffle {
+                    reply: false,
+                    contacts: vec![c1],
+                },
+            ),
+        ),
+        (
             "signed_leave",
             Frame::new(
                 0,

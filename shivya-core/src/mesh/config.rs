@@ -44,6 +44,10 @@ pub struct NodeConfig {
     /// does not find it: how records of origins that nobody routes to (invented by forged
     /// traffic, or gone before anyone held them) stop counting. 0 turns it off.
     pub orphan_probe_interval_ms: u64,
+    /// Contacts in the uniform peer-sampling view (Cyclon) that supplies one gossip target
+    /// per round beside the Kademlia table; 0 turns peer sampling off (targets then all
+    /// come from the table).
+    pub sample_view: usize,
     /// Peers contacted per anti-entropy round.
     pub fanout: usize,
     /// Most DELTA/DELTAS frames pushed in answer to one DIGEST (each DELTAS packs as many
@@ -166,6 +170,7 @@ impl Default for NodeConfig {
             gossip_interval_ms: 50,
             max_gossip_interval_ms: 1_000,
             orphan_probe_interval_ms: 5_000,
+            sample_view: 32,
             fanout: 2,
             max_push_per_digest: 16,
             max_records: 4_096,

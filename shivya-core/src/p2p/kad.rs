@@ -426,7 +426,8 @@ impl Kademlia {
             | Body::Belief { .. }
             | Body::Leave
             | Body::SignedLeave { .. }
-            | Body::Chunk(_) => {}
+            | Body::Chunk(_)
+            | Body::Shuffle { .. } => {}
         }
         true
     }

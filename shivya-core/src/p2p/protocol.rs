@@ -144,6 +144,8 @@ pub enum MessageType {
     SignedLeave = 0x17,
     /// Mesh: one part of a record with more than 48 queue entries.
     Chunk = 0x18,
+    /// Mesh: a peer-sampling shuffle (a few contacts from the sender's sample view).
+    Shuffle = 0x19,
 }
 
 impl MessageType {
@@ -166,6 +168,7 @@ impl MessageType {
             0x16 => MessageType::SignedDeltas,
             0x17 => MessageType::SignedLeave,
             0x18 => MessageType::Chunk,
+            0x19 => MessageType::Shuffle,
             _ => return None,
         })
     }
@@ -405,6 +408,13 @@ pub enum Body {
     Leave,
     /// CHUNK: one part of a record with more than [`MAX_QUEUE_ENTRIES`] queue entries.
     Chunk(RecordPart),
+    /// SHUFFLE: contacts from the sender's sample view (peer sampling).
+    Shuffle {
+        /// An answer to a shuffle (answers are not answered).
+        reply: bool,
+        /// At most [`MAX_CONTACTS`] contacts.
+        contacts: Vec<Contact>,
+    },
     /// SIGNED_LEAVE: LEAVE with the sender's key and its signature over
     /// `identity::leave_message(sender, version)`.
     SignedLeave {
@@ -450,6 +460,7 @@ impl Body {
             Body::Deltas(_) => MessageType::Deltas,
             Body::SignedLeave { .. } => MessageType::SignedLeave,
             Body::Chunk(_) => MessageType::Chunk,
+            Body::Shuffle { .. } => MessageType::Shuffle,
             Body::Belief { .. } => MessageType::Belief,
             Body::Leave => MessageType::Leave,
             Body::Summary { .. } => MessageType::Summary,
@@ -747,6 +758,10 @@ impl Frame {
                 out.extend_from_slice(&key.0);
                 out.extend_from_slice(sig);
             }
+            Body::Shuffle { reply, contacts } => {
+                out.push(u8::from(*reply));
+                put_contacts(out, contacts)?;
+            }
             Body::Chunk(p) => {
                 put_part(out, p)?;
                 check_count("chunk bytes", out.len(), MAX_FRAME)?;
@@ -880,6 +895,18 @@ impl Frame {
             MessageType::Pong => Body::Pong,
             MessageType::Leave => Body::Leave,
             MessageType::Chunk => Body::Chunk(r.part()?),
+            MessageType::Shuffle => Body::Shuffle {
+                reply: match r.u8("shuffle flags")? {
+                    0 => false,
+                    1 => true,
+                    _ => {
+                        return Err(DecodeError::BadValue {
+                            what: "shuffle flags",
+                        })
+                    }
+                },
+                contacts: r.contacts()?,
+            },
             MessageType::SignedLeave => Body::SignedLeave {
                 version: r.u64("leave version")?,
                 key: PublicKey(r.array("leave key")?),

@@ -133,6 +133,21 @@ impl NodeState {
         }
     }
 
+    /// `n` gossip targets: one drawn uniformly from the peer-sampling view (when it has
+    /// entries), the others at random from the routing table, all distinct.
+    fn gossip_targets(&mut self, n: usize) -> Vec<(NodeId, SocketAddr)> {
+        let Some(sampled) = self.view_target().filter(|_| n > 0) else {
+            return self.random_peers(n);
+        };
+        let mut targets = vec![sampled];
+        for t in self.random_peers(n) {
+            if targets.len() < n && t.0 != sampled.0 {
+                targets.push(t);
+            }
+        }
+        targets
+    }
+
     fn random_peers(&mut self, n: usize) -> Vec<(NodeId, SocketAddr)> {
         let mut all: Vec<(NodeId, SocketAddr)> =
             self.kad.table().peers().map(|p| (p.id, p.addr)).collect();
@@ -211,7 +226,8 @@ impl NodeState {
     /// SUMMARY of every record held instead of a digest page: a few bytes while the
     /// views agree, and the page exchange as soon as they do not.
     pub(super) fn gossip(&mut self, quiet: bool) {
-        let targets = self.random_peers(self.config.fanout);
+        let targets = self.gossip_targets(self.config.fanout);
+        self.shuffle(self.clock_ms);
         if targets.is_empty() {
             return;
         }

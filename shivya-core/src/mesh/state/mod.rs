@@ -10,6 +10,7 @@ mod dht;
 mod gossip;
 mod layers;
 mod orphans;
+mod sampling;
 mod trust;
 mod writes;
 
@@ -81,6 +82,11 @@ pub struct NodeState {
     /// The record generation the balancer last saw.
     balanced_generation: Option<u64>,
     left: bool,
+    /// The peer-sampling view (at most `config.sample_view` entries) and the ids sent in
+    /// the last shuffle (replaced by what its answer brings).
+    sample: Vec<sampling::ViewEntry>,
+    shuffle_sent: Vec<NodeId>,
+    next_shuffle_ms: u64,
     /// Chunked records being assembled, by origin (at most `MAX_ASSEMBLIES`).
     assemblies: BTreeMap<NodeId, gossip::Assembly>,
     /// Orphan probes in flight: lookup id → the origin looked up.
@@ -161,6 +167,9 @@ impl NodeState {
             balancing: false,
             balanced_generation: None,
             left: false,
+            sample: Vec::new(),
+            shuffle_sent: Vec::new(),
+            next_shuffle_ms: now_ms,
             assemblies: BTreeMap::new(),
             orphan_lookups: BTreeMap::new(),
             probed_ms: BTreeMap::new(),
@@ -308,6 +317,9 @@ impl NodeState {
                 }
             }
             Body::Chunk(p) => self.on_chunk(p, now_ms),
+            Body::Shuffle { reply, contacts } => {
+                self.on_shuffle(from, frame.sender, *reply, contacts)
+            }
             Body::Belief {
                 free_energy, mean, ..
             } => self.on_belief(frame.sender, *free_energy, mean, now_ms),
@@ -361,8 +373,12 @@ impl NodeState {
         }
         while let Some(ev) = self.kad.poll_event() {
             match &ev {
+                KadEvent::PeerAdded(c) => self.view_learn(c),
                 KadEvent::PeerRemoved { id, reason } => {
                     self.belief.forget(id);
+                    if *reason == "unresponsive" {
+                        self.view_forget(id);
+                    }
                     if *reason == "unresponsive" {
                         self.certify_dead(*id);
                     }
