@@ -13,3 +13,7 @@ say "go vet + go test (bindings/go)"
 (cd bindings/go && go vet ./... && go test -count=1 -v ./... 2>&1 | grep -E '^(=== RUN|--- |ok|FAIL|PASS)|RSS|discovery|converged|p99')
 say "go example"
 (cd examples/go && go run .)
+# The memberlist harness of `shivya-bench memberlist` (the side-by-side benchmark runs
+# behind its own command, not here): it must stay formatted, vetted and buildable.
+say "memberlist harness: gofmt, vet, build"
+(cd shivya-bench/memberlist && test -z "$(gofmt -l .)" && go vet . && go build -o "$TARGET/memberlist/memberlist-harness" .)

@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod complexes;
 pub mod demo;
 pub mod membership;
+pub mod peer;
 pub mod report;
 pub mod settle;
 pub mod solvers;

@@ -28,6 +28,8 @@ enum What {
     Idle,
     /// The cost of one settle as N grows: re-summing every record vs kept sums.
     Settle,
+    /// Shivya and HashiCorp memberlist side by side on loopback (needs Go).
+    Memberlist,
 }
 
 /// Reproducible measurements of the Shivya mesh.
@@ -302,6 +304,36 @@ fn run_cluster(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
+fn run_memberlist(args: &Args) -> Result<(), String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("..").join("target"));
+    let bin =
+        shivya_bench::peer::build_memberlist(&root.join("memberlist"), &target.join("memberlist"))?;
+    let (sizes, idle_s): (&[usize], u64) = if args.quick {
+        (&[8], 3)
+    } else {
+        (&[16, 64, 128], 30)
+    };
+    let mut rows = Vec::new();
+    for &n in sizes {
+        let t0 = Instant::now();
+        rows.push(shivya_bench::peer::shivya(n, idle_s)?);
+        rows.push(shivya_bench::peer::memberlist(&bin, n, idle_s)?);
+        eprintln!(
+            "memberlist: N={n} both in {:.1} s",
+            t0.elapsed().as_secs_f64()
+        );
+    }
+    emit(
+        &args.out,
+        "memberlist",
+        "Shivya and HashiCorp memberlist side by side (127.0.0.1, defaults)",
+        &shivya_bench::peer::table(&rows),
+    )
+}
+
 fn run_settle(args: &Args) -> Result<(), String> {
     let plan: &[(usize, u32)] = if args.quick {
         &[(64, 64), (512, 64)]
@@ -533,6 +565,7 @@ fn main() {
         What::Charts => charts::redraw(&args.out),
         What::Idle => run_idle(&args),
         What::Settle => run_settle(&args),
+        What::Memberlist => run_memberlist(&args),
         What::All => run_solvers(&args)
             .and_then(|()| run_membership(&args))
             .and_then(|()| run_cluster(&args)),
