@@ -245,9 +245,7 @@ pub fn memberlist(bin: &Path, n: usize, idle_s: u64) -> Result<Row, String> {
             .find(&format!("\"{key}\":"))
             .ok_or_else(|| format!("memberlist harness output lacks {key}: {text}"))?;
         let rest = &text[at + key.len() + 3..];
-        let end = rest
-            .find([',', '}'])
-            .unwrap_or(rest.len());
+        let end = rest.find([',', '}']).unwrap_or(rest.len());
         rest[..end]
             .trim()
             .parse()
