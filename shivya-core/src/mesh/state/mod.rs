@@ -91,8 +91,10 @@ pub struct NodeState {
     assemblies: BTreeMap<NodeId, gossip::Assembly>,
     /// Orphan probes in flight: lookup id → the origin looked up.
     orphan_lookups: BTreeMap<u64, NodeId>,
-    /// When each origin was last probed (keys: held origins only).
+    /// When each origin was last probed, and last sent us a frame itself (keys: held
+    /// origins only).
     probed_ms: BTreeMap<NodeId, u64>,
+    heard_ms: BTreeMap<NodeId, u64>,
     /// The origin probed last (round robin) and when the next probe is due.
     orphan_cursor: NodeId,
     next_orphan_probe_ms: u64,
@@ -173,6 +175,7 @@ impl NodeState {
             assemblies: BTreeMap::new(),
             orphan_lookups: BTreeMap::new(),
             probed_ms: BTreeMap::new(),
+            heard_ms: BTreeMap::new(),
             orphan_cursor: NodeId::ZERO,
             next_orphan_probe_ms: now_ms.saturating_add(config.orphan_probe_interval_ms),
             clock_ms: now_ms,
@@ -297,6 +300,10 @@ impl NodeState {
             return;
         }
         self.kad.observe(frame.sender, from, now_ms);
+        // An origin that speaks to us is alive: no orphan probe needed for it.
+        if self.records.get(&frame.sender).is_some() {
+            self.heard_ms.insert(frame.sender, now_ms);
+        }
         match &frame.body {
             Body::Digest {
                 reply,

@@ -4,8 +4,9 @@
 //! dead (`certify_dead`). An origin that no node ever routed to — one invented by forged
 //! traffic, or a node that vanished before anyone held it — is never found unresponsive.
 //! So every `orphan_probe_interval_ms` a node picks one held origin whose record still
-//! counts and that is not in its routing table (an origin found alive is not probed again
-//! for 360 intervals, half an hour at the default), and looks it up (an iterative FIND_NODE for its id). A live node is found by
+//! counts, that is not in its routing table and that has not itself sent this node a frame
+//! lately (an origin found or heard alive is not probed for 360 intervals, half an hour at
+//! the default), and looks it up (an iterative FIND_NODE for its id). A live node is found by
 //! its own id and answers; when the lookup ends without it, the node issues the origin's
 //! death certificate. A live origin wrongly certified refutes it by writing again, as for
 //! any certificate.
@@ -39,6 +40,10 @@ impl NodeState {
                         .probed_ms
                         .get(&r.origin)
                         .is_none_or(|t| now_ms.saturating_sub(*t) >= again)
+                    && self
+                        .heard_ms
+                        .get(&r.origin)
+                        .is_none_or(|t| now_ms.saturating_sub(*t) >= again)
             })
             // Round robin over origin order, starting after the last one probed.
             .map(|r| r.origin)
@@ -48,9 +53,10 @@ impl NodeState {
         };
         self.orphan_cursor = origin;
         self.probed_ms.insert(origin, now_ms);
-        // The map follows the records: entries for origins no longer held go.
+        // The maps follow the records: entries for origins no longer held go.
         let records = &self.records;
         self.probed_ms.retain(|o, _| records.get(o).is_some());
+        self.heard_ms.retain(|o, _| records.get(o).is_some());
         let lookup = self.kad.find_node(origin, now_ms);
         self.orphan_lookups.insert(lookup, origin);
         self.counters.orphan_probes += 1;
