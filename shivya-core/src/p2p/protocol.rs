@@ -1033,6 +1033,15 @@ impl Frame {
     }
 }
 
+/// A validation failure of decoded content, as the decoder reports it.
+fn invalid(e: EncodeError) -> DecodeError {
+    match e {
+        EncodeError::TooMany { what, .. } | EncodeError::BadValue { what } => {
+            DecodeError::BadValue { what }
+        }
+    }
+}
+
 struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
@@ -1089,53 +1098,19 @@ impl Reader<'_> {
     fn record(&mut self, sealed: bool) -> Result<RecordWire, DecodeError> {
         let origin = self.id("origin")?;
         let version = self.u64("version")?;
-        let nq = self.u8("queue count")? as usize;
-        let no = self.u8("offload count")? as usize;
-        if nq > MAX_QUEUE_ENTRIES || no > MAX_OFFLOAD_ENTRIES {
-            return Err(DecodeError::BadValue {
-                what: "record entry count",
-            });
-        }
-        self.need("record entries", nq * 12 + no * 16)?;
+        let (queue, offload) = self.entries("record entry count", "record entries")?;
         let mut rec = RecordWire {
             origin,
             version,
-            queue: Vec::with_capacity(nq),
-            offload: Vec::with_capacity(no),
+            queue,
+            offload,
             seal: None,
         };
-        for _ in 0..nq {
-            let v = self.u32("vertex")?;
-            let q = self.f64("queue length")?;
-            rec.queue.push((v, q));
-        }
-        for _ in 0..no {
-            let s = self.u32("src")?;
-            let d = self.u32("dst")?;
-            let x = self.f64("rate")?;
-            rec.offload.push((s, d, x));
-        }
         if sealed {
-            rec.seal = Some(Box::new(match self.u8("seal kind")? {
-                1 => Seal::Signed {
-                    key: PublicKey(self.array("seal key")?),
-                    sig: self.array("seal signature")?,
-                },
-                2 => Seal::Certified {
-                    key: PublicKey(self.array("seal key")?),
-                    sig: self.array("seal signature")?,
-                    entries_hash: self.array("seal entries hash")?,
-                    issuer: PublicKey(self.array("seal issuer")?),
-                    issuer_sig: self.array("seal issuer signature")?,
-                },
-                _ => return Err(DecodeError::BadValue { what: "seal kind" }),
-            }));
+            let kind = self.u8("seal kind")?;
+            rec.seal = Some(Box::new(self.seal(kind)?));
         }
-        validate_record(&rec).map_err(|e| match e {
-            EncodeError::TooMany { what, .. } | EncodeError::BadValue { what } => {
-                DecodeError::BadValue { what }
-            }
-        })?;
+        validate_record(&rec).map_err(invalid)?;
         Ok(rec)
     }
 
@@ -1145,48 +1120,72 @@ impl Reader<'_> {
         let version = self.u64("version")?;
         let part = self.u8("part")?;
         let parts = self.u8("parts")?;
-        let nq = self.u8("queue count")? as usize;
-        let no = self.u8("offload count")? as usize;
-        if nq > MAX_QUEUE_ENTRIES || no > MAX_OFFLOAD_ENTRIES {
-            return Err(DecodeError::BadValue {
-                what: "chunk entry count",
-            });
-        }
-        self.need("chunk entries", nq * 12 + no * 16)?;
-        let mut p = RecordPart {
+        let (queue, offload) = self.entries("chunk entry count", "chunk entries")?;
+        // A part carries no seal or a record's signature (never a certificate's).
+        let seal = match self.u8("seal kind")? {
+            0 => None,
+            1 => Some(Box::new(self.seal(1)?)),
+            _ => return Err(DecodeError::BadValue { what: "seal kind" }),
+        };
+        let p = RecordPart {
             origin,
             version,
             part,
             parts,
-            queue: Vec::with_capacity(nq),
-            offload: Vec::with_capacity(no),
-            seal: None,
+            queue,
+            offload,
+            seal,
         };
+        validate_part(&p).map_err(invalid)?;
+        Ok(p)
+    }
+
+    /// The two counts and both entry lists of a record or part (unvalidated order and
+    /// values; the caller validates the whole).
+    #[allow(clippy::type_complexity)]
+    fn entries(
+        &mut self,
+        count_what: &'static str,
+        what: &'static str,
+    ) -> Result<(Vec<(u32, f64)>, Vec<(u32, u32, f64)>), DecodeError> {
+        let nq = self.u8("queue count")? as usize;
+        let no = self.u8("offload count")? as usize;
+        if nq > MAX_QUEUE_ENTRIES || no > MAX_OFFLOAD_ENTRIES {
+            return Err(DecodeError::BadValue { what: count_what });
+        }
+        self.need(what, nq * 12 + no * 16)?;
+        let mut queue = Vec::with_capacity(nq);
         for _ in 0..nq {
             let v = self.u32("vertex")?;
             let q = self.f64("queue length")?;
-            p.queue.push((v, q));
+            queue.push((v, q));
         }
+        let mut offload = Vec::with_capacity(no);
         for _ in 0..no {
             let s = self.u32("src")?;
             let d = self.u32("dst")?;
             let x = self.f64("rate")?;
-            p.offload.push((s, d, x));
+            offload.push((s, d, x));
         }
-        p.seal = match self.u8("seal kind")? {
-            0 => None,
-            1 => Some(Box::new(Seal::Signed {
+        Ok((queue, offload))
+    }
+
+    /// The seal that follows its kind byte: 1 a record's signature, 2 a certificate's.
+    fn seal(&mut self, kind: u8) -> Result<Seal, DecodeError> {
+        Ok(match kind {
+            1 => Seal::Signed {
                 key: PublicKey(self.array("seal key")?),
                 sig: self.array("seal signature")?,
-            })),
+            },
+            2 => Seal::Certified {
+                key: PublicKey(self.array("seal key")?),
+                sig: self.array("seal signature")?,
+                entries_hash: self.array("seal entries hash")?,
+                issuer: PublicKey(self.array("seal issuer")?),
+                issuer_sig: self.array("seal issuer signature")?,
+            },
             _ => return Err(DecodeError::BadValue { what: "seal kind" }),
-        };
-        validate_part(&p).map_err(|e| match e {
-            EncodeError::TooMany { what, .. } | EncodeError::BadValue { what } => {
-                DecodeError::BadValue { what }
-            }
-        })?;
-        Ok(p)
+        })
     }
 
     /// Reads a one-byte count, checks it against `max` and against the bytes present.
