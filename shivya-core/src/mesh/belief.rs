@@ -123,12 +123,7 @@ impl BeliefState {
         let a = config.agent;
         let model = GaussianModel::isotropic(2, OBS_DIM, a.prior_var, a.sensory_var);
         let agent = GibbsFluxAgent::new(model, a.flux).map_err(MeshError::Agent)?;
-        let mut seed = 0u64;
-        for chunk in me.0.chunks(8) {
-            let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
-            seed ^= u64::from_be_bytes(b);
-        }
+        let seed = me.fold64();
         let morphic = MorphicConfig {
             seed: a.morphic.seed ^ seed,
             ..a.morphic

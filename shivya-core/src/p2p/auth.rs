@@ -207,6 +207,15 @@ impl Keyring {
         self.primary
     }
 
+    /// A cipher per key, by id.
+    fn ciphers(&self) -> Vec<(u8, chacha20poly1305::XChaCha20Poly1305)> {
+        use chacha20poly1305::KeyInit;
+        self.keys
+            .iter()
+            .map(|(id, k)| (*id, chacha20poly1305::XChaCha20Poly1305::new(k.into())))
+            .collect()
+    }
+
     /// The ids held, ascending.
     pub fn ids(&self) -> Vec<u8> {
         self.keys.keys().copied().collect()
@@ -242,15 +251,10 @@ impl std::fmt::Debug for Envelope {
 impl Envelope {
     /// The envelope of an encrypted mesh; fails only when the OS gives no random bytes.
     pub fn sealed(ring: &Keyring) -> Result<Envelope, getrandom::Error> {
-        use chacha20poly1305::KeyInit;
         let mut nonce_prefix = [0u8; 16];
         getrandom::getrandom(&mut nonce_prefix)?;
         Ok(Envelope::Sealed {
-            ciphers: ring
-                .keys
-                .iter()
-                .map(|(id, k)| (*id, chacha20poly1305::XChaCha20Poly1305::new(k.into())))
-                .collect(),
+            ciphers: ring.ciphers(),
             primary: ring.primary,
             nonce_prefix,
             counter: 0,
@@ -259,18 +263,13 @@ impl Envelope {
 
     /// Takes a new keyring's keys, keeping the nonce sequence.
     pub fn rekey(&mut self, ring: &Keyring) -> bool {
-        use chacha20poly1305::KeyInit;
         let Envelope::Sealed {
             ciphers, primary, ..
         } = self
         else {
             return false;
         };
-        *ciphers = ring
-            .keys
-            .iter()
-            .map(|(id, k)| (*id, chacha20poly1305::XChaCha20Poly1305::new(k.into())))
-            .collect();
+        *ciphers = ring.ciphers();
         *primary = ring.primary;
         true
     }

@@ -27,6 +27,18 @@ impl NodeId {
         NodeId(out)
     }
 
+    /// The id folded into 64 bits (XOR of its big-endian 8-byte words): a seed that
+    /// differs between ids.
+    pub fn fold64(&self) -> u64 {
+        let mut fold = 0u64;
+        for chunk in self.0.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            fold ^= u64::from_be_bytes(b);
+        }
+        fold
+    }
+
     /// `self XOR other`, the Kademlia distance.
     pub fn distance(&self, other: &NodeId) -> NodeId {
         let mut out = [0u8; ID_LEN];

@@ -58,12 +58,7 @@ impl NodeState {
     /// seed follows the id). Counted as `identity_rotations`; [`NodeState::id`] and
     /// [`NodeState::config`]'s `id` name the new id.
     pub(super) fn rotate_identity(&mut self) {
-        let mut fold = 0u64;
-        for chunk in self.id.0.chunks(8) {
-            let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
-            fold ^= u64::from_be_bytes(b);
-        }
+        let fold = self.id.fold64();
         let new = NodeId::from_seed(self.rng.next_u64() ^ fold);
         let now_ms = self.clock_ms;
         // Both can only fail on a configuration `validate` refused; then nothing changes.

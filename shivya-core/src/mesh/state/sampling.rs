@@ -111,8 +111,12 @@ impl NodeState {
         };
         let oldest = self.sample.swap_remove(k);
         let sent = self.view_pick(SHUFFLE_LEN - 1, Some(oldest.id));
-        self.shuffle_sent = sent.iter().map(|e| e.id).collect();
-        let contacts = sent
+        self.shuffle_sent = self.send_shuffle(oldest.addr, false, &sent);
+    }
+
+    /// Queues a SHUFFLE carrying `entries` to `to`; returns their ids.
+    fn send_shuffle(&mut self, to: SocketAddr, reply: bool, entries: &[ViewEntry]) -> Vec<NodeId> {
+        let contacts = entries
             .iter()
             .map(|e| Contact {
                 id: e.id,
@@ -120,16 +124,10 @@ impl NodeState {
             })
             .collect();
         self.outbox.push(
-            oldest.addr,
-            Frame::new(
-                0,
-                self.id,
-                Body::Shuffle {
-                    reply: false,
-                    contacts,
-                },
-            ),
+            to,
+            Frame::new(0, self.id, Body::Shuffle { reply, contacts }),
         );
+        entries.iter().map(|e| e.id).collect()
     }
 
     /// A SHUFFLE from `sender` at `from`: a request is answered with as many entries of
@@ -148,26 +146,7 @@ impl NodeState {
             std::mem::take(&mut self.shuffle_sent)
         } else {
             let answer = self.view_pick(SHUFFLE_LEN, Some(sender));
-            let ids = answer.iter().map(|e| e.id).collect();
-            let contacts = answer
-                .iter()
-                .map(|e| Contact {
-                    id: e.id,
-                    addr: e.addr,
-                })
-                .collect();
-            self.outbox.push(
-                from,
-                Frame::new(
-                    0,
-                    self.id,
-                    Body::Shuffle {
-                        reply: true,
-                        contacts,
-                    },
-                ),
-            );
-            ids
+            self.send_shuffle(from, true, &answer)
         };
         // The requester itself is a fresh entry; then what it sent.
         let fresh = Contact {
