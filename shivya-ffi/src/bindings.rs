@@ -258,25 +258,16 @@ fn key32(bytes: &[u8], what: &str) -> Result<[u8; 32], ShivyaError> {
 
 /// The keyring of `keys` (`None` when empty): exactly one primary, or a single key.
 fn keyring(keys: &[KeyringKey]) -> Result<Option<Keyring>, ShivyaError> {
-    let primaries: Vec<&KeyringKey> = keys.iter().filter(|k| k.primary).collect();
-    let primary = match (primaries.as_slice(), keys) {
-        (_, []) => return Ok(None),
-        ([p], _) => *p,
-        ([], [only]) => only,
-        ([], _) => return Err(invalid("keyring: mark one key primary")),
-        _ => return Err(invalid("keyring: more than one key is primary")),
-    };
-    let mut ring = Keyring::new(primary.id, &key32(&primary.key, "keyring key")?);
-    let mut primary_seen = false;
-    for k in keys {
-        if k.id == primary.id && !primary_seen {
-            primary_seen = true;
-            continue;
-        }
-        ring.add(k.id, &key32(&k.key, "keyring key")?)
-            .map_err(|e| invalid(format!("keyring: {e}")))?;
+    if keys.is_empty() {
+        return Ok(None);
     }
-    Ok(Some(ring))
+    let mut entries = Vec::with_capacity(keys.len());
+    for k in keys {
+        entries.push((k.id, key32(&k.key, "keyring key")?, k.primary));
+    }
+    Keyring::from_keys(&entries)
+        .map(Some)
+        .map_err(|e| invalid(format!("keyring: {e}")))
 }
 
 /// A fresh Ed25519 secret key (32 bytes from the OS): a node's identity. Keep it safe.

@@ -102,34 +102,7 @@ pub fn load_keyring(path: &Path) -> Result<Keyring, String> {
         };
         keys.push((id, key, primary));
     }
-    let primaries: Vec<u8> = keys.iter().filter(|k| k.2).map(|k| k.0).collect();
-    let primary = match (primaries.as_slice(), keys.as_slice()) {
-        ([p], _) => *p,
-        ([], [only]) => only.0,
-        ([], []) => return Err(format!("keyring file {shown} holds no key")),
-        ([], _) => return Err(format!("keyring file {shown}: mark one key 'primary'")),
-        _ => {
-            return Err(format!(
-                "keyring file {shown}: more than one key is 'primary'"
-            ))
-        }
-    };
-    let first = keys
-        .iter()
-        .find(|k| k.0 == primary)
-        .map(|k| k.1)
-        .unwrap_or([0; 32]);
-    let mut ring = Keyring::new(primary, &first);
-    for (id, key, _) in keys.iter().filter(|k| k.0 != primary) {
-        ring.add(*id, key)
-            .map_err(|e| format!("keyring file {shown}: {e}"))?;
-    }
-    if keys.iter().filter(|k| k.0 == primary).count() > 1 {
-        return Err(format!(
-            "keyring file {shown}: key id {primary} appears twice"
-        ));
-    }
-    Ok(ring)
+    Keyring::from_keys(&keys).map_err(|e| format!("keyring file {shown}: {e}"))
 }
 
 /// Applies `--identity-file`, `--admit-key` and `--keyring-file` to `config`.

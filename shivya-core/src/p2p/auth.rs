@@ -126,8 +126,17 @@ pub const MAX_KEYRING_KEYS: usize = 8;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyringError {
     /// The id is taken already.
-    #[error("key id {0} is already in the keyring")]
+    #[error("key id {0} appears twice: it is in the keyring already")]
     Duplicate(u8),
+    /// No key given.
+    #[error("the keyring holds no key")]
+    Empty,
+    /// Several keys and none marked primary.
+    #[error("mark one key primary")]
+    NoPrimary,
+    /// More than one key marked primary.
+    #[error("more than one key is primary")]
+    SeveralPrimaries,
     /// No key has this id.
     #[error("no key with id {0} in the keyring")]
     Unknown(u8),
@@ -168,6 +177,27 @@ impl Keyring {
             keys: std::collections::BTreeMap::from([(id, *key)]),
             primary: id,
         }
+    }
+
+    /// A ring of `(id, key, primary)` entries: exactly one marked primary, or a single key
+    /// (which then is). Every id at most once, at most [`MAX_KEYRING_KEYS`] keys. The one
+    /// reading of a key list, for configuration files and bindings alike.
+    pub fn from_keys(keys: &[(u8, [u8; KEYRING_KEY_LEN], bool)]) -> Result<Keyring, KeyringError> {
+        let marked: Vec<usize> = (0..keys.len()).filter(|&k| keys[k].2).collect();
+        let primary = match (marked.as_slice(), keys) {
+            (_, []) => return Err(KeyringError::Empty),
+            ([p], _) => *p,
+            ([], [_]) => 0,
+            ([], _) => return Err(KeyringError::NoPrimary),
+            _ => return Err(KeyringError::SeveralPrimaries),
+        };
+        let mut ring = Keyring::new(keys[primary].0, &keys[primary].1);
+        for (k, (id, key, _)) in keys.iter().enumerate() {
+            if k != primary {
+                ring.add(*id, key)?;
+            }
+        }
+        Ok(ring)
     }
 
     /// Adds a key that is accepted but does not encrypt yet.
@@ -408,5 +438,24 @@ mod sealed_tests {
         assert_eq!(full.add(99, &[1; 32]), Err(KeyringError::Full));
         assert_eq!(full.add(3, &[1; 32]), Err(KeyringError::Duplicate(3)));
         assert!(!format!("{full:?}").contains("[3, 3"));
+        // A key list: one primary, or a single key; anything else is refused by name.
+        let (a, b) = ([1; 32], [2; 32]);
+        let ring = Keyring::from_keys(&[(1, a, false), (2, b, true)]).unwrap();
+        assert_eq!((ring.ids(), ring.primary()), (vec![1, 2], 2));
+        assert_eq!(Keyring::from_keys(&[(7, a, false)]).unwrap().primary(), 7);
+        for (keys, err) in [
+            (vec![], KeyringError::Empty),
+            (vec![(1, a, false), (2, b, false)], KeyringError::NoPrimary),
+            (
+                vec![(1, a, true), (2, b, true)],
+                KeyringError::SeveralPrimaries,
+            ),
+            (
+                vec![(1, a, true), (1, b, false)],
+                KeyringError::Duplicate(1),
+            ),
+        ] {
+            assert_eq!(Keyring::from_keys(&keys), Err(err));
+        }
     }
 }
