@@ -600,11 +600,7 @@ fn http_serves_metrics_that_agree_with_the_status_and_refuses_bad_requests() {
         .any(|s| s.0 == "shivya_record_age_max_seconds"));
     // The status socket answers the same exposition.
     {
-        use std::io::{Read, Write};
-        let mut u = std::os::unix::net::UnixStream::connect(&socket).unwrap();
-        u.write_all(b"metrics\n").unwrap();
-        let mut text = String::new();
-        u.read_to_string(&mut text).unwrap();
+        let text = socket_command(&socket, "metrics");
         let again = parse_openmetrics(text.trim_end());
         assert!(
             again.iter().any(|s| s.0 == "shivya_backend_weight"),
