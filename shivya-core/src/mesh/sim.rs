@@ -67,6 +67,10 @@ pub struct Sim {
     pub delivered: u64,
     /// Datagrams lost (by chance, partition or isolation).
     pub lost: u64,
+    /// Min-heap of (next timeout, node); an entry counts while `scheduled` names it.
+    timers: BinaryHeap<Reverse<(u64, usize)>>,
+    /// The timeout each node's live heap entry stands for.
+    scheduled: Vec<Option<u64>>,
 }
 
 impl Sim {
@@ -103,6 +107,8 @@ impl Sim {
             buf: Vec::new(),
             delivered: 0,
             lost: 0,
+            timers: BinaryHeap::new(),
+            scheduled: Vec::new(),
         })
     }
 
@@ -114,8 +120,9 @@ impl Sim {
             && self.group[a] == self.group[b]
     }
 
-    fn collect(&mut self) {
-        for i in 0..self.nodes.len() {
+    /// Drains the outboxes of `nodes` (ascending) onto the network.
+    fn collect(&mut self, nodes: &[usize]) {
+        for &i in nodes {
             while let Some(destination) = self.nodes[i].poll_transmit(&mut self.buf) {
                 let Some(&j) = self.index.get(&destination) else {
                     continue;
@@ -140,20 +147,60 @@ impl Sim {
         }
     }
 
+    /// Puts node `i`'s next timeout on the timer heap, unless that entry is there already.
+    fn schedule(&mut self, i: usize) {
+        let t = if self.alive[i] {
+            self.nodes[i].poll_timeout()
+        } else {
+            None
+        };
+        if t != self.scheduled[i] {
+            self.scheduled[i] = t;
+            if let Some(t) = t {
+                self.timers.push(Reverse((t, i)));
+            }
+        }
+    }
+
+    /// The earliest live timer, dropping entries that a later change replaced.
+    fn next_timer(&mut self) -> Option<u64> {
+        while let Some(&Reverse((t, i))) = self.timers.peek() {
+            if self.scheduled[i] == Some(t) {
+                return Some(t);
+            }
+            self.timers.pop();
+        }
+        None
+    }
+
     /// Runs until virtual time `until`.
+    ///
+    /// Each step jumps to the earliest frame or timer, delivers every frame due, then runs
+    /// every due timer in node order and sends what the touched nodes queued. Only the
+    /// nodes an event touched are looked at (a heap holds every node's next timeout), so
+    /// a step costs the events it handles, not the number of nodes. The host may call any
+    /// node, or change `alive`, between two runs: every node is looked at once on entry.
     pub fn run_until(&mut self, until: u64) {
+        let n = self.nodes.len();
+        self.scheduled.clear();
+        self.scheduled.resize(n, None);
+        self.timers.clear();
+        let mut touched: Vec<usize> = (0..n).collect();
+        let mut due: Vec<usize> = Vec::new();
         loop {
-            self.collect();
+            touched.sort_unstable();
+            touched.dedup();
+            self.collect(&touched);
+            for &i in &touched {
+                self.schedule(i);
+            }
+            touched.clear();
             let mut next = u64::MAX;
             if let Some(Reverse((at, ..))) = self.queue.peek() {
                 next = *at;
             }
-            for (i, n) in self.nodes.iter().enumerate() {
-                if self.alive[i] {
-                    if let Some(t) = n.poll_timeout() {
-                        next = next.min(t);
-                    }
-                }
+            if let Some(t) = self.next_timer() {
+                next = next.min(t);
             }
             if next > until {
                 self.now = until;
@@ -171,13 +218,30 @@ impl Sim {
                 if self.can_talk(from, to) {
                     self.delivered += 1;
                     self.nodes[to].handle_datagram(addr_of(from), &payload, self.now);
+                    touched.push(to);
                 }
             }
-            for i in 0..self.nodes.len() {
+            // Due: every live timer at or before now, and every node a frame just made due.
+            while let Some(t) = self.next_timer() {
+                if t > self.now {
+                    break;
+                }
+                if let Some(Reverse((_, i))) = self.timers.pop() {
+                    self.scheduled[i] = None;
+                    due.push(i);
+                }
+            }
+            due.extend(touched.iter().copied());
+            due.sort_unstable();
+            due.dedup();
+            for &i in &due {
                 if self.alive[i] && self.nodes[i].poll_timeout().is_some_and(|t| t <= self.now) {
                     self.nodes[i].handle_timeout(self.now);
                 }
+                // Sent what it queued, and its timer back on the heap.
+                touched.push(i);
             }
+            due.clear();
         }
     }
 
