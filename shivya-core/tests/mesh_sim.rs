@@ -431,6 +431,68 @@ fn a_crashed_node_stops_counting_everywhere_within_five_seconds() {
     assert!(issued >= 1);
 }
 
+/// Requests sent across a cut fail only after it has healed; a node found unresponsive
+/// that way has written since (or speaks to us), so it is a suspect that cleared itself,
+/// not a node to certify: the heal ends with every node live and counting.
+#[test]
+fn a_healed_partition_certifies_no_live_node() {
+    let (n, vertices) = (48, 3);
+    let mut sim = Sim::new(n, 31, NetConfig::default(), |i| config(i, vertices)).unwrap();
+    sim.run_until(5_000);
+    for i in 0..n {
+        sim.nodes[i]
+            .record_queue_len(1, 0.1 * (i + 1) as f64)
+            .unwrap();
+    }
+    sim.run_until(10_000);
+    let mut suspected = 0;
+    for cut in 0..3u64 {
+        sim.partition(|i| (i % 2) as u32);
+        for i in 0..n {
+            sim.nodes[i]
+                .record_queue_len(0, 1.0 / 3.0 + (i as u64 + cut) as f64)
+                .unwrap();
+        }
+        let now = sim.now;
+        // Shorter than it takes to find a node dead (about 1.6 s): a longer cut is a crash
+        // as far as either side can tell, and is certified as one.
+        sim.run_until(now + 600 + 300 * cut);
+        sim.heal();
+        let healed = sim.now;
+        let one = first_time(&mut sim, healed + 10_000, |sim| {
+            let first: Vec<(NodeId, u64)> = sim.nodes[0]
+                .records()
+                .iter()
+                .map(|r| (r.origin, r.version))
+                .collect();
+            first.len() == n
+                && sim.nodes.iter().all(|s| {
+                    s.records()
+                        .iter()
+                        .map(|r| (r.origin, r.version))
+                        .eq(first.iter().copied())
+                })
+        })
+        .expect("no heal in 10 s");
+        // Suspects raised by requests that failed across the cut clear after the heal.
+        let now = sim.now;
+        sim.run_until(now.max(one) + 3_000);
+        suspected += sim.nodes.iter().map(|s| s.suspects()).sum::<usize>();
+    }
+    let certs: u64 = (0..n)
+        .map(|i| sim.nodes[i].status().counters.death_certificates)
+        .sum();
+    assert_eq!(certs, 0, "live nodes certified after a heal");
+    assert_eq!(suspected, 0, "suspects left after the heals");
+    for s in &sim.nodes {
+        assert!(s
+            .records()
+            .iter()
+            .all(|r| r.version & shivya_core::mesh::DEAD == 0));
+    }
+    assert_identical(&mut sim, &(0..n).collect::<Vec<_>>());
+}
+
 #[test]
 fn a_false_death_certificate_is_refuted_within_one_round() {
     let (n, vertices) = (8, 3);

@@ -102,6 +102,8 @@ pub enum KadEvent {
     PeerRemoved {
         /// Its id.
         id: NodeId,
+        /// The address it was held at.
+        addr: SocketAddr,
         /// Why: "unresponsive", "evicted" or "left".
         reason: &'static str,
     },
@@ -306,6 +308,18 @@ impl Kademlia {
         }
     }
 
+    /// PINGs `addr` once (with the usual retries); an answer enters the routing table
+    /// like any frame, and nothing is reported when none comes.
+    pub fn ping(&mut self, addr: SocketAddr, now_ms: u64) {
+        self.send_request(
+            addr,
+            None,
+            ReqKind::Ping { probe: false },
+            Body::Ping,
+            now_ms,
+        );
+    }
+
     /// Starts an iterative FIND_NODE; the result arrives as [`KadEvent::NodesFound`].
     pub fn find_node(&mut self, target: NodeId, now_ms: u64) -> u64 {
         self.start_lookup(target, Purpose::FindNode, now_ms)
@@ -346,6 +360,7 @@ impl Kademlia {
         if self.table.remove(id, now_ms) {
             self.events.push_back(KadEvent::PeerRemoved {
                 id: *id,
+                addr: from,
                 reason: "left",
             });
         }
@@ -557,6 +572,7 @@ impl Kademlia {
                 if let Some(c) = self.table.probe_failed(&peer, now_ms) {
                     self.events.push_back(KadEvent::PeerRemoved {
                         id: peer,
+                        addr: req.to,
                         reason: "evicted",
                     });
                     self.events.push_back(KadEvent::PeerAdded(c));
@@ -567,6 +583,7 @@ impl Kademlia {
                 self.counters.removed_unresponsive += 1;
                 self.events.push_back(KadEvent::PeerRemoved {
                     id: peer,
+                    addr: req.to,
                     reason: "unresponsive",
                 });
             }

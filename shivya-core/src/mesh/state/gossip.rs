@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 pub const AMPLIFICATION: usize = 3;
 
 /// Most records a node rumours per gossip round (two frames of the smallest records).
-pub const RUMOR_RECORDS: usize = 2 * MAX_DELTAS;
+pub const RUMOR_RECORDS: usize = 8 * MAX_DELTAS;
 
 impl NodeState {
     pub(super) fn on_digest(
@@ -114,10 +114,70 @@ impl NodeState {
         }
     }
 
-    /// `id` went unresponsive (Kademlia removed it after failed requests): unless its
-    /// record is already empty, this node issues its death certificate, which every node
-    /// merges identically; a live `id` refutes it by writing past it.
-    pub(super) fn certify_dead(&mut self, id: NodeId) {
+    /// `id` went unresponsive (Kademlia removed it after failed requests to `addr`, or an
+    /// orphan probe did not find it): unless its record is already empty, it becomes a
+    /// suspect, is PINGed once more at `addr`, and is certified dead
+    /// [`suspicion_ms`](Self::suspicion_ms) later unless by then it sent us a frame (the
+    /// PONG) or a newer record of it arrived. Requests that went out during a partition
+    /// fail after it heals; without this, every node on one side would certify the live
+    /// nodes of the other, and the heal would wait for each to refute.
+    pub(super) fn certify_dead(&mut self, id: NodeId, addr: Option<SocketAddr>) {
+        let Some(held) = self.records.get(&id) else {
+            return;
+        };
+        if held.queue.is_empty() && held.offload.is_empty() || self.suspects.contains_key(&id) {
+            return;
+        }
+        // Keys are held origins: bounded like the record store.
+        self.suspects.insert(id, (self.clock_ms, held.version));
+        if let Some(addr) = addr {
+            self.kad.ping(addr, self.clock_ms);
+        }
+    }
+
+    /// How long a suspect has to show it is alive: as long as Kademlia took to find it
+    /// unresponsive (every attempt of `max_failures` requests).
+    pub(super) fn suspicion_ms(&self) -> u64 {
+        let k = &self.config.kad;
+        k.request_timeout_ms
+            .saturating_mul(u64::from(k.retries) + 1)
+            .saturating_mul(u64::from(k.max_failures))
+    }
+
+    /// When the earliest suspect's wait ends.
+    pub(super) fn next_suspect_ms(&self) -> u64 {
+        let wait = self.suspicion_ms();
+        self.suspects
+            .values()
+            .map(|(since, _)| since.saturating_add(wait))
+            .min()
+            .unwrap_or(u64::MAX)
+    }
+
+    /// Certifies every suspect whose wait is over and that gave no sign of life: its
+    /// record still at the version it was suspected at, and no frame from it since.
+    pub(super) fn confirm_suspects(&mut self, now_ms: u64) {
+        if self.next_suspect_ms() > now_ms {
+            return;
+        }
+        let wait = self.suspicion_ms();
+        let due: Vec<(NodeId, u64, u64)> = self
+            .suspects
+            .iter()
+            .filter(|(_, (since, _))| since.saturating_add(wait) <= now_ms)
+            .map(|(id, (since, version))| (*id, *since, *version))
+            .collect();
+        for (id, since, version) in due {
+            self.suspects.remove(&id);
+            let silent = self.heard_ms.get(&id).is_none_or(|t| *t < since);
+            if silent && self.records.version(&id) == version {
+                self.issue_death_certificate(id);
+            }
+        }
+    }
+
+    /// Issues and merges the death certificate for `id`'s held record (unless it is empty).
+    fn issue_death_certificate(&mut self, id: NodeId) {
         let Some(held) = self.records.get(&id) else {
             return;
         };
@@ -276,11 +336,19 @@ impl NodeState {
         if self.hot.is_empty() {
             return;
         }
-        let mut picked: Vec<(u32, NodeId)> = self.hot.iter().map(|(o, r)| (*r, *o)).collect();
-        picked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        // Equally fresh rumours are ordered by a key drawn anew each round: a fixed order
+        // (by origin) would always send the same ones first when there are more than fit,
+        // and starve the rest until anti-entropy reached them.
+        let salt = self.rng.next_u64();
+        let mut picked: Vec<(u32, u64, NodeId)> = self
+            .hot
+            .iter()
+            .map(|(o, r)| (*r, o.fold64() ^ salt, *o))
+            .collect();
+        picked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
         picked.truncate(RUMOR_RECORDS);
         let mut records = Vec::with_capacity(picked.len());
-        for (left, origin) in picked {
+        for (left, _, origin) in picked {
             match self.records.get(&origin) {
                 Some(r) if left > 1 => {
                     records.push(r.clone());

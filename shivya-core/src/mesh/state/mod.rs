@@ -89,12 +89,16 @@ pub struct NodeState {
     next_shuffle_ms: u64,
     /// Chunked records being assembled, by origin (at most `MAX_ASSEMBLIES`).
     assemblies: BTreeMap<NodeId, gossip::Assembly>,
-    /// Orphan probes in flight: lookup id → the origin looked up.
-    orphan_lookups: BTreeMap<u64, NodeId>,
+    /// Orphan probes in flight: lookup id → the origin looked up and the version of its
+    /// record held when the lookup started.
+    orphan_lookups: BTreeMap<u64, (NodeId, u64)>,
     /// When each origin was last probed, and last sent us a frame itself (keys: held
     /// origins only).
     probed_ms: BTreeMap<NodeId, u64>,
     heard_ms: BTreeMap<NodeId, u64>,
+    /// Origins found unresponsive, waiting to be certified: origin → (node time found,
+    /// version held then). Keys are held origins.
+    suspects: BTreeMap<NodeId, (u64, u64)>,
     /// The origin probed last (round robin) and when the next probe is due.
     orphan_cursor: NodeId,
     next_orphan_probe_ms: u64,
@@ -176,6 +180,7 @@ impl NodeState {
             orphan_lookups: BTreeMap::new(),
             probed_ms: BTreeMap::new(),
             heard_ms: BTreeMap::new(),
+            suspects: BTreeMap::new(),
             orphan_cursor: NodeId::ZERO,
             next_orphan_probe_ms: now_ms.saturating_add(config.orphan_probe_interval_ms),
             clock_ms: now_ms,
@@ -371,6 +376,7 @@ impl NodeState {
         }
         self.probe_orphans(now_ms);
         self.drain_kad();
+        self.confirm_suspects(now_ms);
     }
 
     /// Moves what Kademlia wants sent into our outbox and its events into our queue.
@@ -381,13 +387,11 @@ impl NodeState {
         while let Some(ev) = self.kad.poll_event() {
             match &ev {
                 KadEvent::PeerAdded(c) => self.view_learn(c),
-                KadEvent::PeerRemoved { id, reason } => {
+                KadEvent::PeerRemoved { id, addr, reason } => {
                     self.belief.forget(id);
                     if *reason == "unresponsive" {
                         self.view_forget(id);
-                    }
-                    if *reason == "unresponsive" {
-                        self.certify_dead(*id);
+                        self.certify_dead(*id, Some(*addr));
                     }
                 }
                 KadEvent::NodesFound {
@@ -442,7 +446,8 @@ impl NodeState {
                     u64::MAX
                 } else {
                     self.next_orphan_probe_ms
-                }),
+                })
+                .min(self.next_suspect_ms()),
         )
     }
 

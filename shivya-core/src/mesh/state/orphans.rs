@@ -58,7 +58,8 @@ impl NodeState {
         self.probed_ms.retain(|o, _| records.get(o).is_some());
         self.heard_ms.retain(|o, _| records.get(o).is_some());
         let lookup = self.kad.find_node(origin, now_ms);
-        self.orphan_lookups.insert(lookup, origin);
+        let version = self.records.version(&origin);
+        self.orphan_lookups.insert(lookup, (origin, version));
         self.counters.orphan_probes += 1;
     }
 
@@ -66,19 +67,26 @@ impl NodeState {
     /// origin is certified dead. Returns whether the lookup was ours (the host never sees
     /// it).
     pub(super) fn orphan_lookup_done(&mut self, lookup: u64, closest: &[Contact]) -> bool {
-        let Some(origin) = self.orphan_lookups.remove(&lookup) else {
+        let Some((origin, version)) = self.orphan_lookups.remove(&lookup) else {
             return false;
         };
         let found =
             closest.iter().any(|c| c.id == origin) || self.kad.table().get(&origin).is_some();
-        if !found {
-            self.certify_dead(origin);
+        // A newer record of it arrived while the lookup ran: it wrote, so it lives (a
+        // partition that healed meanwhile hid it from the lookup).
+        if !found && self.records.version(&origin) == version {
+            self.certify_dead(origin, None);
         }
         true
     }
 
+    /// Origins found unresponsive and waiting out their suspicion (for tests and status).
+    pub fn suspects(&self) -> usize {
+        self.suspects.len()
+    }
+
     /// Origins currently being probed (for tests and status).
     pub fn orphan_probes_in_flight(&self) -> Vec<NodeId> {
-        self.orphan_lookups.values().copied().collect()
+        self.orphan_lookups.values().map(|(o, _)| *o).collect()
     }
 }
