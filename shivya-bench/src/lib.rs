@@ -8,8 +8,10 @@
 pub mod cluster;
 pub mod complexes;
 pub mod demo;
+pub mod heap;
 pub mod membership;
 pub mod peer;
 pub mod report;
+pub mod scale;
 pub mod settle;
 pub mod solvers;

@@ -30,6 +30,9 @@ enum What {
     Settle,
     /// Shivya and HashiCorp memberlist side by side on loopback (needs Go).
     Memberlist,
+    /// The whole protocol in the simulator at 512 to 10 000 nodes (--n to choose), and
+    /// the memory of one node holding N records of 64 backends.
+    Scale,
 }
 
 /// Reproducible measurements of the Shivya mesh.
@@ -42,7 +45,8 @@ struct Args {
     /// Small sizes and short runs (seconds, for CI); the published numbers use the default.
     #[arg(long)]
     quick: bool,
-    /// Cluster only: these server counts (with --d: every pair), instead of the plan.
+    /// Cluster: these server counts (with --d: every pair), instead of the plan. Scale:
+    /// these mesh sizes.
     #[arg(long, value_delimiter = ',')]
     n: Vec<usize>,
     /// Cluster only: these dispatcher counts.
@@ -361,6 +365,57 @@ fn run_settle(args: &Args) -> Result<(), String> {
     )
 }
 
+fn run_scale(args: &Args) -> Result<(), String> {
+    let sizes: Vec<usize> = if !args.n.is_empty() {
+        args.n.clone()
+    } else if args.quick {
+        vec![64]
+    } else {
+        vec![512, 4_096]
+    };
+    let idle_s = if args.quick { 5 } else { 20 };
+    let mut rows = Vec::new();
+    for &n in &sizes {
+        let t0 = Instant::now();
+        let mut log =
+            |m: &str| eprintln!("scale: N={n}: {m} ({:.0} s)", t0.elapsed().as_secs_f64());
+        rows.push(shivya_bench::scale::run(n, idle_s, &mut log)?);
+        // Each run writes its row, so a long plan keeps what it measured.
+        emit(
+            &args.out,
+            "scale",
+            "The protocol at scale (simulator, virtual time)",
+            &shivya_bench::scale::table(&rows),
+        )?;
+    }
+    let plan: &[usize] = if args.quick {
+        &[512]
+    } else {
+        &[512, 4_096, 10_000]
+    };
+    let mut t = Table::new(&[
+        "N balancers",
+        "backends",
+        "records held",
+        "heap MiB per node",
+    ]);
+    for &n in plan {
+        let (held, bytes) = shivya_bench::scale::node_memory(n, 64)?;
+        t.push(vec![
+            n.to_string(),
+            "64".into(),
+            held.to_string(),
+            format!("{:.1}", bytes / 1048576.0),
+        ]);
+    }
+    emit(
+        &args.out,
+        "node-memory",
+        "Memory of one node holding N records of 64 backends",
+        &t,
+    )
+}
+
 fn run_idle(args: &Args) -> Result<(), String> {
     let sizes: &[usize] = if args.quick { &[16] } else { &[64, 128, 512] };
     let mut rows = Vec::new();
@@ -551,6 +606,9 @@ mod charts {
     }
 }
 
+#[global_allocator]
+static HEAP: shivya_bench::heap::Counting = shivya_bench::heap::Counting;
+
 fn main() {
     let args = Args::parse();
     // Fail before measuring, not after, when the results cannot be written.
@@ -566,6 +624,7 @@ fn main() {
         What::Idle => run_idle(&args),
         What::Settle => run_settle(&args),
         What::Memberlist => run_memberlist(&args),
+        What::Scale => run_scale(&args),
         What::All => run_solvers(&args)
             .and_then(|()| run_membership(&args))
             .and_then(|()| run_cluster(&args)),
