@@ -223,15 +223,24 @@ fn engine_pings_the_oldest_and_keeps_it_when_it_answers() {
     k.observe(old, addr(1), 0);
     k.observe(mid, addr(2), 0);
     drain(&mut k);
+    // Heard from lately, the oldest is kept without a probe and the newcomer dropped.
     k.observe(new, addr(3), 10);
+    assert!(
+        drain(&mut k).is_empty(),
+        "no probe of a peer heard 10 ms ago"
+    );
+    assert!(k.table().get(&new).is_none());
+    // Silent for long, it is probed first.
+    let t = k.config().probe_silent_ms + 10;
+    k.observe(new, addr(3), t);
     let sent = drain(&mut k);
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].0, addr(1));
     assert_eq!(sent[0].1.body, Body::Ping);
     let pong = Frame::new(sent[0].1.request_id, old, Body::Pong);
-    k.observe(old, addr(1), 20);
-    assert!(k.handle(addr(1), &pong, 20));
-    k.handle_timeout(10_000);
+    k.observe(old, addr(1), t + 10);
+    assert!(k.handle(addr(1), &pong, t + 10));
+    k.handle_timeout(t + 10_000);
     assert!(k.table().get(&old).is_some());
     assert!(k.table().get(&new).is_none());
 }
@@ -242,9 +251,9 @@ fn engine_evicts_a_silent_oldest_after_its_retries() {
     let (old, mid, new) = (id_with(0x80, 1), id_with(0x80, 2), id_with(0x80, 3));
     k.observe(old, addr(1), 0);
     k.observe(mid, addr(2), 0);
-    k.observe(new, addr(3), 10);
+    let mut now = k.config().probe_silent_ms + 10;
+    k.observe(new, addr(3), now);
     let timeout = k.config().request_timeout_ms;
-    let mut now = 10;
     for _ in 0..=k.config().retries {
         now += timeout;
         k.handle_timeout(now);

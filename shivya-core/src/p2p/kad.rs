@@ -34,6 +34,12 @@ pub struct KadConfig {
     /// silent first: the liveness traffic of a node does not grow with the mesh, and a
     /// dead peer, never heard from again, is PINGed every round until it is removed.
     pub pings_per_round: usize,
+    /// When a full bucket's least recently seen peer would make room for a newcomer, it is
+    /// PINGed first only if it has been silent this long; one heard from more recently is
+    /// kept and the newcomer dropped (Kademlia's preference for old contacts, without a
+    /// probe for every stranger that writes to us; the liveness pings still check it).
+    /// 0 probes every time.
+    pub probe_silent_ms: u64,
     /// Most values in the local DHT store.
     pub store_max_entries: usize,
     /// Longest DHT value accepted.
@@ -52,6 +58,7 @@ impl Default for KadConfig {
             refresh_interval_ms: 1_000,
             max_refresh_interval_ms: 16_000,
             pings_per_round: 2,
+            probe_silent_ms: 10_000,
             store_max_entries: 1_024,
             store_max_value_len: 1_024,
         }
@@ -247,7 +254,7 @@ impl Kademlia {
         Ok(Kademlia {
             id,
             config,
-            table: RoutingTable::new(id, config.k),
+            table: RoutingTable::new(id, config.k).with_probe_silent_ms(config.probe_silent_ms),
             store: DhtStore::new(config.store_max_entries, config.store_max_value_len),
             rng: Rng::new(seed ^ 0x6b61_6465_6d6c_6961),
             requests: BTreeMap::new(),

@@ -149,7 +149,8 @@ pub enum MessageType {
 }
 
 impl MessageType {
-    fn from_u8(b: u8) -> Option<MessageType> {
+    /// The type a header's type byte names, or `None` for an unknown one.
+    pub fn from_u8(b: u8) -> Option<MessageType> {
         Some(match b {
             0x01 => MessageType::Ping,
             0x02 => MessageType::Pong,

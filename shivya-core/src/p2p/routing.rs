@@ -75,6 +75,8 @@ pub struct RoutingTable {
     k: usize,
     buckets: Vec<Bucket>,
     len: usize,
+    /// A full bucket's oldest peer is probed for a newcomer only when silent this long.
+    probe_silent_ms: u64,
 }
 
 impl RoutingTable {
@@ -85,7 +87,15 @@ impl RoutingTable {
             k: k.max(1),
             buckets: vec![Bucket::default(); ID_BITS],
             len: 0,
+            probe_silent_ms: 0,
         }
+    }
+
+    /// The same table, probing a full bucket's oldest peer for a newcomer only when that
+    /// peer has been silent `ms` (0, the default: always).
+    pub fn with_probe_silent_ms(mut self, ms: u64) -> RoutingTable {
+        self.probe_silent_ms = ms;
+        self
     }
 
     /// Our own id.
@@ -168,6 +178,14 @@ impl RoutingTable {
             return InsertOutcome::Added;
         }
         if bucket.pending.is_some() {
+            return InsertOutcome::Dropped;
+        }
+        // Heard from lately: alive, and old contacts are the ones to keep.
+        if bucket.peers[0]
+            .last_seen_ms
+            .saturating_add(self.probe_silent_ms)
+            > now_ms
+        {
             return InsertOutcome::Dropped;
         }
         let oldest = bucket.peers[0].contact();
