@@ -375,17 +375,32 @@ fn run_scale(args: &Args) -> Result<(), String> {
     };
     let idle_s = if args.quick { 5 } else { 20 };
     let mut rows = Vec::new();
-    for &n in &sizes {
+    // Three seeds where a run takes a minute, one where it takes half an hour.
+    let plan: Vec<(usize, u64)> = sizes
+        .iter()
+        .flat_map(|&n| (0..if n <= 1_024 { 3 } else { 1 }).map(move |s| (n, 11 + s)))
+        .collect();
+    for (n, seed) in plan {
         let t0 = Instant::now();
-        let mut log =
-            |m: &str| eprintln!("scale: N={n}: {m} ({:.0} s)", t0.elapsed().as_secs_f64());
-        rows.push(shivya_bench::scale::run(n, idle_s, &mut log)?);
+        let mut log = |m: &str| {
+            eprintln!(
+                "scale: N={n} seed {seed}: {m} ({:.0} s)",
+                t0.elapsed().as_secs_f64()
+            )
+        };
+        rows.push(shivya_bench::scale::run(n, idle_s, seed, &mut log)?);
         // Each run writes its row, so a long plan keeps what it measured.
         emit(
             &args.out,
             "scale",
             "The protocol at scale (simulator, virtual time)",
             &shivya_bench::scale::table(&rows),
+        )?;
+        emit(
+            &args.out,
+            "scale-idle-by-type",
+            "Idle traffic by frame type, per node and second (simulator)",
+            &shivya_bench::scale::by_type_table(&rows),
         )?;
     }
     let plan: &[usize] = if args.quick {

@@ -22,7 +22,7 @@ use crate::membership::swim_reference;
 use crate::report::Table;
 use shivya_core::mesh::sim::{addr_of, NetConfig, Sim};
 use shivya_core::mesh::{version_order, NodeConfig, NodeState, WorkloadTopology};
-use shivya_core::p2p::protocol::{split_record, Body, Frame, RecordWire};
+use shivya_core::p2p::protocol::{split_record, Body, Frame, MessageType, RecordWire};
 use shivya_core::p2p::NodeId;
 use std::collections::HashMap;
 
@@ -34,6 +34,8 @@ const CHECK_MS: u64 = 10;
 pub struct ScaleRow {
     /// Nodes.
     pub n: usize,
+    /// The run's seed.
+    pub seed: u64,
     /// ms until every node holds every record.
     pub discovery_ms: f64,
     /// ms until one write is held everywhere.
@@ -65,11 +67,13 @@ pub struct ScaleRow {
     pub load_cpu_us: f64,
     /// CPU of the whole run, s.
     pub total_cpu_s: f64,
+    /// Idle traffic by frame type: (type, frames, bytes) per node per second.
+    pub idle_by_type: Vec<(String, f64, f64)>,
 }
 
-fn config(n: usize, i: usize) -> NodeConfig {
+fn config(n: usize, seed: u64, i: usize) -> NodeConfig {
     NodeConfig {
-        seed: 500_000 + i as u64,
+        seed: 500_000 + seed * 100_000 + i as u64,
         topology: WorkloadTopology::complete(4).unwrap_or_default(),
         max_records: n.max(4_096),
         ..NodeConfig::default()
@@ -126,11 +130,17 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }
 
-/// One run at `n` nodes (see the module docs). `idle_s` is the idle window's length.
-pub fn run(n: usize, idle_s: u64, log: &mut dyn FnMut(&str)) -> Result<ScaleRow, String> {
+/// One run at `n` nodes (see the module docs). `idle_s` is the idle window's length;
+/// `seed` seeds the network (delays) and, through the node seeds, every node's choices.
+pub fn run(
+    n: usize,
+    idle_s: u64,
+    seed: u64,
+    log: &mut dyn FnMut(&str),
+) -> Result<ScaleRow, String> {
     let cpu0 = heap::thread_cpu_s();
-    let mut sim =
-        Sim::new(n, 11, NetConfig::default(), |i| config(n, i)).map_err(|e| e.to_string())?;
+    let mut sim = Sim::new(n, seed, NetConfig::default(), |i| config(n, seed, i))
+        .map_err(|e| e.to_string())?;
     for i in 0..n {
         write(&mut sim.nodes[i], i, 0)?;
     }
@@ -146,11 +156,21 @@ pub fn run(n: usize, idle_s: u64, log: &mut dyn FnMut(&str)) -> Result<ScaleRow,
 
     sim.run_until(sim.now + 20_000);
     let (f0, b0) = sent(&sim);
+    let by0 = sim.sent_by_type;
     let c0 = heap::thread_cpu_s();
     sim.run_until(sim.now + idle_s * 1_000);
     let idle_cpu = heap::thread_cpu_s() - c0;
     let (f1, b1) = sent(&sim);
     let per_node_s = |x: u64, s: u64| x as f64 / n as f64 / s as f64;
+    let idle_by_type = (0..32u8)
+        .filter_map(|t| {
+            let (f, b) = sim.sent_by_type[usize::from(t)];
+            let (f, b) = (f - by0[usize::from(t)].0, b - by0[usize::from(t)].1);
+            let name =
+                MessageType::from_u8(t).map_or("sealed or unknown".into(), |m| format!("{m:?}"));
+            (f > 0).then(|| (name, per_node_s(f, idle_s), per_node_s(b, idle_s)))
+        })
+        .collect();
     let heap_per_node = heap::live_bytes().map_or(f64::NAN, |b| b as f64 / n as f64);
     let rss_per_node = heap::rss_bytes().map_or(f64::NAN, |b| b as f64 / n as f64);
     log(&format!(
@@ -276,6 +296,7 @@ pub fn run(n: usize, idle_s: u64, log: &mut dyn FnMut(&str)) -> Result<ScaleRow,
     log(&format!("age mean {age_mean_ms:.0} ms"));
     Ok(ScaleRow {
         n,
+        seed,
         discovery_ms,
         spread_ms,
         spread_p50_ms,
@@ -291,6 +312,7 @@ pub fn run(n: usize, idle_s: u64, log: &mut dyn FnMut(&str)) -> Result<ScaleRow,
         idle_cpu_us: idle_cpu * 1e6 / (n as f64 * idle_s as f64),
         load_cpu_us: load_cpu * 1e6 / (n as f64 * load_ms as f64 / 1e3),
         total_cpu_s: heap::thread_cpu_s() - cpu0,
+        idle_by_type,
     })
 }
 
@@ -298,6 +320,7 @@ pub fn run(n: usize, idle_s: u64, log: &mut dyn FnMut(&str)) -> Result<ScaleRow,
 pub fn table(rows: &[ScaleRow]) -> Table {
     let mut t = Table::new(&[
         "N",
+        "seed",
         "discovery ms (rounds)",
         "one write: all ms (rounds)",
         "one write: p50 ms",
@@ -318,6 +341,7 @@ pub fn table(rows: &[ScaleRow]) -> Table {
     for r in rows {
         t.push(vec![
             r.n.to_string(),
+            r.seed.to_string(),
             r1(r.discovery_ms),
             r1(r.spread_ms),
             format!("{:.0}", r.spread_p50_ms),
@@ -334,6 +358,33 @@ pub fn table(rows: &[ScaleRow]) -> Table {
             format!("{:.0}", r.load_cpu_us),
             format!("{:.1}", r.total_cpu_s),
         ]);
+    }
+    t
+}
+
+/// Idle traffic by frame type, per node and second, one column pair per run.
+pub fn by_type_table(rows: &[ScaleRow]) -> Table {
+    let mut head = vec!["frame type".to_string()];
+    for r in rows {
+        head.push(format!("N={} seed {} frames/s", r.n, r.seed));
+        head.push(format!("N={} seed {} B/s", r.n, r.seed));
+    }
+    let refs: Vec<&str> = head.iter().map(String::as_str).collect();
+    let mut t = Table::new(&refs);
+    let mut names: Vec<&String> = rows
+        .iter()
+        .flat_map(|r| r.idle_by_type.iter().map(|x| &x.0))
+        .collect();
+    names.sort();
+    names.dedup();
+    for name in names {
+        let mut line = vec![name.clone()];
+        for r in rows {
+            let x = r.idle_by_type.iter().find(|x| &x.0 == name);
+            line.push(x.map_or("0".into(), |x| format!("{:.2}", x.1)));
+            line.push(x.map_or("0".into(), |x| format!("{:.0}", x.2)));
+        }
+        t.push(line);
     }
     t
 }
@@ -391,7 +442,7 @@ mod tests {
 
     #[test]
     fn a_small_mesh_runs_every_phase() {
-        let r = run(16, 2, &mut |_| {}).unwrap();
+        let r = run(16, 2, 1, &mut |_| {}).unwrap();
         assert!(
             r.discovery_ms > 0.0 && r.spread_ms > 0.0 && r.heal_ms > 0.0,
             "{r:?}"

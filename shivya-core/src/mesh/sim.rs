@@ -67,6 +67,9 @@ pub struct Sim {
     pub delivered: u64,
     /// Datagrams lost (by chance, partition or isolation).
     pub lost: u64,
+    /// Frames and bytes handed to the network, by frame type (the header's type byte of a
+    /// clear frame; index 0 counts sealed frames and anything without a readable header).
+    pub sent_by_type: [(u64, u64); 32],
     /// Min-heap of (next timeout, node); an entry counts while `scheduled` names it.
     timers: BinaryHeap<Reverse<(u64, usize)>>,
     /// The timeout each node's live heap entry stands for.
@@ -107,6 +110,7 @@ impl Sim {
             buf: Vec::new(),
             delivered: 0,
             lost: 0,
+            sent_by_type: [(0, 0); 32],
             timers: BinaryHeap::new(),
             scheduled: Vec::new(),
         })
@@ -124,6 +128,12 @@ impl Sim {
     fn collect(&mut self, nodes: &[usize]) {
         for &i in nodes {
             while let Some(destination) = self.nodes[i].poll_transmit(&mut self.buf) {
+                let kind = match self.buf.get(..4) {
+                    Some([b'S', b'H', _, t]) if usize::from(*t) < 32 => usize::from(*t),
+                    _ => 0,
+                };
+                self.sent_by_type[kind].0 += 1;
+                self.sent_by_type[kind].1 += self.buf.len() as u64;
                 let Some(&j) = self.index.get(&destination) else {
                     continue;
                 };
