@@ -379,6 +379,37 @@ pub struct IdleRow {
     pub write_p99_ms: f64,
 }
 
+/// Frames and bytes sent so far by all of `sim`'s nodes.
+pub fn sent(sim: &Sim) -> (u64, u64) {
+    sim.nodes.iter().fold((0, 0), |(f, b), x| {
+        let c = x.status().counters;
+        (f + c.frames_out, b + c.bytes_out)
+    })
+}
+
+/// Runs `sim` in 10 ms steps until every node holds a record of `origin` above version
+/// `v0`; returns the ms each node took (ascending), or `None` when some node still lacks
+/// it after `limit_ms`.
+pub fn spread_times(sim: &mut Sim, origin: NodeId, v0: u64, limit_ms: u64) -> Option<Vec<f64>> {
+    let t0 = sim.now;
+    let mut got = vec![None; sim.nodes.len()];
+    while got.iter().any(Option::is_none) {
+        for (s, g) in sim.nodes.iter().zip(got.iter_mut()) {
+            if g.is_none() && s.records().get(&origin).is_some_and(|r| r.version > v0) {
+                *g = Some((sim.now - t0) as f64);
+            }
+        }
+        if sim.now - t0 > limit_ms {
+            return None;
+        }
+        let next = sim.now + 10;
+        sim.run_until(next);
+    }
+    let mut times: Vec<f64> = got.into_iter().flatten().collect();
+    times.sort_by(f64::total_cmp);
+    Some(times)
+}
+
 /// Simulator: `n` nodes join and write once each (20 s, then 30 s to settle), then 30 s
 /// of idle traffic are counted, then one node writes and the time until each node holds
 /// that write is measured. `quiet = false` turns every backoff off (gossip and refresh
@@ -405,12 +436,6 @@ pub fn idle(n: usize, quiet: bool) -> Result<IdleRow, String> {
             .map_err(|e| e.to_string())?;
     }
     sim.run_until(50_000);
-    let sent = |sim: &Sim| -> (u64, u64) {
-        sim.nodes.iter().fold((0, 0), |(f, b), x| {
-            let c = x.status().counters;
-            (f + c.frames_out, b + c.bytes_out)
-        })
-    };
     let (f0, b0) = sent(&sim);
     sim.run_until(80_000);
     let (f1, b1) = sent(&sim);
@@ -421,29 +446,11 @@ pub fn idle(n: usize, quiet: bool) -> Result<IdleRow, String> {
     sim.nodes[writer]
         .record_queue_len(1, 77.0)
         .map_err(|e| e.to_string())?;
-    let t0 = sim.now;
-    let mut got = vec![None; n];
-    while got.iter().any(Option::is_none) {
-        for (i, g) in got.iter_mut().enumerate() {
-            if g.is_none()
-                && sim.nodes[i]
-                    .records()
-                    .get(&id)
-                    .is_some_and(|r| r.version > v0)
-            {
-                *g = Some((sim.now - t0) as f64);
-            }
-        }
-        if sim.now - t0 > 60_000 {
-            return Err(format!(
-                "idle N={n}: the write did not reach every node in 60 s"
-            ));
-        }
-        let next = sim.now + 10;
-        sim.run_until(next);
-    }
-    let mut times: Vec<f64> = got.into_iter().flatten().collect();
-    times.sort_by(f64::total_cmp);
+    let Some(times) = spread_times(&mut sim, id, v0, 60_000) else {
+        return Err(format!(
+            "idle N={n}: the write did not reach every node in 60 s"
+        ));
+    };
     Ok(IdleRow {
         n,
         quiet,

@@ -18,7 +18,7 @@
 //! 10 000 nodes would need 10⁸ records in one process.
 
 use crate::heap;
-use crate::membership::swim_reference;
+use crate::membership::{sent, spread_times, swim_reference};
 use crate::report::Table;
 use shivya_core::mesh::sim::{addr_of, NetConfig, Sim};
 use shivya_core::mesh::{version_order, NodeConfig, NodeState, WorkloadTopology};
@@ -85,13 +85,6 @@ fn write(s: &mut NodeState, i: usize, k: u64) -> Result<(), String> {
     let v = 0.1 * (1 + (i as u64 * 7 + k * 3) % 97) as f64;
     s.record_queue_len((i % 4) as u32, v)
         .map_err(|e| e.to_string())
-}
-
-fn sent(sim: &Sim) -> (u64, u64) {
-    sim.nodes.iter().fold((0, 0), |(f, b), x| {
-        let c = x.status().counters;
-        (f + c.frames_out, b + c.bytes_out)
-    })
 }
 
 /// Whether every node holds the same versions of all `N` origins, none older than `want`
@@ -184,27 +177,9 @@ pub fn run(
     let id = sim.nodes[writer].id();
     let v0 = sim.nodes[writer].status().own_version;
     write(&mut sim.nodes[writer], writer, 1)?;
-    let t0 = sim.now;
-    let mut got: Vec<Option<u64>> = vec![None; n];
-    got[writer] = Some(0);
-    while got.iter().any(Option::is_none) {
-        if sim.now - t0 > 60_000 {
-            return Err(format!("N={n}: one write did not reach every node in 60 s"));
-        }
-        sim.run_until(sim.now + CHECK_MS);
-        for (i, g) in got.iter_mut().enumerate() {
-            if g.is_none()
-                && sim.nodes[i]
-                    .records()
-                    .get(&id)
-                    .is_some_and(|r| r.version > v0)
-            {
-                *g = Some(sim.now - t0);
-            }
-        }
-    }
-    let mut times: Vec<f64> = got.into_iter().flatten().map(|t| t as f64).collect();
-    times.sort_by(f64::total_cmp);
+    let Some(times) = spread_times(&mut sim, id, v0, 60_000) else {
+        return Err(format!("N={n}: one write did not reach every node in 60 s"));
+    };
     let spread_ms = times[n - 1];
     let spread_p50_ms = times[n / 2];
     log(&format!("spread {spread_ms} ms"));

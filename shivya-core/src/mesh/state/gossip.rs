@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 /// its size (at least one frame).
 pub const AMPLIFICATION: usize = 3;
 
-/// Most records a node rumours per gossip round (two frames of the smallest records).
+/// Most records a node rumours per gossip round (eight frames of the smallest records).
 pub const RUMOR_RECORDS: usize = 8 * MAX_DELTAS;
 
 impl NodeState {
