@@ -810,6 +810,85 @@ fn fake_origins_stop_counting_and_live_nodes_are_never_certified() {
     assert_identical(&mut sim, &(0..n).collect::<Vec<_>>());
 }
 
+/// A quiet mesh of 64 (routing tables of about 20: most origins are orphans to most
+/// nodes) backs its orphan probes off while they find live origins, and still withdraws a
+/// fake origin that arrives late as fast as a fresh mesh does: a new origin brings the
+/// probes back to the base interval and is probed first. Peer sampling is off, so that
+/// nodes hear directly only from their table's peers (at 64 the sampled gossip would
+/// reach everyone, and origins heard from are not probed at all).
+#[test]
+fn orphan_probes_back_off_while_quiet_and_a_new_fake_is_probed_at_once() {
+    use shivya_core::mesh::DEAD;
+    use shivya_core::p2p::protocol::RecordWire;
+    use shivya_core::p2p::{Body, Frame};
+    let n = 64;
+    let mut sim = Sim::new(n, 55, NetConfig::default(), |i| NodeConfig {
+        sample_view: 0,
+        ..config(i, 3)
+    })
+    .unwrap();
+    for i in 0..n {
+        sim.nodes[i].record_queue_len(1, 1.0).unwrap();
+    }
+    sim.run_until(10_000);
+    let probes = |sim: &Sim| -> u64 {
+        (0..n)
+            .map(|i| sim.nodes[i].status().counters.orphan_probes)
+            .sum()
+    };
+    let every = sim.nodes[0].config().orphan_probe_interval_ms;
+    let orphans: usize = (0..n)
+        .map(|i| {
+            let table = sim.nodes[i].kademlia().table();
+            (0..n)
+                .filter(|&j| j != i && table.get(&sim.nodes[j].id()).is_none())
+                .count()
+        })
+        .sum();
+    assert!(
+        orphans > n * n / 4,
+        "only {orphans} orphans: the check is vacuous"
+    );
+    let (p0, t0) = (probes(&sim), sim.now);
+    sim.run_until(t0 + 50_000);
+    let per_node = (probes(&sim) - p0) as f64 / n as f64;
+    let unbacked = 50_000 / every;
+    println!("{per_node} orphan probes per node in 50 s ({unbacked} at the base interval)");
+    // Without the backoff: 5.3 per node here.
+    assert!(
+        per_node <= unbacked as f64 / 4.0,
+        "{per_node} probes per node in 50 s"
+    );
+    // A fake origin now: every node probes it within about one base interval.
+    let fake = NodeId::from_seed(79_000);
+    let record = RecordWire {
+        origin: fake,
+        version: 5,
+        queue: vec![(0, 1_000.0)],
+        offload: vec![],
+        seal: None,
+    };
+    let bytes = Frame::new(0, NodeId::from_seed(79_001), Body::Deltas(vec![record]))
+        .encode()
+        .unwrap();
+    let now = sim.now;
+    sim.nodes[5].handle_datagram(common::addr_of(250), &bytes, now);
+    let gone = first_time(&mut sim, now + 60_000, |sim| {
+        (0..n).all(|i| sim.nodes[i].records().version(&fake) & DEAD != 0)
+    })
+    .expect("the fake origin kept counting");
+    println!(
+        "a late fake origin withdrawn on all {n} nodes after {} ms",
+        gone - now
+    );
+    assert!(gone - now <= 2 * every, "{} ms", gone - now);
+    // And no live node was certified on the way.
+    for i in 0..n {
+        let id = sim.nodes[i].id();
+        assert!((0..n).all(|j| sim.nodes[j].records().version(&id) & DEAD == 0));
+    }
+}
+
 /// Eight balancers of a 1 000-backend upstream (the default topology: the ring with
 /// chords), each writing a load at every backend: records of 1 000 entries travel as 21
 /// CHUNK parts each, through 10 % loss, and every node ends with the same records and bits.

@@ -40,11 +40,13 @@ pub struct NodeConfig {
     /// `gossip_interval_ms`: the quiet mesh is off (no backoff, digest pages every round).
     pub max_gossip_interval_ms: u64,
     /// Every this many milliseconds, look up one held origin that is not in the routing
-    /// table (an origin found alive is not probed again for 360 intervals) and, when the
-    /// lookup does not find it and no newer record of it came meanwhile, suspect it (it is
-    /// certified dead after the suspicion wait): how records of origins that nobody routes
-    /// to (invented by forged traffic, or gone before anyone held them) stop counting. 0
-    /// turns it off.
+    /// table (never probed ones first, the latest changed first; an origin found alive is
+    /// not probed again for 360 intervals) and, when the lookup does not find it and no
+    /// newer record of it came meanwhile, suspect it (it is certified dead after the
+    /// suspicion wait): how records of origins that nobody routes to (invented by forged
+    /// traffic, or gone before anyone held them) stop counting. Each probe that finds its
+    /// origin alive doubles the wait, up to 16 intervals; a new origin or an origin not
+    /// found brings it back to this. 0 turns it off.
     pub orphan_probe_interval_ms: u64,
     /// Contacts in the uniform peer-sampling view (Cyclon) that supplies one gossip target
     /// per round beside the Kademlia table; 0 turns peer sampling off (targets then all

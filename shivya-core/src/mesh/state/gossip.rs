@@ -97,7 +97,10 @@ impl NodeState {
     /// us): its age restarts, it is rumoured, gossip runs at the base pace, and it becomes
     /// the latest change our SUMMARY names.
     pub(super) fn learned(&mut self, origin: NodeId, version: u64) {
-        self.received_ms.insert(origin, self.clock_ms);
+        if self.received_ms.insert(origin, self.clock_ms).is_none() {
+            // The first record of this origin: it may be one nobody routes to.
+            self.orphan_probe_soon();
+        }
         self.rumour(origin);
         self.gossip_activity = true;
         self.latest = (origin, version);

@@ -99,9 +99,11 @@ pub struct NodeState {
     /// Origins found unresponsive, waiting to be certified: origin → (node time found,
     /// version held then). Keys are held origins.
     suspects: BTreeMap<NodeId, (u64, u64)>,
-    /// The origin probed last (round robin) and when the next probe is due.
+    /// The origin probed last (round robin), when the next probe is due and how many
+    /// probes in a row found their origin alive (see `orphans`).
     orphan_cursor: NodeId,
     next_orphan_probe_ms: u64,
+    orphan_backoff: u32,
     /// The node's clock: never decreasing (see `clock`).
     clock_ms: u64,
     /// Added to host times: the sum of the host clock's steps back.
@@ -181,8 +183,9 @@ impl NodeState {
             probed_ms: BTreeMap::new(),
             heard_ms: BTreeMap::new(),
             suspects: BTreeMap::new(),
-            orphan_cursor: NodeId::ZERO,
+            orphan_cursor: id,
             next_orphan_probe_ms: now_ms.saturating_add(config.orphan_probe_interval_ms),
+            orphan_backoff: 0,
             clock_ms: now_ms,
             clock_offset_ms: 0,
             config,

@@ -3,13 +3,23 @@
 //! A node that crashes is found unresponsive by the peers that route to it and certified
 //! dead (`certify_dead`). An origin that no node ever routed to — one invented by forged
 //! traffic, or a node that vanished before anyone held it — is never found unresponsive.
-//! So every `orphan_probe_interval_ms` a node picks one held origin whose record still
-//! counts, that is not in its routing table and that has not itself sent this node a frame
-//! lately (an origin found or heard alive is not probed for 360 intervals, half an hour at
-//! the default), and looks it up (an iterative FIND_NODE for its id). A live node is found by
-//! its own id and answers; when the lookup ends without it, the node issues the origin's
-//! death certificate. A live origin wrongly certified refutes it by writing again, as for
-//! any certificate.
+//! So now and then a node picks one held origin whose record still counts, that is not in
+//! its routing table and that has not itself sent this node a frame lately (an origin
+//! found or heard alive is not probed for 360 base intervals, half an hour at the default),
+//! and looks it up (an iterative FIND_NODE for its id). A live node is found by its own id
+//! and answers; when the lookup ends without it, the node suspects the origin and, after
+//! the suspicion wait, issues its death certificate. A live origin wrongly certified
+//! refutes it by writing again, as for any certificate.
+//!
+//! Origins never probed go first, the one whose record changed here last first (a forged
+//! origin is the newest record a node holds when it arrives); the others in round robin
+//! from a point that differs per node (its own id), so that nodes do not all probe the
+//! same origin. The probes come every `orphan_probe_interval_ms` while they find dead
+//! origins or new ones keep arriving; each probe that finds its origin alive doubles the
+//! wait, up to [`MAX_BACKOFF`] doublings (16 base intervals, 80 s at the default): a
+//! quiet mesh whose origins are all alive spends one lookup per node every 80 s instead of
+//! every 5 s. The first record of an origin not held before, or a probe that does not find
+//! its origin, brings the wait back to one base interval at once.
 
 use super::NodeState;
 use crate::mesh::records::DEAD;
@@ -19,6 +29,9 @@ use crate::p2p::{Contact, NodeId};
 /// origin stays live, so once found it costs nothing for long.
 const REPROBE_INTERVALS: u64 = 360;
 
+/// Most doublings of the wait between probes while every probe finds its origin alive.
+pub const MAX_BACKOFF: u32 = 4;
+
 impl NodeState {
     /// Starts the next orphan probe when one is due.
     pub(super) fn probe_orphans(&mut self, now_ms: u64) {
@@ -26,8 +39,9 @@ impl NodeState {
         if every == 0 || now_ms < self.next_orphan_probe_ms {
             return;
         }
-        self.next_orphan_probe_ms = now_ms.saturating_add(every);
+        self.next_orphan_probe_ms = now_ms.saturating_add(self.orphan_wait_ms());
         let again = every.saturating_mul(REPROBE_INTERVALS);
+        let cursor = self.orphan_cursor;
         let candidate = self
             .records
             .iter()
@@ -45,9 +59,22 @@ impl NodeState {
                         .get(&r.origin)
                         .is_none_or(|t| now_ms.saturating_sub(*t) >= again)
             })
-            // Round robin over origin order, starting after the last one probed.
-            .map(|r| r.origin)
-            .min_by_key(|o| (*o <= self.orphan_cursor, *o));
+            .map(|r| {
+                let probed = self.probed_ms.contains_key(&r.origin);
+                // Never probed: the latest changed first. Then round robin over origin
+                // order, starting after the last one probed.
+                let changed = if probed {
+                    0
+                } else {
+                    self.received_ms.get(&r.origin).copied().unwrap_or(0)
+                };
+                (
+                    (probed, std::cmp::Reverse(changed), r.origin <= cursor),
+                    r.origin,
+                )
+            })
+            .min()
+            .map(|(_, o)| o);
         let Some(origin) = candidate else {
             return;
         };
@@ -63,6 +90,24 @@ impl NodeState {
         self.counters.orphan_probes += 1;
     }
 
+    /// The wait before the next probe: the base interval doubled once per probe in a row
+    /// that found its origin alive, at most [`MAX_BACKOFF`] times.
+    fn orphan_wait_ms(&self) -> u64 {
+        self.config
+            .orphan_probe_interval_ms
+            .saturating_mul(1 << self.orphan_backoff.min(MAX_BACKOFF))
+    }
+
+    /// Something may need a probe soon (a new origin, or a probe found one dead): the wait
+    /// is one base interval again, from now at the latest.
+    pub(super) fn orphan_probe_soon(&mut self) {
+        self.orphan_backoff = 0;
+        let soon = self
+            .clock_ms
+            .saturating_add(self.config.orphan_probe_interval_ms);
+        self.next_orphan_probe_ms = self.next_orphan_probe_ms.min(soon);
+    }
+
     /// A lookup finished: when it was an orphan probe that did not find its origin, the
     /// origin is certified dead. Returns whether the lookup was ours (the host never sees
     /// it).
@@ -74,8 +119,11 @@ impl NodeState {
             closest.iter().any(|c| c.id == origin) || self.kad.table().get(&origin).is_some();
         // A newer record of it arrived while the lookup ran: it wrote, so it lives (a
         // partition that healed meanwhile hid it from the lookup).
-        if !found && self.records.version(&origin) == version {
+        if found || self.records.version(&origin) != version {
+            self.orphan_backoff = self.orphan_backoff.saturating_add(1).min(MAX_BACKOFF);
+        } else {
             self.certify_dead(origin, None);
+            self.orphan_probe_soon();
         }
         true
     }
