@@ -266,6 +266,32 @@ fn engine_evicts_a_silent_oldest_after_its_retries() {
         .any(|e| matches!(e, KadEvent::PeerRemoved { id, reason: "evicted", .. } if *id == old)));
 }
 
+/// A frame a peer sent before its LEAVE but that arrives after it does not put the peer
+/// back in the table; once every request it could be answering has timed out, a frame
+/// from it (a restart) adds it again.
+#[test]
+fn a_frame_delayed_past_a_leave_does_not_bring_the_peer_back() {
+    let mut k = engine(4);
+    let gone = id_with(0x80, 1);
+    k.observe(gone, addr(1), 0);
+    assert!(k.peer_left(&gone, addr(1), 100));
+    assert!(k.table().get(&gone).is_none());
+    k.observe(gone, addr(1), 110);
+    assert!(k.table().get(&gone).is_none(), "a late frame re-added it");
+    let window = k.config().request_timeout_ms * (u64::from(k.config().retries) + 1);
+    k.observe(gone, addr(1), 100 + window);
+    assert!(
+        k.table().get(&gone).is_some(),
+        "a restarted peer is kept out"
+    );
+    // A LEAVE from another address than the one held is refused and remembers nothing.
+    let other = id_with(0x40, 2);
+    k.observe(other, addr(2), 0);
+    assert!(!k.peer_left(&other, addr(9), 10));
+    k.observe(other, addr(2), 20);
+    assert!(k.table().get(&other).is_some());
+}
+
 #[test]
 fn a_reply_from_the_wrong_address_or_id_is_not_accepted() {
     let mut k = engine(4);

@@ -24,8 +24,9 @@ pub struct KadConfig {
     pub max_failures: u32,
     /// A peer not heard from for this long is PINGed.
     pub ping_interval_ms: u64,
-    /// Period of bucket refresh lookups and of re-contacting bootstrap addresses, while
-    /// the routing table changes.
+    /// Period of refresh lookups (one per period: a sweep of a self-lookup and one lookup
+    /// per bucket) and of re-contacting bootstrap addresses, while the routing table
+    /// changes.
     pub refresh_interval_ms: u64,
     /// While the routing table stays the same, the refresh period doubles up to this
     /// (a quiet mesh is quiet); any change brings it back to `refresh_interval_ms`.
@@ -243,9 +244,16 @@ pub struct Kademlia {
     table_at_refresh: (usize, u64),
     unchanged_refreshes: usize,
     refresh_cursor: usize,
+    /// Peers that left (a valid LEAVE) and when: a frame they sent before leaving and that
+    /// arrives after the LEAVE must not put them back in the table. At most [`LEFT_MAX`],
+    /// each kept for one request's whole life (`request_timeout_ms × (retries + 1)`).
+    left: BTreeMap<NodeId, u64>,
     joined: bool,
     counters: KadCounters,
 }
+
+/// Most peers remembered as having left (the oldest go first).
+pub const LEFT_MAX: usize = 64;
 
 impl Kademlia {
     /// A node with `id`, randomness seeded by `seed`.
@@ -269,6 +277,7 @@ impl Kademlia {
             table_at_refresh: (0, 0),
             unchanged_refreshes: 0,
             refresh_cursor: 0,
+            left: BTreeMap::new(),
             joined: false,
             counters: KadCounters::default(),
         })
@@ -371,11 +380,33 @@ impl Kademlia {
                 reason: "left",
             });
         }
+        let window = self.left_window_ms();
+        self.left.retain(|_, t| now_ms.saturating_sub(*t) < window);
+        if self.left.len() >= LEFT_MAX {
+            if let Some(oldest) = self.left.iter().min_by_key(|(_, t)| **t).map(|(i, _)| *i) {
+                self.left.remove(&oldest);
+            }
+        }
+        self.left.insert(*id, now_ms);
         true
+    }
+
+    /// How long a peer that left is kept out of the table: the longest a frame it sent
+    /// before leaving (an answer to our request) can still be on its way.
+    fn left_window_ms(&self) -> u64 {
+        self.config
+            .request_timeout_ms
+            .saturating_mul(u64::from(self.config.retries) + 1)
     }
 
     /// Notes that a valid frame came from `sender` at `from`: Kademlia's update rule.
     pub fn observe(&mut self, sender: NodeId, from: SocketAddr, now_ms: u64) {
+        if let Some(t) = self.left.get(&sender) {
+            if now_ms.saturating_sub(*t) < self.left_window_ms() {
+                return;
+            }
+            self.left.remove(&sender);
+        }
         let c = Contact {
             id: sender,
             addr: from,
@@ -546,9 +577,9 @@ impl Kademlia {
             // Refreshing only sends requests: the table compared below is unchanged by it.
             let lost_bootstrap = self.refresh(now_ms);
             let table = self.table_fingerprint();
-            // Back off only once a whole sweep of the buckets (one per refresh) found
-            // nothing new: a table still filling keeps the base period.
-            let span = ID_BITS - self.table.lowest_nonempty().unwrap_or(ID_BITS - 1);
+            // Back off only once a whole sweep (the self-lookup and every bucket, one per
+            // refresh) found nothing new: a table still filling keeps the base period.
+            let span = ID_BITS - self.table.lowest_nonempty().unwrap_or(ID_BITS - 1) + 1;
             if table != self.table_at_refresh || lost_bootstrap {
                 self.unchanged_refreshes = 0;
             } else {
@@ -659,15 +690,15 @@ impl Kademlia {
         if self.table.is_empty() {
             return lost_any;
         }
-        // One self-lookup and one bucket refresh per period; buckets below the lowest
-        // non-empty one are covered by the self-lookup.
-        let me = self.id;
-        self.start_lookup(me, Purpose::Maintain, now_ms);
+        // One lookup per period, in a sweep: a self-lookup (it covers the buckets below
+        // the lowest non-empty one), then each bucket from there up.
         let lo = self.table.lowest_nonempty().unwrap_or(ID_BITS - 1);
-        let span = ID_BITS - lo;
-        let b = lo + self.refresh_cursor % span;
+        let step = self.refresh_cursor % (ID_BITS - lo + 1);
         self.refresh_cursor = self.refresh_cursor.wrapping_add(1);
-        let target = self.id.random_in_bucket(b, || self.rng.next_u64());
+        let target = match step.checked_sub(1) {
+            None => self.id,
+            Some(b) => self.id.random_in_bucket(lo + b, || self.rng.next_u64()),
+        };
         self.start_lookup(target, Purpose::Maintain, now_ms);
         lost_any
     }
