@@ -52,7 +52,7 @@ pub struct NodeConfig {
     /// per round beside the Kademlia table; 0 turns peer sampling off (targets then all
     /// come from the table).
     pub sample_view: usize,
-    /// Peers contacted per anti-entropy round.
+    /// Peers contacted per anti-entropy round (a quiet round's SUMMARY goes to one).
     pub fanout: usize,
     /// Most DELTA/DELTAS frames pushed in answer to one DIGEST (each DELTAS packs as many
     /// records as fit in a frame).

@@ -285,11 +285,11 @@ impl NodeState {
     }
 
     /// One anti-entropy round to `fanout` random peers. A quiet round (nothing changed
-    /// lately) sends each target one
-    /// SUMMARY of every record held instead of a digest page: a few bytes while the
-    /// views agree, and the page exchange as soon as they do not.
+    /// lately) sends one target (drawn from the peer-sampling view when it has entries)
+    /// one SUMMARY of every record held instead of digest pages: a few bytes while the
+    /// views agree, and the page exchange, at the base pace, as soon as they do not.
     pub(super) fn gossip(&mut self, quiet: bool) {
-        let targets = self.gossip_targets(self.config.fanout);
+        let targets = self.gossip_targets(if quiet { 1 } else { self.config.fanout });
         self.shuffle(self.clock_ms);
         if targets.is_empty() {
             return;
@@ -333,8 +333,8 @@ impl NodeState {
         self.rumor(&targets);
     }
 
-    /// Pushes the freshest rumours (most rounds left, then origin order) to `targets`: at
-    /// most two frames' worth ([`RUMOR_RECORDS`]) per round.
+    /// Pushes the freshest rumours (most rounds left, then a per-round random order) to
+    /// `targets`: at most [`RUMOR_RECORDS`] records (eight frames' worth) per round.
     fn rumor(&mut self, targets: &[(NodeId, SocketAddr)]) {
         if self.hot.is_empty() {
             return;
