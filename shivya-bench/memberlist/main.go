@@ -141,6 +141,7 @@ func waitFor(what string, deadline time.Duration, done func() bool) (time.Durati
 
 func main() {
 	n := flag.Int("n", 16, "members")
+	settle := flag.Duration("settle", 2*time.Second, "pause after full membership, before the idle window")
 	idle := flag.Duration("idle", 10*time.Second, "idle window")
 	flag.Parse()
 	log.SetOutput(io.Discard)
@@ -191,7 +192,7 @@ func main() {
 	full := time.Since(start)
 
 	// Idle: let joins settle, then count.
-	time.Sleep(2 * time.Second)
+	time.Sleep(*settle)
 	p0, b0, c0, t0 := packets.Load(), bytes.Load(), cpuSeconds(), time.Now()
 	time.Sleep(*idle)
 	secs := time.Since(t0).Seconds()

@@ -315,16 +315,19 @@ fn run_memberlist(args: &Args) -> Result<(), String> {
         .unwrap_or_else(|| root.join("..").join("target"));
     let bin =
         shivya_bench::peer::build_memberlist(&root.join("memberlist"), &target.join("memberlist"))?;
-    let (sizes, idle_s): (&[usize], u64) = if args.quick {
-        (&[8], 3)
+    // The same settling pause for both before the idle window: long enough for Shivya's
+    // backoffs (gossip, refreshes, orphan probes) to be well under way and for one of
+    // memberlist's push/pull periods (30 s below 32 members) to fall in the window.
+    let (sizes, settle_s, idle_s): (&[usize], u64, u64) = if args.quick {
+        (&[8], 2, 3)
     } else {
-        (&[16, 64, 128], 30)
+        (&[16, 64, 128], 30, 30)
     };
     let mut rows = Vec::new();
     for &n in sizes {
         let t0 = Instant::now();
-        rows.push(shivya_bench::peer::shivya(n, idle_s)?);
-        rows.push(shivya_bench::peer::memberlist(&bin, n, idle_s)?);
+        rows.push(shivya_bench::peer::shivya(n, settle_s, idle_s)?);
+        rows.push(shivya_bench::peer::memberlist(&bin, n, settle_s, idle_s)?);
         eprintln!(
             "memberlist: N={n} both in {:.1} s",
             t0.elapsed().as_secs_f64()

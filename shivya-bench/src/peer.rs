@@ -8,7 +8,7 @@
 //! * **update**: one member publishes one new value; until every other member has it
 //!   (memberlist: a user broadcast that each member re-broadcasts once on first receipt,
 //!   as Serf does; Shivya: a record write).
-//! * **idle**: after a settling pause, datagrams and bytes sent per member per second
+//! * **idle**: after the same settling pause for both (30 s), datagrams and bytes sent per member per second
 //!   (memberlist: UDP packets plus TCP push/pull streams and their bytes), and the
 //!   process's CPU time per member.
 //! * **drop**: one member is killed without leaving; until every other member has
@@ -123,7 +123,7 @@ impl Mesh {
 }
 
 /// Shivya with its defaults (quiet mesh on), `n` nodes over UDP on 127.0.0.1.
-pub fn shivya(n: usize, idle_s: u64) -> Result<Row, String> {
+pub fn shivya(n: usize, settle_s: u64, idle_s: u64) -> Result<Row, String> {
     let err = |e: &dyn std::fmt::Display| e.to_string();
     let mut m = Mesh {
         poll: Poll::new().map_err(|e| err(&e))?,
@@ -156,8 +156,9 @@ pub fn shivya(n: usize, idle_s: u64) -> Result<Row, String> {
     let full_ms = m.until("full knowledge", 60_000, |m| {
         m.live().all(|x| x.state().records().len() == n)
     })?;
-    // Settle (the quiet mesh backs off to its 1 s period), then count.
-    m.for_ms(5_000)?;
+    // Settle (the quiet mesh backs off: gossip to its 1 s period, refreshes and orphan
+    // probes further), then count.
+    m.for_ms(settle_s * 1_000)?;
     let sent = |m: &Mesh| -> (u64, u64) {
         m.live().fold((0, 0), |(f, b), x| {
             let c = x.status().counters;
@@ -231,9 +232,16 @@ pub fn build_memberlist(source: &Path, target: &Path) -> Result<std::path::PathB
 }
 
 /// Runs the harness for `n` members.
-pub fn memberlist(bin: &Path, n: usize, idle_s: u64) -> Result<Row, String> {
+pub fn memberlist(bin: &Path, n: usize, settle_s: u64, idle_s: u64) -> Result<Row, String> {
     let out = Command::new(bin)
-        .args(["-n", &n.to_string(), "-idle", &format!("{idle_s}s")])
+        .args([
+            "-n",
+            &n.to_string(),
+            "-settle",
+            &format!("{settle_s}s"),
+            "-idle",
+            &format!("{idle_s}s"),
+        ])
         .output()
         .map_err(|e| e.to_string())?;
     if !out.status.success() {
