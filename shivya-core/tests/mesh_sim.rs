@@ -1039,6 +1039,52 @@ fn forged_and_broken_chunks_never_corrupt_a_record() {
     assert_identical(&mut sim, &(0..8).collect::<Vec<_>>());
 }
 
+/// While membership stays the same, shuffles bring only nodes already known and back off
+/// (the views are mixed by then); a node that crashes leaves every view once it is
+/// certified dead, so quiet rounds stop sending their one SUMMARY to it.
+#[test]
+fn shuffles_back_off_while_membership_stays_and_a_dead_node_leaves_every_view() {
+    use shivya_core::mesh::DEAD;
+    use shivya_core::p2p::protocol::MessageType;
+    let n = 64;
+    let mut sim = Sim::new(n, 57, NetConfig::default(), |i| config(i, 3)).unwrap();
+    for i in 0..n {
+        sim.nodes[i].record_queue_len(1, 1.0).unwrap();
+    }
+    sim.run_until(60_000);
+    let shuffles = |sim: &Sim| sim.sent_by_type[MessageType::Shuffle as usize].0;
+    let (s0, t0) = (shuffles(&sim), sim.now);
+    sim.run_until(t0 + 64_000);
+    let per_node = (shuffles(&sim) - s0) as f64 / n as f64;
+    // At the base period a request and its answer per node every 4 s: 32 in 64 s.
+    println!("{per_node} SHUFFLE frames per node in 64 s of a quiet mesh (32 at the base period)");
+    assert!(per_node <= 8.0, "{per_node}");
+    let dead_at = 9;
+    let dead = sim.nodes[dead_at].id();
+    let held = (0..n)
+        .filter(|&i| i != dead_at && sim.nodes[i].sample_view().contains(&dead))
+        .count();
+    assert!(
+        held > 0,
+        "no view holds node {dead_at}: the check is vacuous"
+    );
+    sim.alive[dead_at] = false;
+    let live: Vec<usize> = (0..n).filter(|&i| i != dead_at).collect();
+    let crash = sim.now;
+    first_time(&mut sim, crash + 10_000, |sim| {
+        live.iter()
+            .all(|&i| sim.nodes[i].records().version(&dead) & DEAD != 0)
+    })
+    .expect("the crashed node was not certified");
+    for &i in &live {
+        assert!(
+            !sim.nodes[i].sample_view().contains(&dead),
+            "node {i} still samples the dead node"
+        );
+    }
+    assert_identical(&mut sim, &live);
+}
+
 #[test]
 fn peer_sampling_views_reach_beyond_the_routing_table_and_refuse_bad_contacts() {
     use shivya_core::p2p::{Body, Contact, Frame};

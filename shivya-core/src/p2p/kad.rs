@@ -57,7 +57,7 @@ impl Default for KadConfig {
             max_failures: 2,
             ping_interval_ms: 1_000,
             refresh_interval_ms: 1_000,
-            max_refresh_interval_ms: 16_000,
+            max_refresh_interval_ms: 64_000,
             pings_per_round: 1,
             probe_silent_ms: 10_000,
             store_max_entries: 1_024,

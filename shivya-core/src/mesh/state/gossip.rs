@@ -4,7 +4,7 @@
 //! sender lacks, and with our own digest of the range when we lack some of theirs.
 
 use super::NodeState;
-use crate::mesh::records::{version_order, DigestPage, MergeOutcome};
+use crate::mesh::records::{version_order, DigestPage, MergeOutcome, DEAD};
 use crate::p2p::protocol::{
     join_parts, record_wire_len, split_record, validate_record, RecordPart, RecordWire, HEADER_LEN,
     MAX_DELTAS, MAX_FRAME, MAX_QUEUE_ENTRIES,
@@ -100,6 +100,10 @@ impl NodeState {
         if self.received_ms.insert(origin, self.clock_ms).is_none() {
             // The first record of this origin: it may be one nobody routes to.
             self.orphan_probe_soon();
+        }
+        if version & DEAD != 0 {
+            // Certified dead: not a gossip target any more.
+            self.view_forget(&origin);
         }
         self.rumour(origin);
         self.gossip_activity = true;

@@ -87,6 +87,8 @@ pub struct NodeState {
     sample: Vec<sampling::ViewEntry>,
     shuffle_sent: Vec<NodeId>,
     next_shuffle_ms: u64,
+    /// Shuffles in a row that brought no node unknown here (see `sampling`).
+    shuffle_backoff: u32,
     /// Chunked records being assembled, by origin (at most `MAX_ASSEMBLIES`).
     assemblies: BTreeMap<NodeId, gossip::Assembly>,
     /// Orphan probes in flight: lookup id → the origin looked up and the version of its
@@ -178,6 +180,7 @@ impl NodeState {
             sample: Vec::new(),
             shuffle_sent: Vec::new(),
             next_shuffle_ms: now_ms,
+            shuffle_backoff: 0,
             assemblies: BTreeMap::new(),
             orphan_lookups: BTreeMap::new(),
             probed_ms: BTreeMap::new(),

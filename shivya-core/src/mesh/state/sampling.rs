@@ -6,7 +6,12 @@
 //! also keeps a small *sample view* (`NodeConfig::sample_view` contacts, each with an
 //! age) and, every [`SHUFFLE_EVERY_MS`], shuffles it with the oldest entry's node: it sends a
 //! few of its entries (the receiver adds the sender itself), gets as many back, and each
-//! side swaps the entries it sent for the ones it received. Views so kept approach uniform
+//! side swaps the entries it sent for the ones it received. While shuffles bring only
+//! nodes whose records this node already holds (a mesh whose membership stays the same)
+//! the period doubles per shuffle, up to [`MAX_SHUFFLE_BACKOFF`] times (32 s): the views
+//! are mixed by then and further shuffles only cost bytes. A shuffle that brings a node
+//! unknown here (a newcomer), or a view entry lost (unresponsive, or certified dead),
+//! brings the base period back at once. Views so kept approach uniform
 //! random samples of the live nodes, and dead entries age out because the oldest is always
 //! the next shuffled (and dropped when it does not answer). One gossip target per round is
 //! drawn from the view entries the table lacks (when there are any: in a mesh small
@@ -25,6 +30,8 @@ pub const SHUFFLE_LEN: usize = 6;
 /// A node starts a shuffle at most this often (views mix over tens of seconds; what
 /// spreads a write is the gossip itself).
 pub const SHUFFLE_EVERY_MS: u64 = 4_000;
+/// Most doublings of the shuffle period while shuffles bring no unknown node.
+pub const MAX_SHUFFLE_BACKOFF: u32 = 3;
 
 /// One entry of the sample view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,9 +62,21 @@ impl NodeState {
         }
     }
 
-    /// A peer that went unresponsive leaves the view too.
+    /// A peer that went unresponsive (or was certified dead) leaves the view too, and the
+    /// view, one entry short, shuffles at the base period again.
     pub(super) fn view_forget(&mut self, id: &NodeId) {
+        let before = self.sample.len();
         self.sample.retain(|e| e.id != *id);
+        if self.sample.len() < before {
+            self.shuffle_soon();
+        }
+    }
+
+    /// The next shuffle at the base period, from now at the latest.
+    fn shuffle_soon(&mut self) {
+        self.shuffle_backoff = 0;
+        let soon = self.clock_ms.saturating_add(SHUFFLE_EVERY_MS);
+        self.next_shuffle_ms = self.next_shuffle_ms.min(soon);
     }
 
     /// Up to `n` random entries, excluding `except`.
@@ -100,7 +119,14 @@ impl NodeState {
         if self.sample.is_empty() || now_ms < self.next_shuffle_ms {
             return;
         }
-        self.next_shuffle_ms = now_ms.saturating_add(SHUFFLE_EVERY_MS);
+        let wait =
+            SHUFFLE_EVERY_MS.saturating_mul(1 << self.shuffle_backoff.min(MAX_SHUFFLE_BACKOFF));
+        self.next_shuffle_ms = now_ms.saturating_add(wait);
+        // Back to 0 when a shuffle brings news (`on_shuffle`).
+        self.shuffle_backoff = self
+            .shuffle_backoff
+            .saturating_add(1)
+            .min(MAX_SHUFFLE_BACKOFF);
         for e in &mut self.sample {
             e.age = e.age.saturating_add(1);
         }
@@ -158,7 +184,9 @@ impl NodeState {
             .into_iter()
             .chain(contacts.iter().copied());
         let mut replaceable = sent_ids.into_iter();
+        let mut news = false;
         for c in incoming {
+            news |= c.id != self.id && self.records.get(&c.id).is_none();
             if c.id == self.id
                 || self.view_has(&c.id)
                 || usable_peer(&c.addr, &self.config.listen).is_err()
@@ -181,6 +209,9 @@ impl NodeState {
                     break;
                 }
             }
+        }
+        if news {
+            self.shuffle_soon();
         }
     }
 }
