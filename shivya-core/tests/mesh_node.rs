@@ -417,3 +417,63 @@ fn writing_the_value_already_held_makes_no_new_version() {
     n.record_queue_len(1, 0.1 + 1e-12).unwrap();
     assert_eq!(n.own_record().version, v + 1);
 }
+
+/// A record learned between two gossip rounds goes on at the next rumour sub-round, a
+/// quarter of a base period later, not at the next round: relays forward without waiting
+/// half a period on average.
+#[test]
+fn a_record_learned_between_rounds_is_forwarded_within_a_sub_round() {
+    use shivya_core::p2p::{Body, Frame};
+    let t = WorkloadTopology::complete(2).unwrap();
+    let mk = |seed: u64| {
+        NodeState::new(
+            NodeConfig {
+                seed,
+                topology: t.clone(),
+                ..NodeConfig::default()
+            },
+            0,
+        )
+        .unwrap()
+    };
+    let mut relay = mk(1);
+    let mut writers: Vec<NodeState> = (2..6).map(mk).collect();
+    for (k, w) in writers.iter_mut().enumerate() {
+        w.record_queue_len(0, 1.0 + k as f64).unwrap();
+    }
+    let deliver = |relay: &mut NodeState, w: &NodeState, k: usize, now: u64| {
+        let r = w.records().get(&w.id()).unwrap().clone();
+        let f = Frame::new(0, w.id(), Body::Delta(r));
+        let from = format!("10.0.0.{}:1", 10 + k).parse().unwrap();
+        relay.handle_datagram(from, &f.encode().unwrap(), now);
+    };
+    let sent_origins = |relay: &mut NodeState| {
+        let mut buf = Vec::new();
+        let mut origins = Vec::new();
+        while relay.poll_transmit(&mut buf).is_some() {
+            match Frame::decode(&buf).map(|f| f.body) {
+                Ok(Body::Delta(r)) => origins.push(r.origin),
+                Ok(Body::Deltas(rs)) => origins.extend(rs.iter().map(|r| r.origin)),
+                _ => {}
+            }
+        }
+        origins
+    };
+    // Three writers become peers and records; a round runs at 1 and sends what it has.
+    for (k, w) in writers.iter().take(3).enumerate() {
+        deliver(&mut relay, w, k, 1);
+    }
+    relay.handle_timeout(1);
+    sent_origins(&mut relay);
+    let base = relay.config().gossip_interval_ms;
+    // A fourth record arrives just after the round.
+    deliver(&mut relay, &writers[3], 3, 2);
+    let due = relay.poll_timeout().unwrap();
+    assert!(due <= 1 + base / 4, "next call due at {due}");
+    relay.handle_timeout(1 + base / 4);
+    let origins = sent_origins(&mut relay);
+    assert!(
+        origins.contains(&writers[3].id()),
+        "not forwarded before the next round: {origins:?}"
+    );
+}

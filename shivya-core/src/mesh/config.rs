@@ -59,9 +59,11 @@ pub struct NodeConfig {
     pub max_push_per_digest: usize,
     /// Most origins held.
     pub max_records: usize,
-    /// Rounds a newly learned record is pushed on (rumour mongering, on top of the
-    /// digest anti-entropy): each round it goes to the `fanout` gossip targets, at most
-    /// [`RUMOR_RECORDS`](super::RUMOR_RECORDS) such records per round, freshest first, packed into DELTAS frames. `None` picks
+    /// Pushes of a newly learned record (rumour mongering, on top of the digest
+    /// anti-entropy): each push goes to the `fanout` gossip targets of a rumour sub-round
+    /// ([`RUMOR_SUBROUNDS`](super::RUMOR_SUBROUNDS) per base period), at most
+    /// [`RUMOR_RECORDS`](super::RUMOR_RECORDS) such records per period, freshest first,
+    /// packed into DELTAS frames; gossip keeps the base pace for as many rounds. `None` picks
     /// `⌈log₂(records held + 1)⌉`, enough that a node misses a rumour with probability
     /// about `e^(−2·fanout·log₂N)`; `Some(0)` turns it off (anti-entropy alone then needs
     /// a full digest cycle, `records / 36` rounds, per hop).

@@ -47,7 +47,9 @@ pub use records::{
     death_certificate, from_fixed, to_fixed, version_order, DigestPage, MergeOutcome, MergedSums,
     RecordStore, DEAD,
 };
-pub use state::{NodeState, AMPLIFICATION, ASSEMBLY_TIMEOUT_MS, MAX_ASSEMBLIES, RUMOR_RECORDS};
+pub use state::{
+    NodeState, AMPLIFICATION, ASSEMBLY_TIMEOUT_MS, MAX_ASSEMBLIES, RUMOR_RECORDS, RUMOR_SUBROUNDS,
+};
 pub use workload::{EdgeRecommendation, Reconciler, SettleMode, Settlement, WorkloadTopology};
 
 use crate::flux::SubstrateError;

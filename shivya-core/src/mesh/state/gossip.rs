@@ -19,6 +19,13 @@ pub const AMPLIFICATION: usize = 3;
 /// Most records a node rumours per gossip round (eight frames of the smallest records).
 pub const RUMOR_RECORDS: usize = 8 * MAX_DELTAS;
 
+/// Rumours, and a write of our own not yet published, go out in this many sub-rounds per
+/// base gossip period (the round itself is the first), each to freshly drawn targets with
+/// an equal share of [`RUMOR_RECORDS`]: the same frames per period and the same pushes per
+/// rumour, but a relay forwards what it learned within a quarter period instead of at
+/// its next round, half a period later on average.
+pub const RUMOR_SUBROUNDS: u64 = 4;
+
 impl NodeState {
     pub(super) fn on_digest(
         &mut self,
@@ -119,6 +126,11 @@ impl NodeState {
         if rounds > 0 {
             self.hot.insert(origin, rounds);
         }
+        // Anti-entropy stays at the base pace for as many rounds as a rumour lives: the
+        // sub-rounds push a rumour out within a period or two, but the peers it missed
+        // are caught up by the digest exchange, which must not back off meanwhile.
+        let linger = u64::from(rounds.max(1)).saturating_mul(self.config.gossip_interval_ms);
+        self.busy_until_ms = self.busy_until_ms.max(self.clock_ms.saturating_add(linger));
     }
 
     /// `id` went unresponsive (Kademlia removed it after failed requests to `addr`, or an
@@ -328,17 +340,34 @@ impl NodeState {
             self.digest_cursor = next.unwrap_or(NodeId::ZERO);
             self.send_digest(*addr, page, false);
         }
+        self.publish_own(&targets);
+        self.rumor(&targets);
+    }
+
+    /// A rumour sub-round between rounds (see [`RUMOR_SUBROUNDS`]): a write of our own not
+    /// yet published and the freshest rumours, to `fanout` newly drawn targets.
+    pub(super) fn rumor_subround(&mut self) {
+        let targets = self.gossip_targets(self.config.fanout);
+        if targets.is_empty() {
+            return;
+        }
+        self.publish_own(&targets);
+        self.rumor(&targets);
+    }
+
+    /// Sends our own record to `targets` if it changed since it was last published.
+    fn publish_own(&mut self, targets: &[(NodeId, SocketAddr)]) {
         if self.own.take_unpublished() {
             self.latest = (self.id, self.own.version());
             let own = [self.own.wire().clone()];
             let addrs: Vec<SocketAddr> = targets.iter().map(|t| t.1).collect();
             self.send_records_to(&addrs, &own, usize::MAX);
         }
-        self.rumor(&targets);
     }
 
     /// Pushes the freshest rumours (most rounds left, then a per-round random order) to
-    /// `targets`: at most [`RUMOR_RECORDS`] records (eight frames' worth) per round.
+    /// `targets`: at most [`RUMOR_RECORDS`] records (eight frames' worth) per round, a
+    /// [`RUMOR_SUBROUNDS`]th of it per sub-round.
     fn rumor(&mut self, targets: &[(NodeId, SocketAddr)]) {
         if self.hot.is_empty() {
             return;
@@ -353,7 +382,7 @@ impl NodeState {
             .map(|(o, r)| (*r, o.fold64() ^ salt, *o))
             .collect();
         picked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
-        picked.truncate(RUMOR_RECORDS);
+        picked.truncate(RUMOR_RECORDS / RUMOR_SUBROUNDS as usize);
         let mut records = Vec::with_capacity(picked.len());
         for (left, _, origin) in picked {
             match self.records.get(&origin) {

@@ -14,7 +14,9 @@ mod sampling;
 mod trust;
 mod writes;
 
-pub use gossip::{AMPLIFICATION, ASSEMBLY_TIMEOUT_MS, MAX_ASSEMBLIES, RUMOR_RECORDS};
+pub use gossip::{
+    AMPLIFICATION, ASSEMBLY_TIMEOUT_MS, MAX_ASSEMBLIES, RUMOR_RECORDS, RUMOR_SUBROUNDS,
+};
 
 use super::belief::{BeliefReport, BeliefState, OBS_DIM};
 use super::config::Admission;
@@ -65,6 +67,10 @@ pub struct NodeState {
     /// The record changed here last (learned, certified or written): named in SUMMARY so
     /// a peer that lacks it asks for exactly that one.
     latest: (NodeId, u64),
+    /// When the next rumour sub-round may run (see `gossip::RUMOR_SUBROUNDS`), and until
+    /// when gossip keeps the base pace after the last rumour started (`gossip::rumour`).
+    next_rumor_ms: u64,
+    busy_until_ms: u64,
     next_layer_ms: u64,
     digest_cursor: NodeId,
     /// Records to rumour: origin → rounds left (ordered map: deterministic choice).
@@ -167,6 +173,8 @@ impl NodeState {
             gossip_activity: true,
             view_cache: (u64::MAX, 0),
             latest: (NodeId::ZERO, 0),
+            next_rumor_ms: now_ms,
+            busy_until_ms: 0,
             next_layer_ms: now_ms.saturating_add(config.step_interval_ms),
             digest_cursor: NodeId::ZERO,
             hot: BTreeMap::new(),
@@ -361,7 +369,10 @@ impl NodeState {
         self.kad.handle_timeout(now_ms);
         self.drain_kad();
         if now_ms >= self.gossip_due() {
-            let active = self.gossip_activity || !self.hot.is_empty() || self.own.pending();
+            let active = self.gossip_activity
+                || !self.hot.is_empty()
+                || self.own.pending()
+                || now_ms < self.busy_until_ms;
             self.gossip_every_ms = if active {
                 self.config.gossip_interval_ms
             } else {
@@ -374,7 +385,12 @@ impl NodeState {
             self.next_gossip_ms = now_ms.saturating_add(self.gossip_every_ms);
             // Quiet rounds (a SUMMARY instead of pages) only with the backoff on.
             let quiet_mesh = self.config.max_gossip_interval_ms > self.config.gossip_interval_ms;
+            self.next_rumor_ms = now_ms.saturating_add(self.rumor_every_ms());
             self.gossip(!active && quiet_mesh);
+        }
+        if now_ms >= self.rumor_due() {
+            self.next_rumor_ms = now_ms.saturating_add(self.rumor_every_ms());
+            self.rumor_subround();
         }
         if now_ms >= self.next_layer_ms {
             self.next_layer_ms = now_ms.saturating_add(self.config.step_interval_ms);
@@ -447,6 +463,7 @@ impl NodeState {
             self.kad
                 .poll_timeout()
                 .min(self.gossip_due())
+                .min(self.rumor_due())
                 .min(self.next_layer_ms)
                 .min(if self.config.orphan_probe_interval_ms == 0 {
                     u64::MAX
@@ -455,6 +472,22 @@ impl NodeState {
                 })
                 .min(self.next_suspect_ms()),
         )
+    }
+
+    /// The period of rumour sub-rounds (see `gossip::RUMOR_SUBROUNDS`).
+    fn rumor_every_ms(&self) -> u64 {
+        (self.config.gossip_interval_ms / gossip::RUMOR_SUBROUNDS).max(1)
+    }
+
+    /// When the next rumour sub-round is due: only while there is something to rumour or
+    /// publish, and only before the next round (which does both itself).
+    fn rumor_due(&self) -> u64 {
+        let work = !self.hot.is_empty() || self.own.pending();
+        if work && self.next_rumor_ms < self.gossip_due() {
+            self.next_rumor_ms
+        } else {
+            u64::MAX
+        }
     }
 
     /// When the next gossip round is due: its scheduled time, or sooner (one base period
