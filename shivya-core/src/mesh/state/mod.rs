@@ -93,8 +93,9 @@ pub struct NodeState {
     sample: Vec<sampling::ViewEntry>,
     shuffle_sent: Vec<NodeId>,
     next_shuffle_ms: u64,
-    /// Shuffles in a row that brought no node unknown here (see `sampling`).
-    shuffle_backoff: u32,
+    /// The current shuffle period (doubles while shuffles bring no node unknown here; see
+    /// `sampling`).
+    shuffle_every_ms: u64,
     /// Chunked records being assembled, by origin (at most `MAX_ASSEMBLIES`).
     assemblies: BTreeMap<NodeId, gossip::Assembly>,
     /// Orphan probes in flight: lookup id → the origin looked up and the version of its
@@ -107,11 +108,11 @@ pub struct NodeState {
     /// Origins found unresponsive, waiting to be certified: origin → (node time found,
     /// version held then). Keys are held origins.
     suspects: BTreeMap<NodeId, (u64, u64)>,
-    /// The origin probed last (round robin), when the next probe is due and how many
-    /// probes in a row found their origin alive (see `orphans`).
+    /// The origin probed last (round robin), when the next probe is due and the current
+    /// wait between probes (doubles while probes find their origin alive; see `orphans`).
     orphan_cursor: NodeId,
     next_orphan_probe_ms: u64,
-    orphan_backoff: u32,
+    orphan_every_ms: u64,
     /// The node's clock: never decreasing (see `clock`).
     clock_ms: u64,
     /// Added to host times: the sum of the host clock's steps back.
@@ -188,7 +189,7 @@ impl NodeState {
             sample: Vec::new(),
             shuffle_sent: Vec::new(),
             next_shuffle_ms: now_ms,
-            shuffle_backoff: 0,
+            shuffle_every_ms: sampling::SHUFFLE_EVERY_MS,
             assemblies: BTreeMap::new(),
             orphan_lookups: BTreeMap::new(),
             probed_ms: BTreeMap::new(),
@@ -196,7 +197,7 @@ impl NodeState {
             suspects: BTreeMap::new(),
             orphan_cursor: id,
             next_orphan_probe_ms: now_ms.saturating_add(config.orphan_probe_interval_ms),
-            orphan_backoff: 0,
+            orphan_every_ms: config.orphan_probe_interval_ms,
             clock_ms: now_ms,
             clock_offset_ms: 0,
             config,

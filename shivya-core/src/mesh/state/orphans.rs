@@ -16,7 +16,8 @@
 //! from a point that differs per node (its own id), so that nodes do not all probe the
 //! same origin. The probes come every `orphan_probe_interval_ms` while they find dead
 //! origins or new ones keep arriving; each probe that finds its origin alive doubles the
-//! wait, up to [`MAX_BACKOFF`] doublings (16 base intervals, 80 s at the default): a
+//! wait, up to [`MAX_BACKOFF`] base intervals (80 s at the default), as the gossip period
+//! backs off: a
 //! quiet mesh whose origins are all alive spends one lookup per node every 80 s instead of
 //! every 5 s. The first record of an origin not held before, or a probe that does not find
 //! its origin, brings the wait back to one base interval at once.
@@ -29,8 +30,9 @@ use crate::p2p::{Contact, NodeId};
 /// origin stays live, so once found it costs nothing for long.
 const REPROBE_INTERVALS: u64 = 360;
 
-/// Most doublings of the wait between probes while every probe finds its origin alive.
-pub const MAX_BACKOFF: u32 = 4;
+/// The longest wait between probes, in base intervals, while every probe finds its
+/// origin alive.
+pub const MAX_BACKOFF: u64 = 16;
 
 impl NodeState {
     /// Starts the next orphan probe when one is due.
@@ -39,7 +41,7 @@ impl NodeState {
         if every == 0 || now_ms < self.next_orphan_probe_ms {
             return;
         }
-        self.next_orphan_probe_ms = now_ms.saturating_add(self.orphan_wait_ms());
+        self.next_orphan_probe_ms = now_ms.saturating_add(self.orphan_every_ms);
         let again = every.saturating_mul(REPROBE_INTERVALS);
         let cursor = self.orphan_cursor;
         let candidate = self
@@ -90,21 +92,12 @@ impl NodeState {
         self.counters.orphan_probes += 1;
     }
 
-    /// The wait before the next probe: the base interval doubled once per probe in a row
-    /// that found its origin alive, at most [`MAX_BACKOFF`] times.
-    fn orphan_wait_ms(&self) -> u64 {
-        self.config
-            .orphan_probe_interval_ms
-            .saturating_mul(1 << self.orphan_backoff.min(MAX_BACKOFF))
-    }
-
     /// Something may need a probe soon (a new origin, or a probe found one dead): the wait
     /// is one base interval again, from now at the latest.
     pub(super) fn orphan_probe_soon(&mut self) {
-        self.orphan_backoff = 0;
-        let soon = self
-            .clock_ms
-            .saturating_add(self.config.orphan_probe_interval_ms);
+        let every = self.config.orphan_probe_interval_ms;
+        self.orphan_every_ms = every;
+        let soon = self.clock_ms.saturating_add(every);
         self.next_orphan_probe_ms = self.next_orphan_probe_ms.min(soon);
     }
 
@@ -120,7 +113,11 @@ impl NodeState {
         // A newer record of it arrived while the lookup ran: it wrote, so it lives (a
         // partition that healed meanwhile hid it from the lookup).
         if found || self.records.version(&origin) != version {
-            self.orphan_backoff = self.orphan_backoff.saturating_add(1).min(MAX_BACKOFF);
+            let most = self
+                .config
+                .orphan_probe_interval_ms
+                .saturating_mul(MAX_BACKOFF);
+            self.orphan_every_ms = self.orphan_every_ms.saturating_mul(2).min(most);
         } else {
             self.certify_dead(origin, None);
             self.orphan_probe_soon();

@@ -8,7 +8,7 @@
 //! few of its entries (the receiver adds the sender itself), gets as many back, and each
 //! side swaps the entries it sent for the ones it received. While shuffles bring only
 //! nodes whose records this node already holds (a mesh whose membership stays the same)
-//! the period doubles per shuffle, up to [`MAX_SHUFFLE_BACKOFF`] times (32 s): the views
+//! the period doubles per shuffle, up to [`MAX_SHUFFLE_EVERY_MS`]: the views
 //! are mixed by then and further shuffles only cost bytes. A shuffle that brings a node
 //! unknown here (a newcomer), or a view entry lost (unresponsive, or certified dead),
 //! brings the base period back at once. Views so kept approach uniform
@@ -30,8 +30,8 @@ pub const SHUFFLE_LEN: usize = 6;
 /// A node starts a shuffle at most this often (views mix over tens of seconds; what
 /// spreads a write is the gossip itself).
 pub const SHUFFLE_EVERY_MS: u64 = 4_000;
-/// Most doublings of the shuffle period while shuffles bring no unknown node.
-pub const MAX_SHUFFLE_BACKOFF: u32 = 3;
+/// The longest shuffle period, reached while shuffles bring no unknown node.
+pub const MAX_SHUFFLE_EVERY_MS: u64 = 32_000;
 
 /// One entry of the sample view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +74,7 @@ impl NodeState {
 
     /// The next shuffle at the base period, from now at the latest.
     fn shuffle_soon(&mut self) {
-        self.shuffle_backoff = 0;
+        self.shuffle_every_ms = SHUFFLE_EVERY_MS;
         let soon = self.clock_ms.saturating_add(SHUFFLE_EVERY_MS);
         self.next_shuffle_ms = self.next_shuffle_ms.min(soon);
     }
@@ -119,14 +119,12 @@ impl NodeState {
         if self.sample.is_empty() || now_ms < self.next_shuffle_ms {
             return;
         }
-        let wait =
-            SHUFFLE_EVERY_MS.saturating_mul(1 << self.shuffle_backoff.min(MAX_SHUFFLE_BACKOFF));
-        self.next_shuffle_ms = now_ms.saturating_add(wait);
-        // Back to 0 when a shuffle brings news (`on_shuffle`).
-        self.shuffle_backoff = self
-            .shuffle_backoff
-            .saturating_add(1)
-            .min(MAX_SHUFFLE_BACKOFF);
+        self.next_shuffle_ms = now_ms.saturating_add(self.shuffle_every_ms);
+        // Back to the base period when a shuffle brings news (`on_shuffle`).
+        self.shuffle_every_ms = self
+            .shuffle_every_ms
+            .saturating_mul(2)
+            .min(MAX_SHUFFLE_EVERY_MS);
         for e in &mut self.sample {
             e.age = e.age.saturating_add(1);
         }
