@@ -315,13 +315,16 @@ fn run_memberlist(args: &Args) -> Result<(), String> {
         .unwrap_or_else(|| root.join("..").join("target"));
     let bin =
         shivya_bench::peer::build_memberlist(&root.join("memberlist"), &target.join("memberlist"))?;
-    // The same settling pause for both before the idle window: long enough for Shivya's
-    // backoffs (gossip, refreshes, orphan probes) to be well under way and for one of
-    // memberlist's push/pull periods (30 s below 32 members) to fall in the window.
+    // The same settling pause for both before the idle window: long enough for every one
+    // of Shivya's backoffs to reach its ceiling (gossip 1 s after a few seconds, the
+    // Kademlia refresh 64 s after about 70 s, the orphan probes 80 s after 75 s), so the
+    // window sees the steady state; a 60 s window holds about one refresh and one orphan
+    // probe per node and one or two of memberlist's push/pull periods (30 s, scaled up
+    // beyond 32 members).
     let (sizes, settle_s, idle_s): (&[usize], u64, u64) = if args.quick {
         (&[8], 2, 3)
     } else {
-        (&[16, 64, 128], 30, 30)
+        (&[16, 64, 128], 90, 60)
     };
     let mut rows = Vec::new();
     for &n in sizes {

@@ -67,7 +67,7 @@ fn a_ping_flood_from_fake_ids_cannot_evict_live_peers_or_grow_memory() {
             if let Some(id) = live_addrs.get(&destination) {
                 if let Ok(f) = Frame::decode(&payload) {
                     let reply = match f.body {
-                        Body::Ping => Some(Body::Pong),
+                        Body::Ping | Body::PingView { .. } => Some(Body::Pong),
                         Body::FindNode { .. } => Some(Body::FoundNodes { contacts: vec![] }),
                         _ => None,
                     };
@@ -278,7 +278,7 @@ fn a_live_peers_address_cannot_be_taken_over_but_a_silent_one_moves() {
             n.handle_timeout(t);
             for f in sent_to(n, held) {
                 let answer = match f.body {
-                    Body::Ping => Body::Pong,
+                    Body::Ping | Body::PingView { .. } => Body::Pong,
                     Body::FindNode { .. } => Body::FoundNodes { contacts: vec![] },
                     _ => continue,
                 };

@@ -477,3 +477,41 @@ fn a_record_learned_between_rounds_is_forwarded_within_a_sub_round() {
         "not forwarded before the next round: {origins:?}"
     );
 }
+
+#[test]
+fn a_ping_carrying_a_view_is_answered_and_a_different_view_starts_the_digest_exchange() {
+    use shivya_core::p2p::{Body, Frame, NodeId};
+    let mut n = node(WorkloadTopology::complete(2).unwrap(), SettleMode::CurlFree);
+    n.record_queue_len(0, 4.0).unwrap();
+    let from: std::net::SocketAddr = "10.0.0.9:1".parse().unwrap();
+    let peer = NodeId::from_seed(9);
+    let drain = |n: &mut NodeState| -> Vec<(std::net::SocketAddr, Body)> {
+        let mut out = Vec::new();
+        let mut buf = Vec::new();
+        while let Some(to) = n.poll_transmit(&mut buf) {
+            out.push((to, Frame::decode(&buf).unwrap().body));
+        }
+        out
+    };
+    drain(&mut n);
+    let view = n.records().view_digest();
+    let records = n.records().len() as u32;
+    let ping = |rid: u64, view: u64, records: u32| {
+        Frame::new(rid, peer, Body::PingView { view, records })
+            .encode()
+            .unwrap()
+    };
+    // Our own view: answered with a PONG, and nothing else.
+    n.handle_datagram(from, &ping(1, view, records), 10);
+    let sent = drain(&mut n);
+    assert_eq!(sent, vec![(from, Body::Pong)]);
+    // Another view: the PONG and the first DIGEST page of the exchange, to that peer.
+    n.handle_datagram(from, &ping(2, view ^ 1, records + 1), 20);
+    let sent = drain(&mut n);
+    assert!(sent.contains(&(from, Body::Pong)), "{sent:?}");
+    assert!(
+        sent.iter()
+            .any(|(to, b)| *to == from && matches!(b, Body::Digest { .. })),
+        "{sent:?}"
+    );
+}

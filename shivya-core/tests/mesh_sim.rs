@@ -1154,3 +1154,45 @@ fn peer_sampling_views_reach_beyond_the_routing_table_and_refuse_bad_contacts() 
     let t = sim.now + 1_000;
     sim.run_until(t);
 }
+
+#[test]
+fn a_quiet_mesh_carries_its_views_on_one_ping_a_second_instead_of_summaries() {
+    use shivya_core::p2p::protocol::MessageType;
+    let n = 48;
+    let mut sim = Sim::new(n, 61, NetConfig::default(), |i| config(i, 3)).unwrap();
+    for i in 0..n {
+        sim.nodes[i].record_queue_len(1, 1.0).unwrap();
+    }
+    sim.run_until(60_000);
+    let count = |sim: &Sim, t: MessageType| sim.sent_by_type[t as usize].0;
+    let view_pings = |sim: &Sim| -> u64 {
+        sim.nodes
+            .iter()
+            .map(|x| x.kademlia().counters().view_pings)
+            .sum()
+    };
+    let (d0, s0, p0, v0, t0) = (
+        count(&sim, MessageType::Digest),
+        count(&sim, MessageType::Summary),
+        count(&sim, MessageType::Ping),
+        view_pings(&sim),
+        sim.now,
+    );
+    sim.run_until(t0 + 30_000);
+    let per = |x: u64| x as f64 / n as f64 / 30.0;
+    let summaries = per(count(&sim, MessageType::Summary) - s0);
+    let pings = per(count(&sim, MessageType::Ping) - p0);
+    let with_view = per(view_pings(&sim) - v0);
+    println!(
+        "quiet mesh: {summaries:.3} SUMMARY, {pings:.2} PING ({with_view:.2} with the view) per node per second, {} DIGEST",
+        count(&sim, MessageType::Digest) - d0
+    );
+    // Before: one SUMMARY per node per second and two PINGs.
+    assert!(summaries < 0.05, "{summaries}");
+    assert!((0.9..=1.1).contains(&pings), "{pings}");
+    assert!(with_view >= 0.9 * pings, "{with_view} of {pings}");
+    // The views agree: anti-entropy on the PINGs found nothing to exchange.
+    assert_eq!(count(&sim, MessageType::Digest), d0);
+    let all: Vec<usize> = (0..n).collect();
+    assert_identical(&mut sim, &all);
+}

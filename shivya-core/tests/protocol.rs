@@ -250,7 +250,18 @@ fn each_kind_of_malformed_frame_gets_its_own_error() {
     let mut b = ping.clone();
     b[3] = 0x55;
     assert_eq!(Frame::decode(&b), Err(DecodeError::UnknownType(0x55)));
+    let mut b = valid("pong");
+    b.push(0);
+    assert_eq!(Frame::decode(&b), Err(DecodeError::Trailing { extra: 1 }));
+    // A PING's body is empty or exactly a view: one byte more is a view cut short, one
+    // byte past the view is trailing.
     let mut b = ping.clone();
+    b.push(0);
+    assert!(matches!(
+        Frame::decode(&b),
+        Err(DecodeError::Truncated { .. })
+    ));
+    let mut b = valid("ping_view");
     b.push(0);
     assert_eq!(Frame::decode(&b), Err(DecodeError::Trailing { extra: 1 }));
 
@@ -372,6 +383,7 @@ fn arb_record_up_to(nq: usize, no: usize) -> impl Strategy<Value = RecordWire> {
 fn arb_body() -> impl Strategy<Value = Body> {
     prop_oneof![
         Just(Body::Ping),
+        (any::<u64>(), any::<u32>()).prop_map(|(view, records)| Body::PingView { view, records }),
         Just(Body::Pong),
         Just(Body::Leave),
         (any::<u64>(), any::<u32>(), arb_id(), any::<u64>()).prop_map(

@@ -46,6 +46,17 @@ pub fn vectors() -> Vec<(&'static str, Frame)> {
         ("ping", Frame::new(0x0102030405060708, id(0x11), Body::Ping)),
         ("pong", Frame::new(0x0102030405060708, id(0x22), Body::Pong)),
         (
+            "ping_view",
+            Frame::new(
+                0x0102030405060708,
+                id(0x11),
+                Body::PingView {
+                    view: 0x1112131415161718,
+                    records: 5,
+                },
+            ),
+        ),
+        (
             "find_node",
             Frame::new(1, id(0x11), Body::FindNode { target: id(0xaa) }),
         ),

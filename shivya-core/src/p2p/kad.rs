@@ -31,15 +31,18 @@ pub struct KadConfig {
     /// While the routing table stays the same, the refresh period doubles up to this
     /// (a quiet mesh is quiet); any change brings it back to `refresh_interval_ms`.
     pub max_refresh_interval_ms: u64,
-    /// Most quiet peers PINGed per ping round (every `ping_interval_ms / 2`), the longest
-    /// silent first: the liveness traffic of a node does not grow with the mesh, and a
-    /// dead peer, never heard from again, is PINGed every round until it is removed.
+    /// Most quiet peers PINGed per ping round (every `ping_interval_ms`), the longest
+    /// silent first: the liveness traffic of a node does not grow with the mesh. A peer
+    /// that failed to answer is PINGed again every half interval until it answers or is
+    /// removed, so a dead peer, once found silent, is removed as fast as before.
     pub pings_per_round: usize,
     /// When a full bucket's least recently seen peer would make room for a newcomer, it is
-    /// PINGed first only if it has been silent this long; one heard from more recently is
-    /// kept and the newcomer dropped (Kademlia's preference for old contacts, without a
-    /// probe for every stranger that writes to us; the liveness pings still check it).
-    /// 0 probes every time.
+    /// PINGed first only if it has been silent this long, and longer than one turn of the
+    /// liveness pings over the whole table takes (table size × `ping_interval_ms` /
+    /// `pings_per_round`, plus one interval: a live peer in a quiet mesh is heard from at
+    /// least that often); one heard from more recently is kept and the newcomer dropped
+    /// (Kademlia's preference for old contacts, without a probe for every stranger that
+    /// writes to us; the liveness pings still check it). 0 probes every time.
     pub probe_silent_ms: u64,
     /// Most values in the local DHT store.
     pub store_max_entries: usize,
@@ -219,6 +222,8 @@ pub struct KadCounters {
     pub address_conflicts: u64,
     /// Peers moved to a new address after their held address stopped answering.
     pub address_moves: u64,
+    /// Liveness PINGs that carried the mesh's view (see [`Kademlia::set_ping_view`]).
+    pub view_pings: u64,
 }
 
 /// The Kademlia node: routing table, DHT store, outstanding requests and lookups.
@@ -236,6 +241,11 @@ pub struct Kademlia {
     outbox: VecDeque<(SocketAddr, Frame)>,
     events: VecDeque<KadEvent>,
     next_ping_ms: u64,
+    /// Half-interval ping ticks so far: the even ones are the regular rounds, the odd
+    /// ones only re-PING peers that failed to answer.
+    ping_ticks: u64,
+    /// What liveness PINGs carry: the mesh's view and record count while it is quiet.
+    ping_view: Option<(u64, u32)>,
     next_refresh_ms: u64,
     /// The current refresh period (doubles while the table stays the same).
     refresh_every_ms: u64,
@@ -272,6 +282,8 @@ impl Kademlia {
             outbox: VecDeque::new(),
             events: VecDeque::new(),
             next_ping_ms: 0,
+            ping_ticks: 0,
+            ping_view: None,
             next_refresh_ms: 0,
             refresh_every_ms: config.refresh_interval_ms,
             table_at_refresh: (0, 0),
@@ -281,6 +293,13 @@ impl Kademlia {
             joined: false,
             counters: KadCounters::default(),
         })
+    }
+
+    /// Sets what the liveness PINGs carry from now on: `Some((view, records))` sends
+    /// PING with the view (the mesh's quiet anti-entropy riding on liveness), `None` empty
+    /// PINGs.
+    pub fn set_ping_view(&mut self, view: Option<(u64, u32)>) {
+        self.ping_view = view;
     }
 
     /// Our id.
@@ -336,7 +355,9 @@ impl Kademlia {
         );
     }
 
-    /// Starts an iterative FIND_NODE; the result arrives as [`KadEvent::NodesFound`].
+    /// Starts an iterative FIND_NODE; the result arrives as [`KadEvent::NodesFound`]. The
+    /// lookup ends as soon as the target itself answers (it is then first in `closest`),
+    /// otherwise when the `k` closest candidates have all answered or failed.
     pub fn find_node(&mut self, target: NodeId, now_ms: u64) -> u64 {
         self.start_lookup(target, Purpose::FindNode, now_ms)
     }
@@ -448,7 +469,7 @@ impl Kademlia {
     pub fn handle(&mut self, from: SocketAddr, frame: &Frame, now_ms: u64) -> bool {
         let rid = frame.request_id;
         match &frame.body {
-            Body::Ping => self.reply(from, rid, Body::Pong),
+            Body::Ping | Body::PingView { .. } => self.reply(from, rid, Body::Pong),
             Body::FindNode { target } => {
                 let contacts = self.closest_excluding(target, &frame.sender);
                 self.reply(from, rid, Body::FoundNodes { contacts });
@@ -570,8 +591,20 @@ impl Kademlia {
             self.request_failed(&req, now_ms);
         }
         if now_ms >= self.next_ping_ms {
-            self.next_ping_ms = now_ms.saturating_add(self.config.ping_interval_ms / 2);
-            self.ping_quiet_peers(now_ms);
+            self.next_ping_ms = now_ms.saturating_add((self.config.ping_interval_ms / 2).max(1));
+            let regular = self.ping_ticks % 2 == 0;
+            let turn = (self.table.len() as u64).saturating_mul(self.config.ping_interval_ms)
+                / self.config.pings_per_round as u64;
+            let silent = if self.config.probe_silent_ms == 0 {
+                0
+            } else {
+                self.config
+                    .probe_silent_ms
+                    .max(turn.saturating_add(self.config.ping_interval_ms))
+            };
+            self.table.set_probe_silent_ms(silent);
+            self.ping_ticks = self.ping_ticks.wrapping_add(1);
+            self.ping_quiet_peers(now_ms, regular);
         }
         if now_ms >= self.next_refresh_ms {
             // Refreshing only sends requests: the table compared below is unchanged by it.
@@ -649,10 +682,13 @@ impl Kademlia {
         (self.table.len(), x)
     }
 
-    fn ping_quiet_peers(&mut self, now_ms: u64) {
+    /// One ping round: the longest silent peers (a `regular` round) or only those that
+    /// failed to answer (the half-interval ticks between).
+    fn ping_quiet_peers(&mut self, now_ms: u64, regular: bool) {
         let mut quiet: Vec<(u64, Contact)> = self
             .table
             .peers()
+            .filter(|p| regular || p.failures > 0)
             .filter(|p| p.last_seen_ms.saturating_add(self.config.ping_interval_ms) <= now_ms)
             .filter(|p| !self.requests.values().any(|r| r.peer == Some(p.id)))
             .map(|p| (p.last_seen_ms, p.contact()))
@@ -661,11 +697,18 @@ impl Kademlia {
         quiet.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.id.cmp(&b.1.id)));
         quiet.truncate(self.config.pings_per_round);
         for (_, c) in quiet {
+            let body = match self.ping_view {
+                Some((view, records)) => {
+                    self.counters.view_pings += 1;
+                    Body::PingView { view, records }
+                }
+                None => Body::Ping,
+            };
             self.send_request(
                 c.addr,
                 Some(c.id),
                 ReqKind::Ping { probe: false },
-                Body::Ping,
+                body,
                 now_ms,
             );
         }
@@ -793,6 +836,11 @@ impl Kademlia {
                 key,
                 value: Some(v),
             });
+            return;
+        }
+        // Looking for a node and it answered itself: found, nothing nearer to ask.
+        if matches!(lk.purpose, Purpose::FindNode) && from == lk.target {
+            self.finish(l, now_ms);
             return;
         }
         for c in contacts {
@@ -986,7 +1034,7 @@ impl Kademlia {
 fn reply_fits(request: &Body, reply: &Body) -> bool {
     matches!(
         (request, reply),
-        (Body::Ping, Body::Pong)
+        (Body::Ping | Body::PingView { .. }, Body::Pong)
             | (Body::FindNode { .. }, Body::FoundNodes { .. })
             | (Body::FindValue { .. }, Body::FoundValue(_))
             | (Body::Store { .. }, Body::StoreAck { .. })

@@ -426,6 +426,15 @@ pub enum Body {
         /// Its signature.
         sig: [u8; SIGNATURE_LEN],
     },
+    /// PING with the sender's view (type `01` with a 12-byte body): what a quiet mesh
+    /// sends instead of an empty PING and a SUMMARY, so that liveness and anti-entropy
+    /// share one frame. Answered with PONG like PING.
+    PingView {
+        /// `RecordStore::view_digest` of the sender.
+        view: u64,
+        /// Records the sender holds.
+        records: u32,
+    },
     /// SUMMARY: the sender's view digest over every record it holds, how many, and the
     /// record it learned or wrote last.
     Summary {
@@ -444,7 +453,7 @@ impl Body {
     /// The type byte this body encodes as.
     pub fn message_type(&self) -> MessageType {
         match self {
-            Body::Ping => MessageType::Ping,
+            Body::Ping | Body::PingView { .. } => MessageType::Ping,
             Body::Pong => MessageType::Pong,
             Body::FindNode { .. } => MessageType::FindNode,
             Body::FoundNodes { .. } => MessageType::FoundNodes,
@@ -754,6 +763,10 @@ impl Frame {
         out.extend_from_slice(&self.sender.0);
         match &self.body {
             Body::Ping | Body::Pong | Body::Leave => {}
+            Body::PingView { view, records } => {
+                out.extend_from_slice(&view.to_be_bytes());
+                out.extend_from_slice(&records.to_be_bytes());
+            }
             Body::SignedLeave { version, key, sig } => {
                 out.extend_from_slice(&version.to_be_bytes());
                 out.extend_from_slice(&key.0);
@@ -892,7 +905,13 @@ impl Frame {
         let request_id = r.u64("request id")?;
         let sender = r.id("sender")?;
         let body = match ty {
-            MessageType::Ping => Body::Ping,
+            // An empty PING, or one with the sender's view (any other length is
+            // truncated or trailing, as for every body).
+            MessageType::Ping if r.pos == r.buf.len() => Body::Ping,
+            MessageType::Ping => Body::PingView {
+                view: r.u64("ping view")?,
+                records: r.u32("ping records")?,
+            },
             MessageType::Pong => Body::Pong,
             MessageType::Leave => Body::Leave,
             MessageType::Chunk => Body::Chunk(r.part()?),

@@ -98,6 +98,11 @@ impl RoutingTable {
         self
     }
 
+    /// Changes how long a full bucket's oldest peer must have been silent to be probed.
+    pub fn set_probe_silent_ms(&mut self, ms: u64) {
+        self.probe_silent_ms = ms;
+    }
+
     /// Our own id.
     pub fn local(&self) -> NodeId {
         self.local

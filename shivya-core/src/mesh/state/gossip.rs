@@ -303,7 +303,9 @@ impl NodeState {
     /// One anti-entropy round to `fanout` random peers. A quiet round (nothing changed
     /// lately) sends one target (drawn from the peer-sampling view when it has entries)
     /// one SUMMARY of every record held instead of digest pages: a few bytes while the
-    /// views agree, and the page exchange, at the base pace, as soon as they do not.
+    /// views agree, and the page exchange, at the base pace, as soon as they do not. When
+    /// the liveness PINGs carried our view since the last quiet round (they do while the
+    /// mesh is quiet), the quiet round sends nothing: the PINGs were its SUMMARY.
     pub(super) fn gossip(&mut self, quiet: bool) {
         let targets = self.gossip_targets(if quiet { 1 } else { self.config.fanout });
         self.shuffle(self.clock_ms);
@@ -311,6 +313,13 @@ impl NodeState {
             return;
         }
         if quiet {
+            // Our liveness PINGs carried the view since the last quiet round: that was
+            // this round's anti-entropy.
+            let view_pings = self.kad.counters().view_pings;
+            if view_pings != self.view_pings_at_round {
+                self.view_pings_at_round = view_pings;
+                return;
+            }
             let view = self.view_digest();
             let records = u32::try_from(self.records.len()).unwrap_or(u32::MAX);
             let (latest_origin, _) = self.latest;

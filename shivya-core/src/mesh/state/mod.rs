@@ -71,6 +71,9 @@ pub struct NodeState {
     /// when gossip keeps the base pace after the last rumour started (`gossip::rumour`).
     next_rumor_ms: u64,
     busy_until_ms: u64,
+    /// Kademlia's count of PINGs that carried our view, as of the last quiet round: a
+    /// quiet round whose pings carried the view since sends no SUMMARY.
+    view_pings_at_round: u64,
     next_layer_ms: u64,
     digest_cursor: NodeId,
     /// Records to rumour: origin → rounds left (ordered map: deterministic choice).
@@ -176,6 +179,7 @@ impl NodeState {
             latest: (NodeId::ZERO, 0),
             next_rumor_ms: now_ms,
             busy_until_ms: 0,
+            view_pings_at_round: 0,
             next_layer_ms: now_ms.saturating_add(config.step_interval_ms),
             digest_cursor: NodeId::ZERO,
             hot: BTreeMap::new(),
@@ -324,6 +328,11 @@ impl NodeState {
         if self.records.get(&frame.sender).is_some() {
             self.heard_ms.insert(frame.sender, now_ms);
         }
+        if let Body::PingView { view, records } = &frame.body {
+            // A quiet peer's PING carries its view: a SUMMARY without the latest record
+            // (Kademlia answers it below, as any PING).
+            self.on_summary(from, *view, *records, (NodeId::ZERO, 0));
+        }
         match &frame.body {
             Body::Digest {
                 reply,
@@ -367,6 +376,20 @@ impl NodeState {
         if self.left {
             return;
         }
+        // While the mesh is quiet (gossip backed off, nothing to spread), the liveness
+        // PINGs carry our view: anti-entropy rides on them, and quiet rounds send no
+        // SUMMARY of their own (see `gossip`).
+        let quiet = self.config.max_gossip_interval_ms > self.config.gossip_interval_ms
+            && self.gossip_every_ms > self.config.gossip_interval_ms
+            && !self.gossip_activity
+            && self.hot.is_empty()
+            && !self.own.pending()
+            && now_ms >= self.busy_until_ms;
+        let ping_view = quiet.then(|| {
+            let view = self.view_digest();
+            (view, u32::try_from(self.records.len()).unwrap_or(u32::MAX))
+        });
+        self.kad.set_ping_view(ping_view);
         self.kad.handle_timeout(now_ms);
         self.drain_kad();
         if now_ms >= self.gossip_due() {
