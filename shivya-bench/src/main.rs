@@ -330,7 +330,16 @@ fn run_memberlist(args: &Args) -> Result<(), String> {
     for &n in sizes {
         let t0 = Instant::now();
         rows.push(shivya_bench::peer::shivya(n, settle_s, idle_s)?);
-        rows.push(shivya_bench::peer::memberlist(&bin, n, settle_s, idle_s)?);
+        // memberlist on one loopback sometimes leaves a member out of the first join (it is
+        // suspected and dropped while 64 or more join at once): one retry, said on stderr.
+        let row = match shivya_bench::peer::memberlist(&bin, n, settle_s, idle_s) {
+            Ok(row) => row,
+            Err(e) => {
+                eprintln!("memberlist: N={n}: {e}; one retry");
+                shivya_bench::peer::memberlist(&bin, n, settle_s, idle_s)?
+            }
+        };
+        rows.push(row);
         eprintln!(
             "memberlist: N={n} both in {:.1} s",
             t0.elapsed().as_secs_f64()

@@ -376,11 +376,13 @@ impl NodeState {
         if self.left {
             return;
         }
-        // While the mesh is quiet (gossip backed off, nothing to spread), the liveness
-        // PINGs carry our view: anti-entropy rides on them, and quiet rounds send no
-        // SUMMARY of their own (see `gossip`).
+        // While the mesh is quiet (gossip backed off all the way, nothing to spread), the
+        // liveness PINGs carry our view: anti-entropy rides on them, and quiet rounds send
+        // no SUMMARY of their own (see `gossip`). While the period is still doubling, the
+        // SUMMARY goes on to the sampled peer: PINGs go only to peers silent for a ping
+        // interval, so after a short cut none crosses it, and the heal would wait for one.
         let quiet = self.config.max_gossip_interval_ms > self.config.gossip_interval_ms
-            && self.gossip_every_ms > self.config.gossip_interval_ms
+            && self.gossip_every_ms >= self.config.max_gossip_interval_ms
             && !self.gossip_activity
             && self.hot.is_empty()
             && !self.own.pending()
