@@ -479,12 +479,31 @@ fn a_record_learned_between_rounds_is_forwarded_within_a_sub_round() {
 }
 
 #[test]
-fn a_ping_carrying_a_view_is_answered_and_a_different_view_starts_the_digest_exchange() {
+fn a_ping_carrying_a_view_is_answered_and_a_different_view_starts_the_range_exchange() {
+    use shivya_core::mesh::RecordStore;
+    use shivya_core::p2p::protocol::RecordWire;
     use shivya_core::p2p::{Body, Frame, NodeId};
     let mut n = node(WorkloadTopology::complete(2).unwrap(), SettleMode::CurlFree);
     n.record_queue_len(0, 4.0).unwrap();
     let from: std::net::SocketAddr = "10.0.0.9:1".parse().unwrap();
     let peer = NodeId::from_seed(9);
+    // 40 records of other origins, so that the view spans several ranges.
+    let others: Vec<RecordWire> = (100..140)
+        .map(|k| RecordWire {
+            origin: NodeId::from_seed(k),
+            version: 3,
+            queue: vec![(1, 2.0)],
+            offload: vec![],
+            seal: None,
+        })
+        .collect();
+    for chunk in others.chunks(10) {
+        let f = Frame::new(0, peer, Body::Deltas(chunk.to_vec()))
+            .encode()
+            .unwrap();
+        n.handle_datagram(from, &f, 5);
+    }
+    assert_eq!(n.records().len(), 41);
     let drain = |n: &mut NodeState| -> Vec<(std::net::SocketAddr, Body)> {
         let mut out = Vec::new();
         let mut buf = Vec::new();
@@ -505,13 +524,60 @@ fn a_ping_carrying_a_view_is_answered_and_a_different_view_starts_the_digest_exc
     n.handle_datagram(from, &ping(1, view, records), 10);
     let sent = drain(&mut n);
     assert_eq!(sent, vec![(from, Body::Pong)]);
-    // Another view: the PONG and the first DIGEST page of the exchange, to that peer.
-    n.handle_datagram(from, &ping(2, view ^ 1, records + 1), 20);
+    // Another view: the PONG and our hash of each range of origins, to that peer.
+    n.handle_datagram(from, &ping(2, view ^ 1, records), 20);
     let sent = drain(&mut n);
     assert!(sent.contains(&(from, Body::Pong)), "{sent:?}");
+    let bits = RecordStore::range_bits(41);
+    assert_eq!(bits, 2, "41 records: four ranges of about ten");
+    let ours = n.records().range_hashes(bits);
     assert!(
-        sent.iter()
-            .any(|(to, b)| *to == from && matches!(b, Body::Digest { .. })),
+        sent.contains(&(
+            from,
+            Body::Ranges {
+                bits,
+                hashes: ours.clone()
+            }
+        )),
         "{sent:?}"
     );
+    // The peer's RANGES, equal everywhere: nothing to exchange.
+    let ranges = |hashes: Vec<u32>| {
+        Frame::new(0, peer, Body::Ranges { bits, hashes })
+            .encode()
+            .unwrap()
+    };
+    n.handle_datagram(from, &ranges(ours.clone()), 30);
+    assert_eq!(drain(&mut n), vec![]);
+    // One range differs: its DIGEST page, with every record we hold in it, and no other.
+    let mut theirs = ours.clone();
+    theirs[2] ^= 1;
+    n.handle_datagram(from, &ranges(theirs), 40);
+    let (lo, hi) = RecordStore::range_bounds(bits, 2);
+    let want: Vec<(NodeId, u64)> = n
+        .records()
+        .iter()
+        .filter(|r| r.origin >= lo && r.origin <= hi)
+        .map(|r| (r.origin, r.version))
+        .collect();
+    assert!(!want.is_empty());
+    assert_eq!(
+        drain(&mut n),
+        vec![(
+            from,
+            Body::Digest {
+                reply: false,
+                lo,
+                hi,
+                entries: want
+            }
+        )]
+    );
+    // Every range differs (a forged RANGES, perhaps, from a spoofed source): without a
+    // mesh key the answer is one page, not one per range.
+    let forged: Vec<u32> = ours.iter().map(|h| !h).collect();
+    n.handle_datagram(from, &ranges(forged), 50);
+    let sent = drain(&mut n);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(matches!(sent[0].1, Body::Digest { reply: false, .. }));
 }

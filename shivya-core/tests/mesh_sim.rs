@@ -1196,3 +1196,39 @@ fn a_quiet_mesh_carries_its_views_on_one_ping_a_second_instead_of_summaries() {
     let all: Vec<usize> = (0..n).collect();
     assert_identical(&mut sim, &all);
 }
+
+/// A write is rumoured by its writer too, not only published once to a round's targets:
+/// when those cannot hear it (gone, across a cut, the datagram lost), the writer's next
+/// sub-rounds carry it to others, and the rumour spreads from there as from any relay.
+#[test]
+fn a_write_whose_first_publication_is_lost_still_spreads_by_rumour() {
+    let n = 64;
+    let mut sim = Sim::new(n, 71, NetConfig::default(), |i| config(i, 3)).unwrap();
+    for i in 0..n {
+        sim.nodes[i].record_queue_len(1, 1.0).unwrap();
+    }
+    sim.run_until(60_000);
+    let writer = 5;
+    let id = sim.nodes[writer].id();
+    // Cut off for the first publication (due at once: a write snaps gossip back).
+    sim.isolated[writer] = true;
+    sim.nodes[writer].record_queue_len(2, 7.0).unwrap();
+    let version = sim.nodes[writer].status().own_version;
+    let t = sim.now + 10;
+    sim.run_until(t);
+    let holders = |sim: &Sim| {
+        sim.nodes
+            .iter()
+            .filter(|s| s.records().get(&id).is_some_and(|r| r.version == version))
+            .count()
+    };
+    assert_eq!(holders(&sim), 1, "the publication was lost");
+    sim.heal();
+    let back = sim.now;
+    let all = first_time(&mut sim, back + 5_000, |sim| holders(sim) == n)
+        .expect("the write never reached every node");
+    let took = all - back;
+    println!("write held everywhere {took} ms after the writer is reachable");
+    // Virtual time, two base periods: left to anti-entropy it took four here (200 ms).
+    assert!(took <= 100, "{took} ms");
+}

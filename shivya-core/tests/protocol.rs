@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use shivya_core::mesh::{NodeConfig, NodeState};
 use shivya_core::p2p::protocol::{
     FoundValue, RecordWire, MAX_CONTACTS, MAX_DELTAS, MAX_DIGEST_ENTRIES, MAX_FRAME,
-    MAX_OFFLOAD_ENTRIES, MAX_QUEUE_ENTRIES, MAX_VALUE_LEN,
+    MAX_OFFLOAD_ENTRIES, MAX_QUEUE_ENTRIES, MAX_RANGE_BITS, MAX_VALUE_LEN,
 };
 use shivya_core::p2p::{Body, Contact, DecodeError, Frame, NodeId, StoreStatus};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -265,6 +265,51 @@ fn each_kind_of_malformed_frame_gets_its_own_error() {
     b.push(0);
     assert_eq!(Frame::decode(&b), Err(DecodeError::Trailing { extra: 1 }));
 
+    // RANGES: exactly 2^bits hashes, bits at most MAX_RANGE_BITS.
+    let ranges = valid("ranges");
+    assert!(matches!(
+        Frame::decode(&ranges[..ranges.len() - 1]),
+        Err(DecodeError::Truncated { .. })
+    ));
+    let mut b = ranges.clone();
+    b.extend_from_slice(&[0, 0, 0, 0]);
+    assert_eq!(Frame::decode(&b), Err(DecodeError::Trailing { extra: 4 }));
+    let mut b = ranges.clone();
+    b[32] = MAX_RANGE_BITS + 1;
+    assert!(matches!(
+        Frame::decode(&b),
+        Err(DecodeError::BadValue { .. })
+    ));
+    // Eight bits promise 256 hashes: a short frame is truncated, nothing allocated past it.
+    let mut b = ranges.clone();
+    b[32] = MAX_RANGE_BITS;
+    assert!(matches!(
+        Frame::decode(&b),
+        Err(DecodeError::Truncated { .. })
+    ));
+    for (bits, len) in [(1u8, 1usize), (0, 2), (MAX_RANGE_BITS + 1, 1 << 9)] {
+        let f = Frame::new(
+            0,
+            NodeId([0x11; 20]),
+            Body::Ranges {
+                bits,
+                hashes: vec![0; len],
+            },
+        );
+        assert!(f.encode().is_err(), "bits {bits} with {len} hashes encoded");
+    }
+    let largest = Frame::new(
+        0,
+        NodeId([0x11; 20]),
+        Body::Ranges {
+            bits: MAX_RANGE_BITS,
+            hashes: vec![7; 1 << MAX_RANGE_BITS],
+        },
+    )
+    .encode()
+    .unwrap();
+    assert_eq!(largest.len(), 32 + 1 + 4 * 256);
+
     // Counts that promise more than is there, or more than the limit.
     let fnodes = valid("found_nodes");
     assert!(matches!(
@@ -394,6 +439,12 @@ fn arb_body() -> impl Strategy<Value = Body> {
                 latest_version
             }
         ),
+        (0..=MAX_RANGE_BITS)
+            .prop_flat_map(|bits| (
+                Just(bits),
+                proptest::collection::vec(any::<u32>(), 1usize << bits)
+            ))
+            .prop_map(|(bits, hashes)| Body::Ranges { bits, hashes }),
         arb_id().prop_map(|target| Body::FindNode { target }),
         arb_id().prop_map(|key| Body::FindValue { key }),
         proptest::collection::vec(arb_contact(), 0..=MAX_CONTACTS)

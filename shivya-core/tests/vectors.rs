@@ -215,6 +215,17 @@ pub fn vectors() -> Vec<(&'static str, Frame)> {
             ),
         ),
         (
+            "ranges",
+            Frame::new(
+                0,
+                id(0x11),
+                Body::Ranges {
+                    bits: 1,
+                    hashes: vec![0x0102_0304, 0xa1b2_c3d4],
+                },
+            ),
+        ),
+        (
             "signed_leave",
             Frame::new(
                 0,

@@ -10,7 +10,7 @@
 //! (digests, the flow sum) runs in ascending origin order.
 
 pub use crate::p2p::protocol::DEAD;
-use crate::p2p::protocol::{RecordWire, MAX_DIGEST_ENTRIES};
+use crate::p2p::protocol::{RecordWire, MAX_DIGEST_ENTRIES, MAX_RANGE_BITS};
 use crate::p2p::NodeId;
 use std::collections::BTreeMap;
 
@@ -136,8 +136,11 @@ pub struct RecordStore {
 }
 
 const MAX_ID: NodeId = NodeId([0xff; crate::p2p::ID_LEN]);
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0100_0000_01b3;
 
-fn successor(id: &NodeId) -> Option<NodeId> {
+/// The id after `id`, if any.
+pub(crate) fn successor(id: &NodeId) -> Option<NodeId> {
     let mut out = id.0;
     for b in out.iter_mut().rev() {
         if *b == 0xff {
@@ -191,14 +194,76 @@ impl RecordStore {
     /// compare it to see whether balancers share one view); different sets differ except
     /// by a 64-bit accident.
     pub fn view_digest(&self) -> u64 {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut h = FNV_OFFSET;
         for r in self.records.values() {
             for b in r.origin.0.iter().chain(r.version.to_le_bytes().iter()) {
                 h ^= u64::from(*b);
-                h = h.wrapping_mul(0x0100_0000_01b3);
+                h = h.wrapping_mul(FNV_PRIME);
             }
         }
         h
+    }
+
+    /// The range bits for a view of `records` records: the fewest that leave about half
+    /// a DIGEST page of origins per range (so that a differing range's page is one
+    /// frame), at most [`MAX_RANGE_BITS`].
+    pub fn range_bits(records: usize) -> u8 {
+        let per = MAX_DIGEST_ENTRIES / 2;
+        let mut bits = 0;
+        while bits < MAX_RANGE_BITS && records > per << bits {
+            bits += 1;
+        }
+        bits
+    }
+
+    /// The first and last id of range `index` of `2^bits` (the ids whose first `bits`
+    /// bits are `index`); `bits` at most [`MAX_RANGE_BITS`].
+    pub fn range_bounds(bits: u8, index: usize) -> (NodeId, NodeId) {
+        let bits = bits.min(MAX_RANGE_BITS);
+        let (mut lo, mut hi) = (NodeId::ZERO, MAX_ID);
+        if bits > 0 {
+            let shift = 8 - u32::from(bits);
+            let first = (index as u32) << shift;
+            let last = first | ((1u32 << shift) - 1);
+            lo.0[0] = (first & 0xff) as u8;
+            hi.0[0] = (last & 0xff) as u8;
+        }
+        (lo, hi)
+    }
+
+    /// One 32-bit hash per range of `2^bits` (see [`range_bounds`](Self::range_bounds)):
+    /// FNV-1a 64 over the range's records as in [`view_digest`](Self::view_digest),
+    /// folded to 32 bits. Two views with equal hashes in a range very likely hold the same
+    /// versions there; `bits` at most [`MAX_RANGE_BITS`].
+    pub fn range_hashes(&self, bits: u8) -> Vec<u32> {
+        let bits = bits.min(MAX_RANGE_BITS);
+        let mut out = vec![0u32; 1 << bits];
+        let mut current: Option<(usize, u64)> = None;
+        let fold = |h: u64| (h ^ (h >> 32)) as u32;
+        for r in self.records.values() {
+            let index = if bits == 0 {
+                0
+            } else {
+                usize::from(r.origin.0[0] >> (8 - bits))
+            };
+            let mut h = match current {
+                Some((i, h)) if i == index => h,
+                Some((i, h)) => {
+                    out[i] = fold(h);
+                    FNV_OFFSET
+                }
+                None => FNV_OFFSET,
+            };
+            for b in r.origin.0.iter().chain(r.version.to_le_bytes().iter()) {
+                h ^= u64::from(*b);
+                h = h.wrapping_mul(FNV_PRIME);
+            }
+            current = Some((index, h));
+        }
+        if let Some((i, h)) = current {
+            out[i] = fold(h);
+        }
+        out
     }
 
     /// Moves whenever a record is stored: equal generations mean equal contents, so a
@@ -452,5 +517,48 @@ mod tests {
         assert_eq!(s.sums(), &MergedSums::default());
         assert!((from_fixed(to_fixed(1.0 / 3.0)) - 1.0 / 3.0).abs() < 2.4e-10);
         assert_eq!(from_fixed(to_fixed(1e15)), 1e15);
+    }
+
+    #[test]
+    fn range_hashes_tell_exactly_which_ranges_differ() {
+        assert_eq!(RecordStore::range_bits(0), 0);
+        assert_eq!(RecordStore::range_bits(18), 0);
+        assert_eq!(RecordStore::range_bits(19), 1);
+        assert_eq!(RecordStore::range_bits(512), 5);
+        assert_eq!(RecordStore::range_bits(10_000), MAX_RANGE_BITS);
+        // The ranges of every bit count tile the id space in order.
+        for bits in 0..=MAX_RANGE_BITS {
+            let mut expect = Some(NodeId::ZERO);
+            for i in 0..1usize << bits {
+                let (lo, hi) = RecordStore::range_bounds(bits, i);
+                assert_eq!(Some(lo), expect, "bits {bits} range {i}");
+                assert!(lo <= hi);
+                expect = successor(&hi);
+            }
+            assert_eq!(
+                expect, None,
+                "bits {bits}: the last range ends at the top id"
+            );
+        }
+        let mut a = RecordStore::new(1_000);
+        for k in 0..200 {
+            let mut r = rec(3, 1.0);
+            r.origin = NodeId::from_seed(k);
+            assert_eq!(a.merge(&r), MergeOutcome::Applied);
+        }
+        let mut b = a.clone();
+        let bits = RecordStore::range_bits(a.len());
+        assert_eq!(a.range_hashes(bits), b.range_hashes(bits));
+        assert_eq!(RecordStore::range_hashes(&a, 0).len(), 1);
+        // A newer version of one origin changes its range's hash and no other.
+        let mut r = rec(4, 2.0);
+        r.origin = NodeId::from_seed(77);
+        assert_eq!(b.merge(&r), MergeOutcome::Applied);
+        let (ha, hb) = (a.range_hashes(bits), b.range_hashes(bits));
+        let differ: Vec<usize> = (0..ha.len()).filter(|&i| ha[i] != hb[i]).collect();
+        let index = usize::from(r.origin.0[0] >> (8 - bits));
+        assert_eq!(differ, vec![index]);
+        let (lo, hi) = RecordStore::range_bounds(bits, index);
+        assert!(lo <= r.origin && r.origin <= hi);
     }
 }

@@ -495,6 +495,7 @@ impl Kademlia {
             }
             Body::Digest { .. }
             | Body::Summary { .. }
+            | Body::Ranges { .. }
             | Body::Delta(_)
             | Body::Deltas(_)
             | Body::Belief { .. }

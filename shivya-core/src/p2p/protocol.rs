@@ -33,6 +33,8 @@ pub const MAX_CONTACTS: usize = 20;
 pub const MAX_VALUE_LEN: usize = 1024;
 /// Most (origin, version) pairs in one DIGEST frame.
 pub const MAX_DIGEST_ENTRIES: usize = 36;
+/// Most range bits in a RANGES frame: 256 hashes of 4 bytes.
+pub const MAX_RANGE_BITS: u8 = 8;
 /// Most queue-length entries in one frame (a DELTA record or a CHUNK part).
 pub const MAX_QUEUE_ENTRIES: usize = 48;
 /// Most queue-length entries in one record: a balancer's backends. A record with more
@@ -146,6 +148,8 @@ pub enum MessageType {
     Chunk = 0x18,
     /// Mesh: a peer-sampling shuffle (a few contacts from the sender's sample view).
     Shuffle = 0x19,
+    /// Mesh: one short hash per range of origins (where two views differ).
+    Ranges = 0x1a,
 }
 
 impl MessageType {
@@ -170,6 +174,7 @@ impl MessageType {
             0x17 => MessageType::SignedLeave,
             0x18 => MessageType::Chunk,
             0x19 => MessageType::Shuffle,
+            0x1a => MessageType::Ranges,
             _ => return None,
         })
     }
@@ -435,6 +440,16 @@ pub enum Body {
         /// Records the sender holds.
         records: u32,
     },
+    /// RANGES: the origin id space cut into `2^bits` equal ranges by the ids' first `bits`
+    /// bits, and for each (ascending) a 32-bit hash of the sender's records in it
+    /// (`RecordStore::range_hashes`): the answer to a SUMMARY whose view differs, so that
+    /// the receiver finds in one frame which ranges differ and sends their DIGEST pages.
+    Ranges {
+        /// At most [`MAX_RANGE_BITS`].
+        bits: u8,
+        /// Exactly `2^bits` hashes.
+        hashes: Vec<u32>,
+    },
     /// SUMMARY: the sender's view digest over every record it holds, how many, and the
     /// record it learned or wrote last.
     Summary {
@@ -474,6 +489,7 @@ impl Body {
             Body::Belief { .. } => MessageType::Belief,
             Body::Leave => MessageType::Leave,
             Body::Summary { .. } => MessageType::Summary,
+            Body::Ranges { .. } => MessageType::Ranges,
         }
     }
 }
@@ -791,6 +807,15 @@ impl Frame {
                 out.extend_from_slice(&latest_origin.0);
                 out.extend_from_slice(&latest_version.to_be_bytes());
             }
+            Body::Ranges { bits, hashes } => {
+                if *bits > MAX_RANGE_BITS || hashes.len() != 1usize << bits {
+                    return Err(EncodeError::BadValue { what: "ranges" });
+                }
+                out.push(*bits);
+                for h in hashes {
+                    out.extend_from_slice(&h.to_be_bytes());
+                }
+            }
             Body::FindNode { target } => out.extend_from_slice(&target.0),
             Body::FindValue { key } => out.extend_from_slice(&key.0),
             Body::FoundNodes { contacts } => put_contacts(out, contacts)?,
@@ -938,6 +963,18 @@ impl Frame {
                 latest_origin: r.id("summary latest origin")?,
                 latest_version: r.u64("summary latest version")?,
             },
+            MessageType::Ranges => {
+                let bits = r.u8("range bits")?;
+                if bits > MAX_RANGE_BITS {
+                    return Err(DecodeError::BadValue { what: "range bits" });
+                }
+                // At most 2^MAX_RANGE_BITS hashes, whatever the frame claims.
+                let mut hashes = Vec::with_capacity(1 << bits);
+                for _ in 0..1u32 << bits {
+                    hashes.push(r.u32("range hash")?);
+                }
+                Body::Ranges { bits, hashes }
+            }
             MessageType::FindNode => Body::FindNode {
                 target: r.id("target")?,
             },

@@ -4,7 +4,7 @@
 //! sender lacks, and with our own digest of the range when we lack some of theirs.
 
 use super::NodeState;
-use crate::mesh::records::{version_order, DigestPage, MergeOutcome, DEAD};
+use crate::mesh::records::{successor, version_order, DigestPage, MergeOutcome, RecordStore, DEAD};
 use crate::p2p::protocol::{
     join_parts, record_wire_len, split_record, validate_record, RecordPart, RecordWire, HEADER_LEN,
     MAX_DELTAS, MAX_FRAME, MAX_QUEUE_ENTRIES,
@@ -265,21 +265,66 @@ impl NodeState {
         }
         self.gossip_activity = true;
         // The peer's newest record is newer than ours: ask for exactly that one (a digest
-        // of the one origin, which the peer answers with the record). Otherwise the peer
-        // may lack ours: send the digest page that starts at the record we changed last
-        // (it lacks that one, it asks for it), or, with none, where our sweep stands.
+        // of the one origin, which the peer answers with the record).
         let (lo, held) = latest;
-        let page =
-            if latest.1 != 0 && version_order(held) > version_order(self.records.version(&lo)) {
-                self.records.digest_range(lo, lo)
-            } else if self.latest.1 != 0 {
-                self.records.digest_page(self.latest.0).0
-            } else {
-                let (page, next) = self.records.digest_page(self.digest_cursor);
-                self.digest_cursor = next.unwrap_or(NodeId::ZERO);
-                page
-            };
-        self.send_digest(from, page, false);
+        if latest.1 != 0 && version_order(held) > version_order(self.records.version(&lo)) {
+            let page = self.records.digest_range(lo, lo);
+            self.send_digest(from, page, false);
+            return;
+        }
+        // Otherwise where the views differ is not known: our hash of each range of
+        // origins, which the peer answers with the DIGEST pages of the ranges that differ.
+        // (A page at the record we changed last found a difference only when it was
+        // there; a straggler missing an older record waited for a sweep of every page.)
+        let bits = RecordStore::range_bits(self.records.len().max(records as usize));
+        let hashes = self.records.range_hashes(bits);
+        self.outbox
+            .push(from, Frame::new(0, self.id, Body::Ranges { bits, hashes }));
+        self.counters.digests_sent += 1;
+    }
+
+    /// A peer's RANGES (its answer to our SUMMARY or view PING when the views differ):
+    /// the DIGEST pages of the ranges whose hashes differ from ours go to it, beginning at
+    /// a random one of them, as many frames as an answer may take (one without a mesh key
+    /// for a small RANGES, [`MAX_RANGE_PAGES`] at most); it pushes what we lack there and
+    /// asks for what it lacks. Repeated exchanges cover the rest.
+    pub(super) fn on_ranges(
+        &mut self,
+        from: SocketAddr,
+        request_len: usize,
+        bits: u8,
+        theirs: &[u32],
+    ) {
+        let ours = self.records.range_hashes(bits);
+        if ours.len() != theirs.len() {
+            return;
+        }
+        let differ: Vec<usize> = (0..ours.len()).filter(|&i| ours[i] != theirs[i]).collect();
+        if differ.is_empty() {
+            return;
+        }
+        self.gossip_activity = true;
+        let frames = if self.envelope.authenticated() {
+            MAX_RANGE_PAGES
+        } else {
+            (AMPLIFICATION * request_len / MAX_FRAME).clamp(1, MAX_RANGE_PAGES)
+        };
+        let start = self.rng.below(differ.len() as u64) as usize;
+        let mut sent = 0;
+        for k in 0..differ.len() {
+            let (lo, hi) = RecordStore::range_bounds(bits, differ[(start + k) % differ.len()]);
+            let mut next = Some(lo);
+            while let Some(first) = next {
+                if sent == frames {
+                    return;
+                }
+                let page = self.records.digest_range(first, hi);
+                // A range of more origins than a page holds goes on in the next page.
+                next = (page.hi < hi).then(|| successor(&page.hi)).flatten();
+                self.send_digest(from, page, false);
+                sent += 1;
+            }
+        }
     }
 
     /// Sends one DIGEST page to `to`.
@@ -320,26 +365,16 @@ impl NodeState {
                 self.view_pings_at_round = view_pings;
                 return;
             }
-            let view = self.view_digest();
-            let records = u32::try_from(self.records.len()).unwrap_or(u32::MAX);
-            let (latest_origin, _) = self.latest;
-            // The version we hold now (a certificate or a later write may have replaced
-            // the one noted).
-            let latest_version = self.records.version(&latest_origin);
-            self.outbox.push_to(
-                targets.iter().map(|t| t.1),
-                Frame::new(
-                    0,
-                    self.id,
-                    Body::Summary {
-                        view,
-                        records,
-                        latest_origin,
-                        latest_version,
-                    },
-                ),
-            );
-            self.counters.digests_sent += targets.len() as u64;
+            self.send_summary(&targets);
+            return;
+        }
+        // Lingering (nothing to push, the base pace kept while a rumour may still have
+        // missed someone): a SUMMARY to each target finds a difference anywhere in one
+        // exchange (a peer whose view differs answers with its RANGES), where digest
+        // pages find it only once the sweep reaches it.
+        let quiet_mesh = self.config.max_gossip_interval_ms > self.config.gossip_interval_ms;
+        if quiet_mesh && self.hot.is_empty() && !self.own.pending() {
+            self.send_summary(&targets);
             return;
         }
         for (_, addr) in &targets {
@@ -349,8 +384,35 @@ impl NodeState {
             self.digest_cursor = next.unwrap_or(NodeId::ZERO);
             self.send_digest(*addr, page, false);
         }
-        self.publish_own(&targets);
+        let published = self.publish_own(&targets);
         self.rumor(&targets);
+        if published {
+            self.rumour(self.id);
+        }
+    }
+
+    /// Sends `targets` our SUMMARY.
+    fn send_summary(&mut self, targets: &[(NodeId, SocketAddr)]) {
+        let view = self.view_digest();
+        let records = u32::try_from(self.records.len()).unwrap_or(u32::MAX);
+        let (latest_origin, _) = self.latest;
+        // The version we hold now (a certificate or a later write may have replaced the
+        // one noted).
+        let latest_version = self.records.version(&latest_origin);
+        self.outbox.push_to(
+            targets.iter().map(|t| t.1),
+            Frame::new(
+                0,
+                self.id,
+                Body::Summary {
+                    view,
+                    records,
+                    latest_origin,
+                    latest_version,
+                },
+            ),
+        );
+        self.counters.digests_sent += targets.len() as u64;
     }
 
     /// A rumour sub-round between rounds (see [`RUMOR_SUBROUNDS`]): a write of our own not
@@ -360,18 +422,27 @@ impl NodeState {
         if targets.is_empty() {
             return;
         }
-        self.publish_own(&targets);
+        let published = self.publish_own(&targets);
         self.rumor(&targets);
+        if published {
+            self.rumour(self.id);
+        }
     }
 
-    /// Sends our own record to `targets` if it changed since it was last published.
-    fn publish_own(&mut self, targets: &[(NodeId, SocketAddr)]) {
-        if self.own.take_unpublished() {
-            self.latest = (self.id, self.own.version());
-            let own = [self.own.wire().clone()];
-            let addrs: Vec<SocketAddr> = targets.iter().map(|t| t.1).collect();
-            self.send_records_to(&addrs, &own, usize::MAX);
+    /// Sends our own record to `targets` if it changed since it was last published, and
+    /// says whether it did. The caller then rumours it like a record learned from a peer
+    /// (after this round's rumours, so that these targets do not get it twice): were
+    /// these few targets all that a write reached, one gone, one across a cut or one lost
+    /// datagram would leave it to anti-entropy alone.
+    fn publish_own(&mut self, targets: &[(NodeId, SocketAddr)]) -> bool {
+        if !self.own.take_unpublished() {
+            return false;
         }
+        self.latest = (self.id, self.own.version());
+        let own = [self.own.wire().clone()];
+        let addrs: Vec<SocketAddr> = targets.iter().map(|t| t.1).collect();
+        self.send_records_to(&addrs, &own, usize::MAX);
+        true
     }
 
     /// Pushes the freshest rumours (most rounds left, then a per-round random order) to
@@ -571,6 +642,9 @@ impl NodeState {
         self.on_delta(&record);
     }
 }
+
+/// Most DIGEST pages sent in answer to one RANGES.
+pub const MAX_RANGE_PAGES: usize = 4;
 
 /// Most chunked records assembled at once.
 pub const MAX_ASSEMBLIES: usize = 64;

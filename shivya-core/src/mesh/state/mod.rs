@@ -346,6 +346,7 @@ impl NodeState {
                 latest_origin,
                 latest_version,
             } => self.on_summary(from, *view, *records, (*latest_origin, *latest_version)),
+            Body::Ranges { bits, hashes } => self.on_ranges(from, frame_len, *bits, hashes),
             Body::Delta(r) => self.on_delta(r),
             Body::Deltas(rs) => {
                 for r in rs {
@@ -408,7 +409,21 @@ impl NodeState {
             };
             self.gossip_activity = false;
             self.last_gossip_ms = now_ms;
-            self.next_gossip_ms = now_ms.saturating_add(self.gossip_every_ms);
+            // While the period doubles, a round waits a uniform draw from the second half
+            // of it: nodes that backed off together after one burst of writes would
+            // otherwise keep their rounds in step, and a cut that healed just after such a
+            // round waited a whole period for the next exchange across it. At the ceiling
+            // the view PINGs carry anti-entropy, and a shorter wait would only add SUMMARY
+            // frames between them.
+            let period = self.gossip_every_ms;
+            let wait = if period > self.config.gossip_interval_ms
+                && period < self.config.max_gossip_interval_ms
+            {
+                period - self.rng.below(period / 2 + 1)
+            } else {
+                period
+            };
+            self.next_gossip_ms = now_ms.saturating_add(wait);
             // Quiet rounds (a SUMMARY instead of pages) only with the backoff on.
             let quiet_mesh = self.config.max_gossip_interval_ms > self.config.gossip_interval_ms;
             self.next_rumor_ms = now_ms.saturating_add(self.rumor_every_ms());
