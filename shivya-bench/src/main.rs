@@ -73,6 +73,9 @@ struct Args {
     /// Cluster only: seeds per setting (medians and ranges over them).
     #[arg(long, default_value_t = 5)]
     seeds: usize,
+    /// Scale only: these seeds (default 11, 12, 13 up to N = 1 024 and 11 above).
+    #[arg(long, value_delimiter = ',')]
+    scale_seed: Vec<u64>,
     /// Where CSV and SVG files go.
     #[arg(long, default_value = "docs/bench")]
     out: PathBuf,
@@ -390,10 +393,20 @@ fn run_scale(args: &Args) -> Result<(), String> {
     };
     let idle_s = if args.quick { 5 } else { 20 };
     let mut rows = Vec::new();
-    // Three seeds where a run takes a minute, one where it takes half an hour.
+    // Three seeds where a run takes minutes, one where it takes an hour (--scale-seed
+    // chooses).
     let plan: Vec<(usize, u64)> = sizes
         .iter()
-        .flat_map(|&n| (0..if n <= 1_024 { 3 } else { 1 }).map(move |s| (n, 11 + s)))
+        .flat_map(|&n| {
+            let seeds: Vec<u64> = if !args.scale_seed.is_empty() {
+                args.scale_seed.clone()
+            } else if n <= 1_024 {
+                vec![11, 12, 13]
+            } else {
+                vec![11]
+            };
+            seeds.into_iter().map(move |s| (n, s))
+        })
         .collect();
     for (n, seed) in plan {
         let t0 = Instant::now();
