@@ -76,6 +76,10 @@ struct Args {
     /// Scale only: these seeds (default 11, 12, 13 up to N = 1 024 and 11 above).
     #[arg(long, value_delimiter = ',')]
     scale_seed: Vec<u64>,
+    /// Scale only: log the heal period by period (missing node-origin pairs, frames sent
+    /// per node by type).
+    #[arg(long)]
+    trace_heal: bool,
     /// Where CSV and SVG files go.
     #[arg(long, default_value = "docs/bench")]
     out: PathBuf,
@@ -416,7 +420,13 @@ fn run_scale(args: &Args) -> Result<(), String> {
                 t0.elapsed().as_secs_f64()
             )
         };
-        rows.push(shivya_bench::scale::run(n, idle_s, seed, &mut log)?);
+        rows.push(shivya_bench::scale::run(
+            n,
+            idle_s,
+            seed,
+            args.trace_heal,
+            &mut log,
+        )?);
         // Each run writes its row, so a long plan keeps what it measured.
         emit(
             &args.out,

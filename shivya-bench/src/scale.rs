@@ -106,6 +106,37 @@ fn healed(sim: &Sim, want: &[(NodeId, u64)]) -> bool {
         })
 }
 
+/// One line of the heal trace: the (node, origin) pairs still short of `want`, and the
+/// frames per node of each type sent since `by0`.
+fn heal_trace(sim: &Sim, want: &[(NodeId, u64)], cut: u64, by0: &[(u64, u64); 32]) -> String {
+    let missing: usize = sim
+        .nodes
+        .iter()
+        .map(|s| {
+            want.iter()
+                .filter(|(o, v)| {
+                    s.records()
+                        .get(o)
+                        .is_none_or(|r| version_order(r.version) < version_order(*v))
+                })
+                .count()
+        })
+        .sum();
+    let n = sim.nodes.len() as f64;
+    let by_type: Vec<String> = (0..32u8)
+        .filter_map(|t| {
+            let f = sim.sent_by_type[usize::from(t)].0 - by0[usize::from(t)].0;
+            let name = MessageType::from_u8(t).map_or("other".into(), |m| format!("{m:?}"));
+            (f > 0).then(|| format!("{name} {:.1}", f as f64 / n))
+        })
+        .collect();
+    format!(
+        "heal +{} ms: {missing} pairs missing; frames/node {}",
+        sim.now - cut,
+        by_type.join(", ")
+    )
+}
+
 fn newest(sim: &Sim) -> Vec<(NodeId, u64)> {
     let mut v: Vec<(NodeId, u64)> = sim
         .nodes
@@ -124,11 +155,13 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// One run at `n` nodes (see the module docs). `idle_s` is the idle window's length;
-/// `seed` seeds the network (delays) and, through the node seeds, every node's choices.
+/// `seed` seeds the network (delays) and, through the node seeds, every node's choices;
+/// with `trace_heal` the heal is logged period by period ([`heal_trace`]).
 pub fn run(
     n: usize,
     idle_s: u64,
     seed: u64,
+    trace_heal: bool,
     log: &mut dyn FnMut(&str),
 ) -> Result<ScaleRow, String> {
     let cpu0 = heap::thread_cpu_s();
@@ -197,11 +230,16 @@ pub fn run(
     }
     sim.heal();
     let cut = sim.now;
+    let mut traced = (sim.now, sim.sent_by_type);
     while !healed(&sim, &want) {
         if sim.now - cut > 60_000 {
             return Err(format!("N={n}: no heal in 60 s"));
         }
         sim.run_until(sim.now + CHECK_MS);
+        if trace_heal && sim.now - traced.0 >= PERIOD_MS {
+            log(&heal_trace(&sim, &want, cut, &traced.1));
+            traced = (sim.now, sim.sent_by_type);
+        }
     }
     let heal_ms = (sim.now - cut) as f64;
     let certificates: u64 = sim
