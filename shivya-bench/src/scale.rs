@@ -123,18 +123,29 @@ fn heal_trace(sim: &Sim, want: &[(NodeId, u64)], cut: u64, by0: &[(u64, u64); 32
         })
         .sum();
     let n = sim.nodes.len() as f64;
-    let by_type: Vec<String> = (0..32u8)
-        .filter_map(|t| {
-            let f = sim.sent_by_type[usize::from(t)].0 - by0[usize::from(t)].0;
-            let name = MessageType::from_u8(t).map_or("other".into(), |m| format!("{m:?}"));
-            (f > 0).then(|| format!("{name} {:.1}", f as f64 / n))
-        })
+    let by_type: Vec<String> = sent_by_type(sim, by0)
+        .into_iter()
+        .map(|(name, f, _)| format!("{name} {:.1}", f as f64 / n))
         .collect();
     format!(
         "heal +{} ms: {missing} pairs missing; frames/node {}",
         sim.now - cut,
         by_type.join(", ")
     )
+}
+
+/// The frames and bytes of each frame type the nodes sent since `by0` (types that sent
+/// none are left out).
+fn sent_by_type(sim: &Sim, by0: &[(u64, u64); 32]) -> Vec<(String, u64, u64)> {
+    (0..32u8)
+        .filter_map(|t| {
+            let (f, b) = sim.sent_by_type[usize::from(t)];
+            let (f, b) = (f - by0[usize::from(t)].0, b - by0[usize::from(t)].1);
+            let name =
+                MessageType::from_u8(t).map_or("sealed or unknown".into(), |m| format!("{m:?}"));
+            (f > 0).then_some((name, f, b))
+        })
+        .collect()
 }
 
 fn newest(sim: &Sim) -> Vec<(NodeId, u64)> {
@@ -188,14 +199,9 @@ pub fn run(
     let idle_cpu = heap::thread_cpu_s() - c0;
     let (f1, b1) = sent(&sim);
     let per_node_s = |x: u64, s: u64| x as f64 / n as f64 / s as f64;
-    let idle_by_type = (0..32u8)
-        .filter_map(|t| {
-            let (f, b) = sim.sent_by_type[usize::from(t)];
-            let (f, b) = (f - by0[usize::from(t)].0, b - by0[usize::from(t)].1);
-            let name =
-                MessageType::from_u8(t).map_or("sealed or unknown".into(), |m| format!("{m:?}"));
-            (f > 0).then(|| (name, per_node_s(f, idle_s), per_node_s(b, idle_s)))
-        })
+    let idle_by_type = sent_by_type(&sim, &by0)
+        .into_iter()
+        .map(|(name, f, b)| (name, per_node_s(f, idle_s), per_node_s(b, idle_s)))
         .collect();
     let heap_per_node = heap::live_bytes().map_or(f64::NAN, |b| b as f64 / n as f64);
     let rss_per_node = heap::rss_bytes().map_or(f64::NAN, |b| b as f64 / n as f64);
