@@ -461,7 +461,20 @@ mod tests {
 
     #[test]
     fn a_small_mesh_runs_every_phase() {
-        let r = run(16, 2, 1, &mut |_| {}).unwrap();
+        let mut lines = Vec::new();
+        let r = run(16, 2, 1, true, &mut |l| lines.push(l.to_string())).unwrap();
+        // The trace logs once per whole period of the heal, each with the pairs missing.
+        let traced: Vec<&String> = lines.iter().filter(|l| l.starts_with("heal +")).collect();
+        let periods = (r.heal_ms as u64).div_ceil(PERIOD_MS) as usize;
+        assert!(
+            traced.len() + 1 >= periods && traced.len() <= periods,
+            "{} trace lines for a {} ms heal: {lines:?}",
+            traced.len(),
+            r.heal_ms
+        );
+        assert!(traced
+            .iter()
+            .all(|l| l.contains("pairs missing; frames/node")));
         assert!(
             r.discovery_ms > 0.0 && r.spread_ms > 0.0 && r.heal_ms > 0.0,
             "{r:?}"
