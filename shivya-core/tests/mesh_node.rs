@@ -478,6 +478,64 @@ fn a_record_learned_between_rounds_is_forwarded_within_a_sub_round() {
     );
 }
 
+/// While more rumours are hot than one sub-round pushes, the sub-round also sends each
+/// target the next digest page (a pull of what it finds us lacking); with a few rumours
+/// hot, a sub-round pushes only.
+#[test]
+fn a_sub_round_pulls_with_digest_pages_only_while_rumours_queue() {
+    use shivya_core::mesh::{RUMOR_RECORDS, RUMOR_SUBROUNDS};
+    use shivya_core::p2p::protocol::RecordWire;
+    use shivya_core::p2p::{Body, Frame, NodeId};
+    let pages_in_sub_round = |arriving: u64| -> usize {
+        let mut n = node(WorkloadTopology::complete(2).unwrap(), SettleMode::CurlFree);
+        let from: std::net::SocketAddr = "10.0.0.9:1".parse().unwrap();
+        let peer = NodeId::from_seed(9);
+        let deliver = |n: &mut NodeState, origins: std::ops::Range<u64>, now: u64| {
+            let records: Vec<RecordWire> = origins
+                .map(|k| RecordWire {
+                    origin: NodeId::from_seed(k),
+                    version: 3,
+                    queue: vec![(1, 2.0)],
+                    offload: vec![],
+                    seal: None,
+                })
+                .collect();
+            for chunk in records.chunks(10) {
+                let f = Frame::new(0, peer, Body::Deltas(chunk.to_vec()));
+                n.handle_datagram(from, &f.encode().unwrap(), now);
+            }
+        };
+        let drain = |n: &mut NodeState| {
+            let mut buf = Vec::new();
+            let mut bodies = Vec::new();
+            while n.poll_transmit(&mut buf).is_some() {
+                bodies.push(Frame::decode(&buf).unwrap().body);
+            }
+            bodies
+        };
+        // The peer becomes known; a round runs at 1 and sends what it has.
+        deliver(&mut n, 100..101, 1);
+        n.handle_timeout(1);
+        drain(&mut n);
+        // Just after the round, `arriving` records come in; the sub-round follows.
+        deliver(&mut n, 1000..1000 + arriving, 2);
+        drain(&mut n);
+        let base = n.config().gossip_interval_ms;
+        n.handle_timeout(1 + base / RUMOR_SUBROUNDS);
+        drain(&mut n)
+            .iter()
+            .filter(|b| matches!(b, Body::Digest { reply: false, .. }))
+            .count()
+    };
+    let per_sub_round = (RUMOR_RECORDS / RUMOR_SUBROUNDS as usize) as u64;
+    assert_eq!(pages_in_sub_round(4), 0, "a few rumours: push only");
+    assert_eq!(
+        pages_in_sub_round(per_sub_round + 20),
+        1,
+        "rumours queueing: one page to the one target"
+    );
+}
+
 #[test]
 fn a_ping_carrying_a_view_is_answered_and_a_different_view_starts_the_range_exchange() {
     use shivya_core::mesh::RecordStore;

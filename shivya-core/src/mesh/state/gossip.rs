@@ -377,17 +377,21 @@ impl NodeState {
             self.send_summary(&targets);
             return;
         }
-        for (_, addr) in &targets {
-            // Each target gets the next page: the sweep over all origins goes `fanout`
-            // times faster than with one page per round.
-            let (page, next) = self.records.digest_page(self.digest_cursor);
-            self.digest_cursor = next.unwrap_or(NodeId::ZERO);
-            self.send_digest(*addr, page, false);
-        }
+        self.send_pages(&targets);
         let published = self.publish_own(&targets);
         self.rumor(&targets);
         if published {
             self.rumour(self.id);
+        }
+    }
+
+    /// Sends each of `targets` the next page of the digest sweep: the sweep over all
+    /// origins goes `fanout` times faster than with one page per round.
+    fn send_pages(&mut self, targets: &[(NodeId, SocketAddr)]) {
+        for (_, addr) in targets {
+            let (page, next) = self.records.digest_page(self.digest_cursor);
+            self.digest_cursor = next.unwrap_or(NodeId::ZERO);
+            self.send_digest(*addr, page, false);
         }
     }
 
@@ -416,11 +420,20 @@ impl NodeState {
     }
 
     /// A rumour sub-round between rounds (see [`RUMOR_SUBROUNDS`]): a write of our own not
-    /// yet published and the freshest rumours, to `fanout` newly drawn targets.
+    /// yet published and the freshest rumours, to `fanout` newly drawn targets, and the
+    /// next digest pages to them while rumours queue.
     pub(super) fn rumor_subround(&mut self) {
         let targets = self.gossip_targets(self.config.fanout);
         if targets.is_empty() {
             return;
+        }
+        // More rumours are hot than this sub-round pushes: records are arriving faster
+        // than they can be passed on (a heal, discovery, every node writing), and most
+        // copies a target gets from pushes it already holds. The next pages of the sweep
+        // pull exactly what each target's answer finds us lacking there, and hand it what
+        // it lacks (its reply digest).
+        if self.hot.len() > RUMOR_RECORDS / RUMOR_SUBROUNDS as usize {
+            self.send_pages(&targets);
         }
         let published = self.publish_own(&targets);
         self.rumor(&targets);
