@@ -474,8 +474,18 @@ impl NodeState {
             .iter()
             .map(|(o, r)| (*r, o.fold64() ^ salt, *o))
             .collect();
-        picked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
-        picked.truncate(RUMOR_RECORDS / RUMOR_SUBROUNDS as usize);
+        // The order is total (the origin breaks ties), so selecting the first `take` and
+        // sorting only them gives what sorting all would: linear in the hot set, which
+        // holds thousands of records while a large mesh heals.
+        let order = |a: &(u32, u64, NodeId), b: &(u32, u64, NodeId)| {
+            b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2))
+        };
+        let take = RUMOR_RECORDS / RUMOR_SUBROUNDS as usize;
+        if picked.len() > take {
+            picked.select_nth_unstable_by(take, order);
+            picked.truncate(take);
+        }
+        picked.sort_by(order);
         let mut records = Vec::with_capacity(picked.len());
         for (left, _, origin) in picked {
             match self.records.get(&origin) {
